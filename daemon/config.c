@@ -1,0 +1,321 @@
+/* config.c - loading, defaults and validation of the config file (JSON with comments). */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dripd/config.h"
+#include "dripd/error.h"
+#include "dripd/json.h"
+#include "dripd/util.h"
+
+/*
+ * DESIGN. The file is parsed into a json_doc (positions, no duplicate keys), each section
+ * is checked against its list of known keys, and values are copied into a plain struct
+ * with defaults filled first. A config is immutable once loaded: a reload builds a new one.
+ */
+
+static const char *const config_top_keys[] = { "state_dir",  "content_dir", "control_socket",
+					       "timezone",   "log_level",   "delivery",
+					       "tracking",   "inbox",       "webhooks",
+					       "test_clock", "clock_rate",  NULL };
+static const char *const config_delivery_keys[] = {
+	"url", "from", "username", "password_file", "max_connections", "per_hour", NULL
+};
+static const char *const config_tracking_keys[] = { "listen", "base_url", "secret_file", NULL };
+static const char *const config_inbox_keys[] = { "url", "username", "password_file", "poll", NULL };
+static const char *const config_webhook_keys[] = { "url", "events", NULL };
+static const char *const config_log_levels[] = { "error", "warning", "info", "debug", NULL };
+
+static void config_set(char **field, const char *value)
+{
+	free(*field);
+	*field = xstrdup(value);
+}
+
+struct config *config_defaults(void)
+{
+	struct config *cfg = xcalloc(1, sizeof(*cfg));
+	cfg->path = xstrdup("");
+	cfg->state_dir = xstrdup("/var/lib/dripd");
+	cfg->content_dir = xstrdup("/etc/dripd/content");
+	cfg->control_socket = xstrdup("/run/dripd/control.sock");
+	cfg->timezone = xstrdup("UTC");
+	cfg->log_level = xstrdup("info");
+	cfg->delivery.url = xstrdup("smtp://127.0.0.1:25");
+	cfg->delivery.from = xstrdup("dripd <dripd@localhost>");
+	cfg->delivery.username = xstrdup("");
+	cfg->delivery.password_file = xstrdup("");
+	cfg->delivery.max_connections = 4;
+	cfg->delivery.per_hour = 0;
+	cfg->tracking.listen = xstrdup("127.0.0.1:8025");
+	cfg->tracking.base_url = xstrdup("http://127.0.0.1:8025");
+	cfg->tracking.secret_file = xstrdup("");
+	cfg->inbox.url = xstrdup("");
+	cfg->inbox.username = xstrdup("");
+	cfg->inbox.password_file = xstrdup("");
+	cfg->inbox.poll = 60;
+	cfg->test_clock = false;
+	cfg->clock_rate = 1.0;
+	return cfg;
+}
+
+void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	free(cfg->path);
+	free(cfg->state_dir);
+	free(cfg->content_dir);
+	free(cfg->control_socket);
+	free(cfg->timezone);
+	free(cfg->log_level);
+	free(cfg->delivery.url);
+	free(cfg->delivery.from);
+	free(cfg->delivery.username);
+	free(cfg->delivery.password_file);
+	free(cfg->tracking.listen);
+	free(cfg->tracking.base_url);
+	free(cfg->tracking.secret_file);
+	free(cfg->inbox.url);
+	free(cfg->inbox.username);
+	free(cfg->inbox.password_file);
+	for (size_t i = 0; i < cfg->nwebhooks; i++) {
+		free(cfg->webhooks[i].url);
+		for (size_t j = 0; j < cfg->webhooks[i].nevents; j++)
+			free(cfg->webhooks[i].events[j]);
+		free(cfg->webhooks[i].events);
+	}
+	free(cfg->webhooks);
+	free(cfg);
+}
+
+/* A relative path in the file is relative to the file's folder. */
+static char *config_path(const char *cfg_path, const char *value)
+{
+	if (value[0] == '/' || value[0] == '\0')
+		return xstrdup(value);
+	const char *slash = strrchr(cfg_path, '/');
+	if (!slash)
+		return xstrdup(value);
+	return xasprintf("%.*s/%s", (int)(slash - cfg_path), cfg_path, value);
+}
+
+/* Copies an optional string member; paths are resolved against the file's folder. */
+static int config_string(const struct json_doc *d, const cJSON *obj, const char *key, char **field,
+			 bool is_path, const char *cfg_path, char *err, size_t errlen)
+{
+	const char *v = NULL;
+	int rc = json_get_string(d, obj, key, false, &v, err, errlen);
+	if (rc || !v)
+		return rc;
+	if (strchr(v, '\n') || strchr(v, '\r'))
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(obj, key), err, errlen,
+				 "\"%s\" must not contain a line break", key);
+	free(*field);
+	*field = is_path ? config_path(cfg_path, v) : xstrdup(v);
+	return 0;
+}
+
+static int config_delivery(struct config *cfg, const struct json_doc *d, const cJSON *o, char *err,
+			   size_t errlen)
+{
+	const char *p = cfg->path;
+	int rc;
+	if ((rc = json_check_object(d, o, "delivery", config_delivery_keys, err, errlen)) ||
+	    (rc = config_string(d, o, "url", &cfg->delivery.url, false, p, err, errlen)) ||
+	    (rc = config_string(d, o, "from", &cfg->delivery.from, false, p, err, errlen)) ||
+	    (rc = config_string(d, o, "username", &cfg->delivery.username, false, p, err,
+				errlen)) ||
+	    (rc = config_string(d, o, "password_file", &cfg->delivery.password_file, true, p, err,
+				errlen)) ||
+	    (rc = json_get_int(d, o, "max_connections", 1, 64, &cfg->delivery.max_connections, err,
+			       errlen)) ||
+	    (rc = json_get_int(d, o, "per_hour", 0, 100000000, &cfg->delivery.per_hour, err,
+			       errlen)))
+		return rc;
+	const cJSON *url = cJSON_GetObjectItemCaseSensitive(o, "url");
+	const char *u = cfg->delivery.url;
+	if (strncmp(u, "maildir:", 8) == 0) {
+		if (u[8] == '\0')
+			return json_errf(d, url, err, errlen,
+					 "delivery: \"maildir:\" needs a folder");
+		/* The Maildir path is a path like any other: resolve it against the file. */
+		char *resolved = config_path(cfg->path, u + 8);
+		free(cfg->delivery.url);
+		cfg->delivery.url = xasprintf("maildir:%s", resolved);
+		free(resolved);
+	} else if (strncmp(u, "smtp://", 7) != 0 && strncmp(u, "smtps://", 8) != 0) {
+		return json_errf(d, url, err, errlen,
+				 "delivery: \"url\" must start with smtp://, smtps:// or maildir:");
+	}
+	const char *from = cfg->delivery.from;
+	const char *lt = strrchr(from, '<');
+	char *addr = lt ? xstrndup(lt + 1, strcspn(lt + 1, ">")) : xstrdup(from);
+	bool ok = util_email_valid(addr) && (!lt || strchr(lt, '>'));
+	free(addr);
+	if (!ok)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "from"), err, errlen,
+				 "delivery: \"from\" must be an address such as "
+				 "\"Ana Ruiz <ana@example.com>\"");
+	return 0;
+}
+
+static int config_tracking(struct config *cfg, const struct json_doc *d, const cJSON *o, char *err,
+			   size_t errlen)
+{
+	const char *p = cfg->path;
+	int rc;
+	if ((rc = json_check_object(d, o, "tracking", config_tracking_keys, err, errlen)) ||
+	    (rc = config_string(d, o, "listen", &cfg->tracking.listen, false, p, err, errlen)) ||
+	    (rc = config_string(d, o, "base_url", &cfg->tracking.base_url, false, p, err,
+				errlen)) ||
+	    (rc = config_string(d, o, "secret_file", &cfg->tracking.secret_file, true, p, err,
+				errlen)))
+		return rc;
+	if (strncmp(cfg->tracking.base_url, "http://", 7) != 0 &&
+	    strncmp(cfg->tracking.base_url, "https://", 8) != 0)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "base_url"), err, errlen,
+				 "tracking: \"base_url\" must start with http:// or https://");
+	return 0;
+}
+
+static int config_inbox(struct config *cfg, const struct json_doc *d, const cJSON *o, char *err,
+			size_t errlen)
+{
+	const char *p = cfg->path;
+	int rc;
+	if ((rc = json_check_object(d, o, "inbox", config_inbox_keys, err, errlen)) ||
+	    (rc = config_string(d, o, "url", &cfg->inbox.url, false, p, err, errlen)) ||
+	    (rc = config_string(d, o, "username", &cfg->inbox.username, false, p, err, errlen)) ||
+	    (rc = config_string(d, o, "password_file", &cfg->inbox.password_file, true, p, err,
+				errlen)) ||
+	    (rc = json_get_duration(d, o, "poll", &cfg->inbox.poll, err, errlen)))
+		return rc;
+	if (cfg->inbox.url[0] && strncmp(cfg->inbox.url, "imap://", 7) != 0 &&
+	    strncmp(cfg->inbox.url, "imaps://", 8) != 0)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "url"), err, errlen,
+				 "inbox: \"url\" must start with imap:// or imaps://");
+	if (cfg->inbox.poll < 1)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "poll"), err, errlen,
+				 "inbox: \"poll\" must be at least 1s");
+	return 0;
+}
+
+static int config_webhooks(struct config *cfg, const struct json_doc *d, const cJSON *arr,
+			   char *err, size_t errlen)
+{
+	if (!cJSON_IsArray(arr))
+		return json_errf(d, arr, err, errlen, "\"webhooks\" must be an array");
+	size_t n = (size_t)cJSON_GetArraySize(arr);
+	cfg->webhooks = xcalloc(n, sizeof(*cfg->webhooks));
+	const cJSON *o;
+	cJSON_ArrayForEach(o, arr)
+	{
+		struct config_webhook *w = &cfg->webhooks[cfg->nwebhooks++];
+		const char *url = NULL;
+		int rc;
+		w->url = xstrdup("");
+		if ((rc = json_check_object(d, o, "webhook", config_webhook_keys, err, errlen)) ||
+		    (rc = json_get_string(d, o, "url", true, &url, err, errlen)))
+			return rc;
+		config_set(&w->url, url);
+		if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+			return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "url"), err, errlen,
+					 "webhook: \"url\" must start with http:// or https://");
+		const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "events");
+		if (!ev)
+			continue;
+		if (!cJSON_IsArray(ev))
+			return json_errf(d, ev, err, errlen,
+					 "webhook: \"events\" must be an array of event kinds");
+		w->events = xcalloc((size_t)cJSON_GetArraySize(ev), sizeof(char *));
+		const cJSON *e;
+		cJSON_ArrayForEach(e, ev)
+		{
+			if (!cJSON_IsString(e))
+				return json_errf(d, e, err, errlen,
+						 "webhook: each event kind must be a string");
+			w->events[w->nevents++] = xstrdup(e->valuestring);
+		}
+	}
+	return 0;
+}
+
+static int config_apply(struct config *cfg, const struct json_doc *d, char *err, size_t errlen)
+{
+	const cJSON *root = json_doc_root(d);
+	const char *p = cfg->path;
+	const cJSON *sec;
+	int rc;
+	if ((rc = json_check_object(d, root, "config", config_top_keys, err, errlen)) ||
+	    (rc = config_string(d, root, "state_dir", &cfg->state_dir, true, p, err, errlen)) ||
+	    (rc = config_string(d, root, "content_dir", &cfg->content_dir, true, p, err, errlen)) ||
+	    (rc = config_string(d, root, "control_socket", &cfg->control_socket, true, p, err,
+				errlen)) ||
+	    (rc = config_string(d, root, "timezone", &cfg->timezone, false, p, err, errlen)) ||
+	    (rc = config_string(d, root, "log_level", &cfg->log_level, false, p, err, errlen)) ||
+	    (rc = json_get_bool(d, root, "test_clock", &cfg->test_clock, err, errlen)) ||
+	    (rc = json_get_number(d, root, "clock_rate", 0.001, 10000000, &cfg->clock_rate, err,
+				  errlen)))
+		return rc;
+	bool level_ok = false;
+	for (const char *const *l = config_log_levels; *l; l++)
+		level_ok |= strcmp(*l, cfg->log_level) == 0;
+	if (!level_ok)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(root, "log_level"), err,
+				 errlen, "\"log_level\" must be error, warning, info or debug");
+	if (cfg->clock_rate != 1.0 && !cfg->test_clock)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(root, "clock_rate"), err,
+				 errlen, "\"clock_rate\" needs \"test_clock\": true");
+	if (strlen(cfg->control_socket) >= 108)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(root, "control_socket"), err,
+				 errlen, "\"control_socket\" path is longer than 107 bytes");
+	if ((sec = cJSON_GetObjectItemCaseSensitive(root, "delivery")) &&
+	    (rc = config_delivery(cfg, d, sec, err, errlen)))
+		return rc;
+	if ((sec = cJSON_GetObjectItemCaseSensitive(root, "tracking")) &&
+	    (rc = config_tracking(cfg, d, sec, err, errlen)))
+		return rc;
+	if ((sec = cJSON_GetObjectItemCaseSensitive(root, "inbox")) &&
+	    (rc = config_inbox(cfg, d, sec, err, errlen)))
+		return rc;
+	if ((sec = cJSON_GetObjectItemCaseSensitive(root, "webhooks")) &&
+	    (rc = config_webhooks(cfg, d, sec, err, errlen)))
+		return rc;
+	return 0;
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+	struct json_doc *d = json_doc_load(path, err, errlen);
+	if (!d)
+		return NULL;
+	struct config *cfg = config_defaults();
+	config_set(&cfg->path, path);
+	/* Defaults that are paths follow the file too only when given; absolute defaults stay. */
+	if (config_apply(cfg, d, err, errlen) != 0) {
+		json_doc_free(d);
+		config_free(cfg);
+		return NULL;
+	}
+	json_doc_free(d);
+	return cfg;
+}
+
+const char *config_maildir(const struct config *cfg)
+{
+	return strncmp(cfg->delivery.url, "maildir:", 8) == 0 ? cfg->delivery.url + 8 : NULL;
+}
+
+char *config_warnings(const struct config *cfg)
+{
+	struct buf b;
+	buf_init(&b);
+	if (cfg->test_clock)
+		buf_printf(&b,
+			   "%s: \"test_clock\" is on: business time can be moved by "
+			   "`dripctl clock advance` (rate %g); never in production\n",
+			   cfg->path, cfg->clock_rate);
+	return b.len ? buf_steal(&b) : NULL;
+}

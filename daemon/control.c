@@ -1,0 +1,694 @@
+/* control.c - the Unix control socket: JSON lines in, one command table, JSON lines out. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "dripd/control.h"
+#include "dripd/error.h"
+#include "dripd/journey.h"
+#include "dripd/log.h"
+#include "dripd/mailer.h"
+#include "dripd/proto.h"
+#include "dripd/sched.h"
+
+/*
+ * DESIGN. The listener is a libuv pipe. Each client has a line reader; every complete line
+ * is answered at once through control_handle_line, which is also what the unit tests call.
+ * A client whose unsent answers pile up past CONTROL_MAX_PENDING stops being read until they
+ * drain, so a slow or vanished client costs memory for one answer, not the loop's time.
+ */
+
+#define CONTROL_MAX_PENDING (4 * 1024 * 1024)
+#define CONTROL_MAX_FIELD 256
+
+struct control_client {
+	uv_pipe_t pipe;
+	struct control *ctl;
+	struct proto_reader reader;
+	struct control_client *prev, *next;
+	bool reading;
+	bool closing;
+};
+
+struct control {
+	struct dripd *d;
+	uv_pipe_t server;
+	struct control_client *clients;
+	char *path;
+	int open_handles;
+};
+
+/* ---- arguments ------------------------------------------------------------------------ */
+
+static const char *control_str(const cJSON *args, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(args, key);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* A short text field of a lead: no control characters, at most CONTROL_MAX_FIELD bytes. */
+static int control_check_field(const char *key, const char *v, char *err, size_t errlen)
+{
+	if (strlen(v) > CONTROL_MAX_FIELD)
+		return errf(err, errlen, DRIP_EINVALID, "%s is longer than %d bytes", key,
+			    CONTROL_MAX_FIELD);
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return errf(err, errlen, DRIP_EINVALID,
+				    "%s must not contain control characters", key);
+	return 0;
+}
+
+/* Checks args against the command's table entry: types, required ones, no strangers. */
+static int control_check_args(const struct control_cmd *c, const cJSON *args, char *err,
+			      size_t errlen)
+{
+	if (!cJSON_IsObject(args))
+		return errf(err, errlen, DRIP_EPROTOCOL, "\"args\" must be an object");
+	for (const cJSON *a = args->child; a; a = a->next) {
+		const struct control_arg *spec = NULL;
+		for (size_t i = 0; i < CONTROL_MAX_ARGS && c->args[i].key && !spec; i++)
+			if (strcmp(c->args[i].key, a->string) == 0)
+				spec = &c->args[i];
+		if (!spec)
+			return errf(err, errlen, DRIP_EINVALID, "%s takes no argument \"%s\"",
+				    c->words, a->string);
+		bool ok = spec->kind == CONTROL_ARG_STRING ? cJSON_IsString(a)
+			  : spec->kind == CONTROL_ARG_LIST ? cJSON_IsArray(a)
+							   : cJSON_IsObject(a);
+		const cJSON *e;
+		if (ok && spec->kind != CONTROL_ARG_STRING)
+			cJSON_ArrayForEach(e, a) ok = ok && cJSON_IsString(e);
+		if (!ok)
+			return errf(err, errlen, DRIP_EINVALID, "\"%s\" must be %s", a->string,
+				    spec->kind == CONTROL_ARG_STRING ? "a string"
+				    : spec->kind == CONTROL_ARG_LIST ? "a list of strings"
+								     : "an object of strings");
+	}
+	for (size_t i = 0; i < CONTROL_MAX_ARGS && c->args[i].key; i++)
+		if (c->args[i].required && !cJSON_GetObjectItemCaseSensitive(args, c->args[i].key))
+			return errf(err, errlen, DRIP_EINVALID, "%s needs %s", c->words,
+				    c->args[i].meta);
+	return 0;
+}
+
+/* ---- results -------------------------------------------------------------------------- */
+
+static void control_add_time(cJSON *o, const char *key, int64_t t)
+{
+	char iso[32];
+	if (t <= 0) {
+		cJSON_AddNullToObject(o, key);
+		return;
+	}
+	clock_format_utc(t, iso, sizeof(iso));
+	cJSON_AddStringToObject(o, key, iso);
+}
+
+static cJSON *control_lead_json(const struct lead *l)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "id", (double)l->id);
+	cJSON_AddStringToObject(o, "email", l->email);
+	cJSON_AddStringToObject(o, "first_name", l->first_name);
+	cJSON_AddStringToObject(o, "last_name", l->last_name);
+	cJSON_AddStringToObject(o, "company", l->company);
+	cJSON_AddStringToObject(o, "title", l->title);
+	cJSON_AddStringToObject(o, "tz", l->tz);
+	cJSON_AddStringToObject(o, "stage", l->stage);
+	cJSON_AddStringToObject(o, "status", l->status);
+	cJSON_AddNumberToObject(o, "score", (double)l->score);
+	cJSON *tags = cJSON_Parse(l->tags);
+	cJSON_AddItemToObject(o, "tags", tags ? tags : cJSON_CreateArray());
+	cJSON *attrs = cJSON_Parse(l->attrs);
+	cJSON_AddItemToObject(o, "attrs", attrs ? attrs : cJSON_CreateObject());
+	control_add_time(o, "created_at", l->created_at);
+	return o;
+}
+
+static int control_touch_item(void *arg, const struct touch *t)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "id", (double)t->id);
+	cJSON_AddStringToObject(o, "sequence", t->sequence);
+	cJSON_AddStringToObject(o, "step", t->step);
+	cJSON_AddStringToObject(o, "state", t->state);
+	control_add_time(o, "due_at", t->due_at);
+	control_add_time(o, "sent_at", t->sent_at);
+	cJSON_AddNumberToObject(o, "attempts", (double)t->attempts);
+	if (*t->message_id)
+		cJSON_AddStringToObject(o, "message_id", t->message_id);
+	if (*t->last_error)
+		cJSON_AddStringToObject(o, "last_error", t->last_error);
+	cJSON_AddItemToArray(arg, o);
+	return 0;
+}
+
+static int control_event_item(void *arg, const struct store_event *ev)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "kind", ev->kind);
+	control_add_time(o, "at", ev->at);
+	if (ev->touch_id)
+		cJSON_AddNumberToObject(o, "touch", (double)ev->touch_id);
+	cJSON *detail = cJSON_Parse(ev->detail);
+	cJSON_AddItemToObject(o, "detail", detail ? detail : cJSON_CreateObject());
+	cJSON_AddItemToArray(arg, o);
+	return 0;
+}
+
+/* ---- handlers ------------------------------------------------------------------------- */
+
+static int control_help(struct dripd *d, const cJSON *args, cJSON *result, char *err, size_t errlen)
+{
+	(void)d, (void)args, (void)err, (void)errlen;
+	cJSON *list = cJSON_AddArrayToObject(result, "commands");
+	for (const struct control_cmd *c = control_cmds; c->name; c++) {
+		struct buf usage;
+		buf_init(&usage);
+		control_usage(c, &usage);
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "name", c->name);
+		cJSON_AddStringToObject(o, "usage", usage.data);
+		cJSON_AddStringToObject(o, "summary", c->summary);
+		cJSON_AddItemToArray(list, o);
+		buf_free(&usage);
+	}
+	return 0;
+}
+
+static int control_status(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			  size_t errlen)
+{
+	struct store_status st;
+	int rc;
+	(void)args;
+	if ((rc = store_status(d->store, &st)))
+		return errf(err, errlen, rc, "cannot read the database");
+	int64_t now = clock_now(&d->clock);
+	cJSON_AddStringToObject(result, "version", DRIPD_VERSION);
+	cJSON_AddNumberToObject(result, "pid", (double)getpid());
+	cJSON_AddNumberToObject(result, "uptime_s",
+				(double)((clock_mono_ms() - d->started_mono_ms) / 1000));
+	control_add_time(result, "now", now);
+	cJSON_AddBoolToObject(result, "test_clock", d->clock.test);
+	if (d->clock.test)
+		cJSON_AddNumberToObject(result, "clock_rate", d->clock.rate);
+	cJSON_AddNumberToObject(result, "leads", (double)st.leads);
+	cJSON_AddNumberToObject(result, "active_enrolments", (double)st.active_enrolments);
+	cJSON *t = cJSON_AddObjectToObject(result, "touches");
+	cJSON_AddNumberToObject(t, "pending", (double)st.pending);
+	cJSON_AddNumberToObject(t, "queued", (double)st.queued);
+	cJSON_AddNumberToObject(t, "sending", (double)st.sending);
+	cJSON_AddNumberToObject(t, "sent", (double)st.sent);
+	cJSON_AddNumberToObject(t, "failed", (double)st.failed);
+	cJSON_AddNumberToObject(t, "uncertain", (double)st.uncertain);
+	control_add_time(result, "next_due", st.next_due);
+	cJSON_AddStringToObject(result, "delivery", d->cfg->delivery.url);
+	cJSON *c = cJSON_AddObjectToObject(result, "content");
+	cJSON_AddStringToObject(c, "dir", d->content->dir);
+	cJSON_AddNumberToObject(c, "sequences", (double)d->content->nseqs);
+	cJSON *stages = cJSON_AddArrayToObject(c, "stages");
+	for (size_t i = 0; i < d->content->nstages; i++)
+		cJSON_AddItemToArray(stages, cJSON_CreateString(d->content->stages[i]));
+	return 0;
+}
+
+static char *control_tags_json(const cJSON *tags, char *err, size_t errlen, int *rc)
+{
+	cJSON *out = cJSON_CreateArray();
+	const cJSON *t;
+	*rc = 0;
+	cJSON_ArrayForEach(t, tags)
+	{
+		const char *s = t->valuestring;
+		if (!*s || strlen(s) > 64 || strpbrk(s, ",; \t\r\n")) {
+			*rc = errf(
+				err, errlen, DRIP_EINVALID,
+				"tag \"%.64s\" must be 1-64 characters without spaces, ',' or ';'",
+				s);
+			break;
+		}
+		bool dup = false;
+		const cJSON *seen;
+		cJSON_ArrayForEach(seen, out) dup = dup || strcmp(seen->valuestring, s) == 0;
+		if (!dup)
+			cJSON_AddItemToArray(out, cJSON_CreateString(s));
+	}
+	char *json = *rc ? NULL : cJSON_PrintUnformatted(out);
+	cJSON_Delete(out);
+	return json;
+}
+
+static int control_lead_add(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			    size_t errlen)
+{
+	static const char *const text_keys[] = { "first_name", "last_name", "company", "title",
+						 NULL };
+	struct lead lead;
+	const char *email = control_str(args, "email");
+	const char *stage = control_str(args, "stage");
+	const char *sequence = control_str(args, "sequence");
+	const char *tz = control_str(args, "tz");
+	const cJSON *tags = cJSON_GetObjectItemCaseSensitive(args, "tags");
+	const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(args, "attrs");
+	char *tags_json = NULL, *attrs_json = NULL;
+	int64_t now = clock_now(&d->clock);
+	int rc;
+
+	memset(&lead, 0, sizeof(lead));
+	if (!util_email_valid(email))
+		return errf(err, errlen, DRIP_EINVALID, "\"%.200s\" is not an email address",
+			    email);
+	for (const char *const *k = text_keys; *k; k++) {
+		const char *v = control_str(args, *k);
+		if (v && (rc = control_check_field(*k, v, err, errlen)))
+			return rc;
+	}
+	if (tz && *tz && !clock_tz_valid(tz))
+		return errf(err, errlen, DRIP_EINVALID, "unknown time zone \"%.64s\"", tz);
+	if (!stage)
+		stage = d->content->stages[0];
+	if (content_stage_index(d->content, stage) < 0)
+		return errf(err, errlen, DRIP_EINVALID, "unknown stage \"%.64s\" (stages: %s…)",
+			    stage, d->content->stages[0]);
+	if (sequence && !content_sequence(d->content, sequence))
+		return errf(err, errlen, DRIP_ENOT_FOUND, "no sequence \"%.64s\"", sequence);
+	if (tags && !(tags_json = control_tags_json(tags, err, errlen, &rc)))
+		return rc;
+	if (attrs) {
+		for (const cJSON *a = attrs->child; a; a = a->next) {
+			if (!*a->string || strlen(a->string) > 64 ||
+			    strspn(a->string, "abcdefghijklmnopqrstuvwxyz0123456789_") !=
+				    strlen(a->string)) {
+				free(tags_json);
+				return errf(err, errlen, DRIP_EINVALID,
+					    "attribute name \"%.64s\" must be lower-case letters, "
+					    "digits or '_'",
+					    a->string);
+			}
+			if (strlen(a->valuestring) > 4096) {
+				free(tags_json);
+				return errf(err, errlen, DRIP_EINVALID,
+					    "attribute %s is longer than 4096 bytes", a->string);
+			}
+		}
+		attrs_json = cJSON_PrintUnformatted(attrs);
+	}
+	lead.email = (char *)email;
+	lead.first_name = (char *)control_str(args, "first_name");
+	lead.last_name = (char *)control_str(args, "last_name");
+	lead.company = (char *)control_str(args, "company");
+	lead.title = (char *)control_str(args, "title");
+	lead.tz = (char *)tz;
+	lead.stage = (char *)"";
+	lead.tags = tags_json;
+	lead.attrs = attrs_json;
+
+	/* The lead, its stage move and its first touch are one transaction. */
+	if ((rc = store_begin(d->store))) {
+		errf(err, errlen, rc, "cannot write to the database");
+		goto out;
+	}
+	rc = store_lead_insert(d->store, &lead, now);
+	if (rc == DRIP_EEXISTS) {
+		errf(err, errlen, rc, "lead %.200s exists (use lead update)", email);
+	} else if (rc) {
+		errf(err, errlen, rc, "cannot add lead %.200s", email);
+	} else {
+		lead.stage = (char *)stage;
+		rc = journey_enter_stage(d->store, d->content, &lead, stage, sequence, now, err,
+					 errlen);
+	}
+	if (rc == 0)
+		rc = store_commit(d->store);
+	else
+		store_rollback(d->store);
+	if (rc)
+		goto out;
+	struct lead added;
+	if (store_lead_by_id(d->store, lead.id, &added) == 0) {
+		cJSON_AddItemToObject(result, "lead", control_lead_json(&added));
+		store_lead_clear(&added);
+	}
+	log_info("control: lead %lld %s added in %s", (long long)lead.id, email, stage);
+	if (d->sched)
+		sched_kick(d->sched);
+out:
+	free(tags_json);
+	cJSON_free(attrs_json);
+	return rc;
+}
+
+static int control_lead_show(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			     size_t errlen)
+{
+	struct lead lead;
+	const char *email = control_str(args, "email");
+	int rc = store_lead_by_email(d->store, email, &lead);
+	if (rc == DRIP_ENOT_FOUND)
+		return errf(err, errlen, rc, "no lead %.200s", email);
+	if (rc)
+		return errf(err, errlen, rc, "cannot read lead %.200s", email);
+	cJSON_AddItemToObject(result, "lead", control_lead_json(&lead));
+	cJSON *touches = cJSON_AddArrayToObject(result, "touches");
+	cJSON *events = cJSON_AddArrayToObject(result, "events");
+	if ((rc = store_touches_for_lead(d->store, lead.id, control_touch_item, touches)) ||
+	    (rc = store_events_for_lead(d->store, lead.id, control_event_item, events)))
+		errf(err, errlen, rc, "cannot read the history of %.200s", email);
+	store_lead_clear(&lead);
+	return rc;
+}
+
+static int control_clock_advance(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+				 size_t errlen)
+{
+	int64_t secs;
+	const char *dur = control_str(args, "duration");
+	if (clock_parse_duration(dur, &secs) != 0)
+		return errf(err, errlen, DRIP_EINVALID,
+			    "\"%.32s\" is not a duration such as 30s, 15m, 12h, 3d or 2w", dur);
+	int rc = clock_advance(&d->clock, secs, clock_mono_ms());
+	if (rc)
+		return errf(err, errlen, rc,
+			    "the test clock is off (\"test_clock\": true enables it)");
+	dripd_save_clock(d);
+	control_add_time(result, "now", clock_now(&d->clock));
+	cJSON_AddNumberToObject(result, "advanced_s", (double)secs);
+	if (d->sched)
+		sched_kick(d->sched);
+	return 0;
+}
+
+/* clang-format off */
+const struct control_cmd control_cmds[] = {
+	{ "status", "status", "what the daemon is doing: leads, touches by state, next due",
+	  0, { { 0 } }, control_status },
+	{ "lead.add", "lead add", "add a lead and enrol it in its stage's sequence",
+	  CONTROL_CHANGES_STATE,
+	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
+	    { "--first-name", "first_name", CONTROL_ARG_STRING, false, "NAME" },
+	    { "--last-name", "last_name", CONTROL_ARG_STRING, false, "NAME" },
+	    { "--company", "company", CONTROL_ARG_STRING, false, "NAME" },
+	    { "--title", "title", CONTROL_ARG_STRING, false, "TITLE" },
+	    { "--tz", "tz", CONTROL_ARG_STRING, false, "ZONE" },
+	    { "--stage", "stage", CONTROL_ARG_STRING, false, "STAGE" },
+	    { "--sequence", "sequence", CONTROL_ARG_STRING, false, "NAME" },
+	    { "--tag", "tags", CONTROL_ARG_LIST, false, "TAG" },
+	    { "--attr", "attrs", CONTROL_ARG_MAP, false, "KEY=VALUE" } },
+	  control_lead_add },
+	{ "lead.show", "lead show", "a lead's profile, touches and timeline of events",
+	  0, { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" } }, control_lead_show },
+	{ "clock.advance", "clock advance", "move the test clock forward (test clock only)",
+	  CONTROL_CHANGES_STATE | CONTROL_TEST_CLOCK,
+	  { { NULL, "duration", CONTROL_ARG_STRING, true, "DURATION" } }, control_clock_advance },
+	{ "help", "help", "list the commands", 0, { { 0 } }, control_help },
+	{ 0 },
+};
+/* clang-format on */
+
+const struct control_cmd *control_cmd_find(const char *name)
+{
+	for (const struct control_cmd *c = control_cmds; c->name; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+void control_usage(const struct control_cmd *c, struct buf *out)
+{
+	buf_adds(out, c->words);
+	for (size_t i = 0; i < CONTROL_MAX_ARGS && c->args[i].key; i++) {
+		const struct control_arg *a = &c->args[i];
+		if (!a->flag)
+			buf_printf(out, a->required ? " %s" : " [%s]", a->meta);
+		else
+			buf_printf(out, " [%s %s]%s", a->flag, a->meta,
+				   a->kind == CONTROL_ARG_STRING ? "" : "…");
+	}
+}
+
+/* ---- requests ------------------------------------------------------------------------- */
+
+char *control_handle_line(struct dripd *d, const char *line)
+{
+	char err[1024] = "";
+	cJSON *req = cJSON_Parse(line);
+	cJSON *answer = cJSON_CreateObject();
+	cJSON *result = cJSON_CreateObject();
+	const cJSON *id = req ? cJSON_GetObjectItemCaseSensitive(req, "id") : NULL;
+	const cJSON *v = req ? cJSON_GetObjectItemCaseSensitive(req, "v") : NULL;
+	const cJSON *cmd = req ? cJSON_GetObjectItemCaseSensitive(req, "cmd") : NULL;
+	const cJSON *args = req ? cJSON_GetObjectItemCaseSensitive(req, "args") : NULL;
+	cJSON *empty = NULL;
+	const struct control_cmd *c = NULL;
+	int rc = 0;
+
+	cJSON_AddNumberToObject(answer, "v", PROTO_VERSION);
+	if (cJSON_IsNumber(id) || cJSON_IsString(id))
+		cJSON_AddItemToObject(answer, "id", cJSON_Duplicate(id, 0));
+	if (!cJSON_IsObject(req)) {
+		rc = errf(err, sizeof(err), DRIP_EPROTOCOL,
+			  "a request is one JSON object per line");
+	} else if (!cJSON_IsNumber(v) || v->valuedouble != PROTO_VERSION) {
+		rc = errf(err, sizeof(err), DRIP_EPROTOCOL,
+			  "unsupported protocol version (this dripd speaks \"v\": %d)",
+			  PROTO_VERSION);
+	} else if (!cJSON_IsString(cmd)) {
+		rc = errf(err, sizeof(err), DRIP_EPROTOCOL, "a request needs \"cmd\"");
+	} else if (!(c = control_cmd_find(cmd->valuestring))) {
+		rc = errf(err, sizeof(err), DRIP_EUNKNOWN_COMMAND,
+			  "unknown command \"%.64s\" (try help)", cmd->valuestring);
+	} else if ((c->flags & CONTROL_TEST_CLOCK) && !d->clock.test) {
+		rc = errf(err, sizeof(err), DRIP_EDISABLED,
+			  "%s needs \"test_clock\": true in the config", c->words);
+	} else {
+		if (!args)
+			args = empty = cJSON_CreateObject();
+		rc = control_check_args(c, args, err, sizeof(err));
+		if (rc == 0)
+			rc = c->handler(d, args, result, err, sizeof(err));
+	}
+	if (rc == 0) {
+		cJSON_AddBoolToObject(answer, "ok", 1);
+		cJSON_AddItemToObject(answer, "result", result);
+	} else {
+		cJSON_Delete(result);
+		cJSON_AddBoolToObject(answer, "ok", 0);
+		cJSON *e = cJSON_AddObjectToObject(answer, "error");
+		cJSON_AddStringToObject(e, "code", drip_errname(rc));
+		cJSON_AddStringToObject(e, "message", *err ? err : drip_strerror(rc));
+	}
+	char *out = proto_line(answer);
+	cJSON_Delete(answer);
+	cJSON_Delete(req);
+	cJSON_Delete(empty);
+	return out;
+}
+
+/* ---- the socket ----------------------------------------------------------------------- */
+
+static void control_client_closed_cb(uv_handle_t *h)
+{
+	struct control_client *cl = h->data;
+	struct control *ctl = cl->ctl;
+	proto_reader_free(&cl->reader);
+	free(cl);
+	if (--ctl->open_handles == 0) {
+		free(ctl->path);
+		free(ctl);
+	}
+}
+
+static void control_client_close(struct control_client *cl)
+{
+	if (cl->closing)
+		return;
+	cl->closing = true;
+	if (cl->prev)
+		cl->prev->next = cl->next;
+	else
+		cl->ctl->clients = cl->next;
+	if (cl->next)
+		cl->next->prev = cl->prev;
+	uv_close((uv_handle_t *)&cl->pipe, control_client_closed_cb);
+}
+
+static void control_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	(void)h;
+	b->base = xmalloc(suggested);
+	b->len = suggested;
+}
+
+static void control_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+
+struct control_write {
+	uv_write_t req;
+	char *data;
+};
+
+static void control_write_cb(uv_write_t *req, int status)
+{
+	struct control_write *w = (struct control_write *)req;
+	struct control_client *cl = req->handle->data;
+	free(w->data);
+	free(w);
+	if (status < 0 || cl->closing)
+		return;
+	if (!cl->reading &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&cl->pipe) < CONTROL_MAX_PENDING / 2) {
+		cl->reading = true;
+		uv_read_start((uv_stream_t *)&cl->pipe, control_alloc_cb, control_read_cb);
+	}
+}
+
+static void control_send(struct control_client *cl, char *line)
+{
+	struct control_write *w = xcalloc(1, sizeof(*w));
+	uv_buf_t b = uv_buf_init(line, (unsigned)strlen(line));
+	w->data = line;
+	if (uv_write(&w->req, (uv_stream_t *)&cl->pipe, &b, 1, control_write_cb) != 0) {
+		free(line);
+		free(w);
+		control_client_close(cl);
+		return;
+	}
+	if (cl->reading &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&cl->pipe) > CONTROL_MAX_PENDING) {
+		cl->reading = false;
+		uv_read_stop((uv_stream_t *)&cl->pipe);
+	}
+}
+
+static void control_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct control_client *cl = s->data;
+	if (n < 0) {
+		free(b->base);
+		control_client_close(cl);
+		return;
+	}
+	proto_reader_feed(&cl->reader, b->base, (size_t)n);
+	free(b->base);
+	bool too_long;
+	char *line;
+	for (;;) {
+		line = proto_reader_next(&cl->reader, &too_long);
+		if (too_long) {
+			char *e = xasprintf("{\"v\":%d,\"ok\":false,\"error\":{\"code\":\"%s\","
+					    "\"message\":\"request longer than %d bytes\"}}\n",
+					    PROTO_VERSION, drip_errname(DRIP_ETOO_BIG),
+					    PROTO_MAX_LINE);
+			control_send(cl, e);
+			continue;
+		}
+		if (!line || cl->closing)
+			break;
+		if (!*line)
+			continue;
+		control_send(cl, control_handle_line(cl->ctl->d, line));
+	}
+}
+
+static void control_connection_cb(uv_stream_t *server, int status)
+{
+	struct control *ctl = server->data;
+	if (status < 0) {
+		log_warn("control: accept: %s", uv_strerror(status));
+		return;
+	}
+	struct control_client *cl = xcalloc(1, sizeof(*cl));
+	cl->ctl = ctl;
+	proto_reader_init(&cl->reader);
+	uv_pipe_init(ctl->d->loop, &cl->pipe, 0);
+	cl->pipe.data = cl;
+	ctl->open_handles++;
+	cl->next = ctl->clients;
+	if (cl->next)
+		cl->next->prev = cl;
+	ctl->clients = cl;
+	if (uv_accept(server, (uv_stream_t *)&cl->pipe) != 0) {
+		control_client_close(cl);
+		return;
+	}
+	cl->reading = true;
+	uv_read_start((uv_stream_t *)&cl->pipe, control_alloc_cb, control_read_cb);
+}
+
+/* A socket file nobody answers on is a crash's leftover; one that answers is another dripd. */
+static int control_clear_stale(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat sb;
+	if (lstat(path, &sb) != 0)
+		return 0;
+	if (!S_ISSOCK(sb.st_mode))
+		return errf(err, errlen, DRIP_EEXISTS,
+			    "control: %s exists and is not a socket: refusing to replace it", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int live = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (live)
+		return errf(err, errlen, DRIP_EBUSY,
+			    "control: another dripd answers on %s: refusing to start", path);
+	if (unlink(path) != 0)
+		return errf(err, errlen, DRIP_EIO, "control: cannot remove stale %s: %s", path,
+			    strerror(errno));
+	log_info("control: removed stale socket %s", path);
+	return 0;
+}
+
+struct control *control_new(struct dripd *d, char *err, size_t errlen)
+{
+	const char *path = d->cfg->control_socket;
+	struct control *ctl;
+	int rc;
+	if (control_clear_stale(path, err, errlen))
+		return NULL;
+	ctl = xcalloc(1, sizeof(*ctl));
+	ctl->d = d;
+	ctl->path = xstrdup(path);
+	uv_pipe_init(d->loop, &ctl->server, 0);
+	ctl->server.data = ctl;
+	ctl->open_handles = 1;
+	if ((rc = uv_pipe_bind(&ctl->server, path)) != 0 ||
+	    (rc = uv_listen((uv_stream_t *)&ctl->server, 64, control_connection_cb)) != 0) {
+		errf(err, errlen, DRIP_EIO, "control: cannot listen on %s: %s", path,
+		     uv_strerror(rc));
+		control_close(ctl);
+		return NULL;
+	}
+	/* Users in the daemon's group may drive it; nobody else may. */
+	if (chmod(path, 0660) != 0)
+		log_warn("control: chmod %s: %s", path, strerror(errno));
+	log_info("control: listening on %s", path);
+	return ctl;
+}
+
+static void control_server_closed_cb(uv_handle_t *h)
+{
+	struct control *ctl = h->data;
+	if (--ctl->open_handles == 0) {
+		free(ctl->path);
+		free(ctl);
+	}
+}
+
+void control_close(struct control *ctl)
+{
+	while (ctl->clients)
+		control_client_close(ctl->clients);
+	if (uv_is_active((uv_handle_t *)&ctl->server))
+		unlink(ctl->path);
+	uv_close((uv_handle_t *)&ctl->server, control_server_closed_cb);
+}

@@ -1,0 +1,327 @@
+/* main.c - dripd: arguments, start-up order, signals, reload and an orderly shutdown. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#include "dripd/control.h"
+#include "dripd/dripd.h"
+#include "dripd/error.h"
+#include "dripd/log.h"
+#include "dripd/mailer.h"
+#include "dripd/sched.h"
+#include "dripd/util.h"
+
+/*
+ * DESIGN. Start-up goes config, content, database (with crash recovery), clock, sender
+ * threads, scheduler, control socket, signals; any failure there is fatal with a reason.
+ * SIGTERM and SIGINT drain: no new touch is dispatched, the ones with sender threads finish
+ * and are recorded, then every handle is closed and the loop ends, so the database is left
+ * consistent and valgrind sees no leak. SIGHUP reloads config and content together; if
+ * either is bad the old ones keep running and the reason is logged.
+ */
+
+static const char main_usage[] =
+	"usage: dripd [-c FILE]          run in the foreground\n"
+	"       dripd check [-c FILE]    validate config and content; exit 1 on any error\n"
+	"\n"
+	"  -c, --config FILE   the config file (default " CONFIG_DEFAULT_PATH ")\n"
+	"  -h, --help          this text\n"
+	"  -V, --version       print the version\n"
+	"\n"
+	"dripd walks leads through email sequences matched to their stage in the buyer's\n"
+	"journey. Drive it with dripctl; signals: SIGTERM/SIGINT drain and exit, SIGHUP\n"
+	"reloads config and content.\n";
+
+struct main_signals {
+	uv_signal_t term, intr, hup, pipe;
+};
+
+static struct main_signals main_sigs;
+
+static void main_set_log_level(const struct config *cfg)
+{
+	static const struct {
+		const char *name;
+		enum log_level level;
+	} levels[] = { { "error", LOG_LEVEL_ERR },
+		       { "warning", LOG_LEVEL_WARN },
+		       { "info", LOG_LEVEL_INFO },
+		       { "debug", LOG_LEVEL_DEBUG } };
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		if (strcmp(levels[i].name, cfg->log_level) == 0)
+			log_set_level(levels[i].level);
+}
+
+static int main_check(const char *path)
+{
+	char err[1024];
+	struct config *cfg = config_load(path, err, sizeof(err));
+	if (!cfg) {
+		fprintf(stderr, "dripd check: %s\n", err);
+		return 1;
+	}
+	char *warnings = config_warnings(cfg);
+	if (warnings)
+		fprintf(stderr, "dripd check: warning: %s", warnings);
+	free(warnings);
+	struct content *c = content_load(cfg->content_dir, err, sizeof(err));
+	if (!c) {
+		fprintf(stderr, "dripd check: %s\n", err);
+		config_free(cfg);
+		return 1;
+	}
+	size_t steps = 0;
+	for (size_t i = 0; i < c->nseqs; i++)
+		steps += c->seqs[i].nsteps;
+	printf("%s: ok\n%s: ok (%zu stages, %zu sequences, %zu steps, %zu templates)\n", path,
+	       c->dir, c->nstages, c->nseqs, steps, c->ntpls);
+	content_unref(c);
+	config_free(cfg);
+	return 0;
+}
+
+static void main_mailer_result_cb(void *arg, const struct mailer_result *r)
+{
+	struct dripd *d = arg;
+	sched_on_result(d->sched, r);
+}
+
+/* Keys that only a restart can change; a reload that changes one says so. */
+static void main_reload_warn(const struct config *old, const struct config *cfg)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} keys[] = {
+		{ "state_dir", offsetof(struct config, state_dir) },
+		{ "control_socket", offsetof(struct config, control_socket) },
+		{ "delivery.url", offsetof(struct config, delivery.url) },
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *a = *(char *const *)((const char *)old + keys[i].off);
+		const char *b = *(char *const *)((const char *)cfg + keys[i].off);
+		if (strcmp(a, b) != 0)
+			log_warn("dripd: %s changed: it takes effect at the next restart",
+				 keys[i].name);
+	}
+	if (old->delivery.max_connections != cfg->delivery.max_connections ||
+	    old->test_clock != cfg->test_clock || old->clock_rate != cfg->clock_rate)
+		log_warn("dripd: delivery.max_connections, test_clock and clock_rate take effect "
+			 "at the next restart");
+}
+
+static void main_reload(struct dripd *d)
+{
+	char err[1024];
+	struct config *cfg = config_load(d->cfg->path, err, sizeof(err));
+	if (!cfg) {
+		log_err("dripd: reload refused, the running config stays: %s", err);
+		return;
+	}
+	struct content *c = content_load(cfg->content_dir, err, sizeof(err));
+	if (!c) {
+		log_err("dripd: reload refused, the running content stays: %s", err);
+		config_free(cfg);
+		return;
+	}
+	main_reload_warn(d->cfg, cfg);
+	/* The running config object stays (modules hold pointers into it); only what a
+	 * reload may change is taken from the new one. */
+	free(d->cfg->content_dir);
+	d->cfg->content_dir = xstrdup(cfg->content_dir);
+	free(d->cfg->log_level);
+	d->cfg->log_level = xstrdup(cfg->log_level);
+	main_set_log_level(d->cfg);
+	config_free(cfg);
+	content_unref(d->content);
+	d->content = c;
+	sched_set_content(d->sched, c);
+	sched_kick(d->sched);
+	log_info("dripd: reloaded: %zu sequences from %s", c->nseqs, c->dir);
+}
+
+static void main_close_walk_cb(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void main_drained_cb(void *arg)
+{
+	struct dripd *d = arg;
+	dripd_save_clock(d);
+	mailer_close(d->mailer);
+	sched_close(d->sched);
+	uv_close((uv_handle_t *)&main_sigs.term, NULL);
+	uv_close((uv_handle_t *)&main_sigs.intr, NULL);
+	uv_close((uv_handle_t *)&main_sigs.hup, NULL);
+	uv_close((uv_handle_t *)&main_sigs.pipe, NULL);
+	log_info("dripd: stopped");
+}
+
+static void main_signal_cb(uv_signal_t *h, int signum)
+{
+	struct dripd *d = h->data;
+	if (signum == SIGPIPE)
+		return;
+	if (signum == SIGHUP) {
+		log_info("dripd: SIGHUP: reloading");
+		main_reload(d);
+		return;
+	}
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	log_info("dripd: %s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	control_close(d->control);
+	d->control = NULL;
+	sched_drain(d->sched, main_drained_cb, d);
+}
+
+static void main_signal(uv_loop_t *loop, uv_signal_t *h, int signum, struct dripd *d)
+{
+	uv_signal_init(loop, h);
+	h->data = d;
+	uv_signal_start(h, main_signal_cb, signum);
+}
+
+static int main_mkdirs(const char *path)
+{
+	char *p = xstrdup(path);
+	int rc = 0;
+	for (char *s = p + 1; *s && rc == 0; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0750) != 0 && errno != EEXIST)
+			rc = -1;
+		*s = '/';
+	}
+	if (rc == 0 && mkdir(p, 0750) != 0 && errno != EEXIST)
+		rc = -1;
+	free(p);
+	return rc;
+}
+
+static int main_run(const char *path)
+{
+	struct dripd d;
+	char err[1024];
+	int64_t offset = 0, requeued = 0, uncertain = 0;
+	uv_loop_t loop;
+
+	memset(&d, 0, sizeof(d));
+	if (!(d.cfg = config_load(path, err, sizeof(err))))
+		log_fatal("dripd: %s", err);
+	main_set_log_level(d.cfg);
+	char *warnings = config_warnings(d.cfg);
+	if (warnings)
+		log_warn("dripd: %s", warnings);
+	free(warnings);
+	if (!(d.content = content_load(d.cfg->content_dir, err, sizeof(err))))
+		log_fatal("dripd: %s", err);
+	if (main_mkdirs(d.cfg->state_dir) != 0)
+		log_fatal("dripd: cannot create %s: %s", d.cfg->state_dir, strerror(errno));
+	char *db = xasprintf("%s/dripd.db", d.cfg->state_dir);
+	d.store = store_open(db, err, sizeof(err));
+	free(db);
+	if (!d.store)
+		log_fatal("dripd: %s", err);
+	if (store_recover(d.store, &requeued, &uncertain) != 0)
+		log_fatal("dripd: cannot recover touches left by the last run");
+	if (requeued)
+		log_info("dripd: %lld queued touch(es) from the last run go back to pending",
+			 (long long)requeued);
+	if (uncertain)
+		log_warn("dripd: %lld touch(es) were being sent when the last run ended: marked "
+			 "uncertain, never re-sent without a person (dripctl touch list --state "
+			 "uncertain)",
+			 (long long)uncertain);
+	if (store_setting_get(d.store, DRIPD_CLOCK_SETTING, &offset) != 0)
+		offset = 0;
+	clock_init(&d.clock, d.cfg->test_clock, d.cfg->clock_rate, offset, clock_wall_ms(),
+		   clock_mono_ms());
+	d.started_at = clock_now(&d.clock);
+	d.started_mono_ms = clock_mono_ms();
+
+	if (uv_loop_init(&loop) != 0)
+		log_fatal("dripd: cannot create the event loop");
+	d.loop = &loop;
+	if (!(d.mailer = mailer_new(&loop, d.cfg, main_mailer_result_cb, &d, err, sizeof(err))))
+		log_fatal("dripd: %s", err);
+	d.sched = sched_new(&loop, d.cfg, d.store, &d.clock, d.mailer);
+	sched_set_content(d.sched, d.content);
+	if (!(d.control = control_new(&d, err, sizeof(err))))
+		log_fatal("dripd: %s", err);
+	main_signal(&loop, &main_sigs.term, SIGTERM, &d);
+	main_signal(&loop, &main_sigs.intr, SIGINT, &d);
+	main_signal(&loop, &main_sigs.hup, SIGHUP, &d);
+	main_signal(&loop, &main_sigs.pipe, SIGPIPE, &d);
+	sched_kick(d.sched);
+	log_info("dripd: %s started: %zu sequences, business time %lld%s", DRIPD_VERSION,
+		 d.content->nseqs, (long long)d.started_at, d.clock.test ? " (test clock)" : "");
+
+	uv_run(&loop, UV_RUN_DEFAULT);
+
+	/* Anything still open is closed so the loop can be closed cleanly. */
+	uv_walk(&loop, main_close_walk_cb, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&loop) != 0)
+		log_err("dripd: the loop still had handles at exit");
+	store_close(d.store);
+	content_unref(d.content);
+	config_free(d.cfg);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = { { "config", required_argument, NULL, 'c' },
+					      { "help", no_argument, NULL, 'h' },
+					      { "version", no_argument, NULL, 'V' },
+					      { NULL, 0, NULL, 0 } };
+	const char *path = CONFIG_DEFAULT_PATH;
+	bool check = false;
+	int ch;
+
+	if (argc > 1 && strcmp(argv[1], "check") == 0) {
+		check = true;
+		argv++;
+		argc--;
+	}
+	while ((ch = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'h':
+			fputs(main_usage, stdout);
+			return 0;
+		case 'V':
+			printf("dripd %s\n", DRIPD_VERSION);
+			return 0;
+		default:
+			fputs(main_usage, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "dripd: unexpected argument \"%s\"\n%s", argv[optind], main_usage);
+		return 2;
+	}
+	if (check)
+		return main_check(path);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	int rc = main_run(path);
+	curl_global_cleanup();
+	return rc;
+}

@@ -1,0 +1,245 @@
+/* message.c - RFC 5322 headers, RFC 2047 encoded-words, quoted-printable MIME bodies. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "dripd/error.h"
+#include "dripd/message.h"
+
+static const char message_b64[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void message_base64(struct buf *out, const unsigned char *in, size_t n)
+{
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)in[i] << 16;
+		if (i + 1 < n)
+			v |= (unsigned)in[i + 1] << 8;
+		if (i + 2 < n)
+			v |= in[i + 2];
+		buf_addc(out, message_b64[(v >> 18) & 63]);
+		buf_addc(out, message_b64[(v >> 12) & 63]);
+		buf_addc(out, i + 1 < n ? message_b64[(v >> 6) & 63] : '=');
+		buf_addc(out, i + 2 < n ? message_b64[v & 63] : '=');
+	}
+}
+
+static bool message_plain_ascii(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			return false;
+	return true;
+}
+
+/* The length of the UTF-8 sequence starting at p (1 for a stray byte), never past the end. */
+static size_t message_utf8_len(const unsigned char *p)
+{
+	size_t n = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc0 ? 2 : 1;
+	for (size_t i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 1;
+	return n;
+}
+
+void message_encode_header(struct buf *out, const char *value, size_t used)
+{
+	if (message_plain_ascii(value) && used + strlen(value) <= 900) {
+		buf_adds(out, value);
+		return;
+	}
+	/* Encoded-words of at most 75 characters, each on its own folded line; a UTF-8
+	 * character is never split between two words (RFC 2047 section 5). */
+	const unsigned char *p = (const unsigned char *)value;
+	bool first = true;
+	while (*p) {
+		unsigned char chunk[45];
+		size_t n = 0;
+		while (*p) {
+			size_t len = message_utf8_len(p);
+			if (n + len > sizeof(chunk))
+				break;
+			for (size_t i = 0; i < len; i++) {
+				unsigned char ch = p[i];
+				chunk[n++] = (ch == '\r' || ch == '\n') ? ' ' : ch;
+			}
+			p += len;
+		}
+		if (!first)
+			buf_adds(out, "\r\n ");
+		buf_adds(out, "=?UTF-8?B?");
+		message_base64(out, chunk, n);
+		buf_adds(out, "?=");
+		first = false;
+	}
+}
+
+/* A header line "Name: value" with the value cleaned of CR/LF and encoded when needed. */
+static void message_header(struct buf *out, const char *name, const char *value)
+{
+	struct buf clean;
+	buf_init(&clean);
+	for (const char *p = value; *p; p++)
+		buf_addc(&clean, (*p == '\r' || *p == '\n') ? ' ' : *p);
+	buf_printf(out, "%s: ", name);
+	message_encode_header(out, clean.data ? clean.data : "", strlen(name) + 2);
+	buf_adds(out, "\r\n");
+	buf_free(&clean);
+}
+
+int message_address(const char *value, char *out, size_t outlen)
+{
+	const char *lt = strrchr(value, '<');
+	const char *start = lt ? lt + 1 : value;
+	size_t n = lt ? strcspn(start, ">") : strlen(start);
+	while (n > 0 && start[0] == ' ')
+		start++, n--;
+	while (n > 0 && start[n - 1] == ' ')
+		n--;
+	if ((lt && !strchr(lt, '>')) || n == 0 || n >= outlen)
+		return DRIP_EINVALID;
+	memcpy(out, start, n);
+	out[n] = '\0';
+	if (!util_email_valid(out))
+		return DRIP_EINVALID;
+	return 0;
+}
+
+/* "Display Name <addr>" with the name quoted or encoded as it needs. */
+static void message_mailbox(struct buf *out, const char *name, const char *addr)
+{
+	struct buf clean;
+	buf_init(&clean);
+	for (const char *p = name; *p; p++)
+		if (*p != '\r' && *p != '\n' && *p != '"' && *p != '\\')
+			buf_addc(&clean, *p);
+	if (clean.len == 0) {
+		buf_adds(out, addr);
+	} else if (message_plain_ascii(clean.data)) {
+		buf_printf(out, "\"%s\" <%s>", clean.data, addr);
+	} else {
+		message_encode_header(out, clean.data, 1000);
+		buf_printf(out, " <%s>", addr);
+	}
+	buf_free(&clean);
+}
+
+static void message_from_name(const char *from, char *out, size_t outlen)
+{
+	const char *lt = strrchr(from, '<');
+	size_t n = lt ? (size_t)(lt - from) : 0;
+	while (n > 0 && from[n - 1] == ' ')
+		n--;
+	const char *s = from;
+	if (n >= 2 && s[0] == '"' && s[n - 1] == '"')
+		s++, n -= 2;
+	if (n >= outlen)
+		n = outlen - 1;
+	memcpy(out, s, n);
+	out[n] = '\0';
+}
+
+void message_qp_encode(struct buf *out, const char *in)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t col = 0;
+	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+		if (*p == '\r' && p[1] == '\n')
+			continue;
+		if (*p == '\n') {
+			buf_adds(out, "\r\n");
+			col = 0;
+			continue;
+		}
+		bool at_eol = p[1] == '\0' || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
+		bool literal = (*p >= 33 && *p <= 126 && *p != '=') ||
+			       ((*p == ' ' || *p == '\t') && !at_eol);
+		/* A dot alone at a line start is encoded so no transport can mistake it. */
+		if (*p == '.' && col == 0)
+			literal = false;
+		size_t width = literal ? 1 : 3;
+		if (col + width > 75) {
+			buf_adds(out, "=\r\n");
+			col = 0;
+		}
+		if (literal) {
+			buf_addc(out, (char)*p);
+		} else {
+			buf_addc(out, '=');
+			buf_addc(out, hex[*p >> 4]);
+			buf_addc(out, hex[*p & 15]);
+		}
+		col += width;
+	}
+	if (col > 0)
+		buf_adds(out, "\r\n");
+}
+
+char *message_make_id(const char *from, int64_t touch_id)
+{
+	char addr[256], rnd[25];
+	const char *domain = "localhost";
+	if (message_address(from, addr, sizeof(addr)) == 0)
+		domain = strrchr(addr, '@') + 1;
+	util_random_hex(rnd, 12);
+	return xasprintf("<t%lld.%s@%s>", (long long)touch_id, rnd, domain);
+}
+
+static void message_part(struct buf *out, const char *boundary, const char *type, const char *body)
+{
+	buf_printf(out, "--%s\r\n", boundary);
+	buf_printf(out, "Content-Type: %s; charset=utf-8\r\n", type);
+	buf_adds(out, "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+	message_qp_encode(out, body);
+}
+
+int message_build(const struct message_spec *m, struct buf *out, char *err, size_t errlen)
+{
+	char from_addr[256], to_addr[256], reply_addr[256], name[256], date[64], boundary[40];
+	struct buf v;
+	time_t t = (time_t)m->date;
+	struct tm tm;
+
+	if (message_address(m->from, from_addr, sizeof(from_addr)))
+		return errf(err, errlen, DRIP_EINVALID, "sender address \"%s\" is not usable",
+			    m->from);
+	if (message_address(m->to_addr, to_addr, sizeof(to_addr)))
+		return errf(err, errlen, DRIP_EINVALID, "recipient address \"%s\" is not usable",
+			    m->to_addr);
+	if (m->reply_to && *m->reply_to &&
+	    message_address(m->reply_to, reply_addr, sizeof(reply_addr)))
+		return errf(err, errlen, DRIP_EINVALID, "reply-to address \"%s\" is not usable",
+			    m->reply_to);
+	gmtime_r(&t, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+
+	buf_printf(out, "Date: %s\r\n", date);
+	buf_init(&v);
+	message_from_name(m->from, name, sizeof(name));
+	message_mailbox(&v, name, from_addr);
+	buf_printf(out, "From: %s\r\n", v.data);
+	buf_free(&v);
+	message_mailbox(&v, m->to_name ? m->to_name : "", to_addr);
+	buf_printf(out, "To: %s\r\n", v.data);
+	buf_free(&v);
+	message_header(out, "Subject", m->subject);
+	message_header(out, "Message-ID", m->message_id);
+	if (m->reply_to && *m->reply_to)
+		buf_printf(out, "Reply-To: %s\r\n", reply_addr);
+	buf_adds(out, "MIME-Version: 1.0\r\n");
+	if (!m->html) {
+		buf_adds(out, "Content-Type: text/plain; charset=utf-8\r\n"
+			      "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+		message_qp_encode(out, m->text);
+		return 0;
+	}
+	memcpy(boundary, "=_dripd_", 8);
+	util_random_hex(boundary + 8, 12);
+	buf_printf(out, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n", boundary);
+	/* Text first, HTML last: readers show the last part they can (RFC 2046 5.1.4). */
+	message_part(out, boundary, "text/plain", m->text);
+	message_part(out, boundary, "text/html", m->html);
+	buf_printf(out, "--%s--\r\n", boundary);
+	return 0;
+}

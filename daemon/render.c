@@ -1,0 +1,445 @@
+/* render.c - Markdown to HTML and text with cmark, then merge fields, escaped per output. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <cmark.h>
+
+#include "dripd/error.h"
+#include "dripd/render.h"
+#include "dripd/util.h"
+
+/*
+ * DESIGN. A template's merge fields are first replaced by placeholders made only of
+ * letters and digits ("DRIPDMF7Z"), which cmark passes through untouched in text, code and
+ * link targets. The Markdown is then parsed once; link targets get their placeholders
+ * replaced by percent-encoded values on the tree, so cmark's own URL escaping and
+ * safe-URL rules apply to the result; the HTML renderer runs, and remaining placeholders
+ * are replaced by HTML-escaped values. The text alternative is a small recursive walk of
+ * the same tree (cmark has no plain-text renderer), with values put in verbatim.
+ */
+
+#define RENDER_PH "DRIPDMF"
+#define RENDER_MAX_FIELDS 512
+
+static const char *const render_lead_fields[] = { "first_name", "last_name", "email", "company",
+						  "title",      "stage",     NULL };
+
+struct render_field {
+	char *name;
+	char *fallback; /* NULL without a '|' */
+};
+
+/* Parses "{{ name | fallback }}" starting at s (which points at "{{"); returns the end. */
+static const char *render_parse_field(const char *s, struct render_field *f, char *msg,
+				      size_t msglen)
+{
+	const char *p = s + 2, *end = strstr(p, "}}");
+	const char *nl = strchr(p, '\n');
+	if (!end || (nl && nl < end)) {
+		errf(msg, msglen, DRIP_EINVALID, "\"{{\" is not closed by \"}}\" on the same line");
+		return NULL;
+	}
+	while (*p == ' ')
+		p++;
+	const char *n0 = p;
+	while (p < end &&
+	       (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", *p)))
+		p++;
+	const char *n1 = p;
+	while (*p == ' ' && p < end)
+		p++;
+	if (n1 == n0 || (p < end && *p != '|')) {
+		errf(msg, msglen, DRIP_EINVALID, "malformed merge field \"%.*s\"",
+		     (int)(end + 2 - s), s);
+		return NULL;
+	}
+	char *name = xstrndup(n0, (size_t)(n1 - n0));
+	bool known = strncmp(name, "attrs.", 6) == 0 && name[6] != '\0';
+	for (const char *const *k = render_lead_fields; *k && !known; k++)
+		known = strcmp(*k, name) == 0;
+	if (!known) {
+		errf(msg, msglen, DRIP_EINVALID,
+		     "unknown merge field \"%s\" (known: first_name, last_name, email, company, "
+		     "title, stage, attrs.KEY)",
+		     name);
+		free(name);
+		return NULL;
+	}
+	if (f) {
+		f->name = name;
+		f->fallback = NULL;
+		if (p < end) {
+			const char *v0 = p + 1, *v1 = end;
+			while (v0 < v1 && *v0 == ' ')
+				v0++;
+			while (v1 > v0 && v1[-1] == ' ')
+				v1--;
+			f->fallback = xstrndup(v0, (size_t)(v1 - v0));
+		}
+	} else {
+		free(name);
+	}
+	return end + 2;
+}
+
+int render_check(const char *text, size_t *bad, char *msg, size_t msglen)
+{
+	const char *p = text;
+	while ((p = strstr(p, "{{"))) {
+		const char *next = render_parse_field(p, NULL, msg, msglen);
+		if (!next) {
+			*bad = (size_t)(p - text);
+			return DRIP_EINVALID;
+		}
+		p = next;
+	}
+	if (strstr(text, RENDER_PH)) {
+		*bad = (size_t)(strstr(text, RENDER_PH) - text);
+		errf(msg, msglen, DRIP_EINVALID, "the text \"" RENDER_PH "\" is reserved");
+		return DRIP_EINVALID;
+	}
+	return 0;
+}
+
+struct render_ctx {
+	const struct lead *lead;
+	cJSON *attrs;
+	struct render_field fields[RENDER_MAX_FIELDS];
+	size_t nfields;
+};
+
+/* The value of a field for this lead, its fallback when empty; never NULL. */
+static const char *render_value(const struct render_ctx *rc, const struct render_field *f)
+{
+	const struct lead *l = rc->lead;
+	const char *v = "";
+	if (strcmp(f->name, "first_name") == 0)
+		v = l->first_name;
+	else if (strcmp(f->name, "last_name") == 0)
+		v = l->last_name;
+	else if (strcmp(f->name, "email") == 0)
+		v = l->email;
+	else if (strcmp(f->name, "company") == 0)
+		v = l->company;
+	else if (strcmp(f->name, "title") == 0)
+		v = l->title;
+	else if (strcmp(f->name, "stage") == 0)
+		v = l->stage;
+	else if (strncmp(f->name, "attrs.", 6) == 0 && rc->attrs) {
+		const cJSON *a = cJSON_GetObjectItemCaseSensitive(rc->attrs, f->name + 6);
+		v = cJSON_IsString(a) ? a->valuestring : "";
+	}
+	if (!v || !*v)
+		v = f->fallback ? f->fallback : "";
+	return v;
+}
+
+/* Replaces fields by placeholders; fields are appended to rc. */
+static int render_placeholders(struct render_ctx *rc, const char *text, struct buf *out, char *err,
+			       size_t errlen)
+{
+	const char *p = text, *q;
+	while ((q = strstr(p, "{{"))) {
+		buf_add(out, p, (size_t)(q - p));
+		if (rc->nfields == RENDER_MAX_FIELDS)
+			return errf(err, errlen, DRIP_ECONTENT, "more than %d merge fields",
+				    RENDER_MAX_FIELDS);
+		const char *next = render_parse_field(q, &rc->fields[rc->nfields], err, errlen);
+		if (!next)
+			return DRIP_ECONTENT;
+		buf_printf(out, RENDER_PH "%zuZ", rc->nfields++);
+		p = next;
+	}
+	buf_adds(out, p);
+	return 0;
+}
+
+enum render_escape { RENDER_RAW, RENDER_HTML, RENDER_URL, RENDER_LINE };
+
+static void render_escaped(struct buf *out, const char *v, enum render_escape esc)
+{
+	for (const unsigned char *s = (const unsigned char *)v; *s; s++) {
+		switch (esc) {
+		case RENDER_HTML:
+			if (*s == '<')
+				buf_adds(out, "&lt;");
+			else if (*s == '>')
+				buf_adds(out, "&gt;");
+			else if (*s == '&')
+				buf_adds(out, "&amp;");
+			else if (*s == '"')
+				buf_adds(out, "&quot;");
+			else if (*s == '\'')
+				buf_adds(out, "&#39;");
+			else
+				buf_addc(out, (char)*s);
+			break;
+		case RENDER_URL:
+			if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+			    (*s >= '0' && *s <= '9') || strchr("-._~", *s))
+				buf_addc(out, (char)*s);
+			else
+				buf_printf(out, "%%%02X", *s);
+			break;
+		case RENDER_LINE:
+			buf_addc(out, (*s == '\r' || *s == '\n' || *s == '\t') ? ' ' : (char)*s);
+			break;
+		case RENDER_RAW:
+			buf_addc(out, (char)*s);
+			break;
+		}
+	}
+}
+
+/* Copies `text`, replacing placeholders by escaped values. */
+static char *render_fill(const struct render_ctx *rc, const char *text, enum render_escape esc)
+{
+	struct buf out;
+	const char *p = text, *q;
+	buf_init(&out);
+	while ((q = strstr(p, RENDER_PH))) {
+		char *end;
+		unsigned long i = strtoul(q + strlen(RENDER_PH), &end, 10);
+		buf_add(&out, p, (size_t)(q - p));
+		if (*end == 'Z' && i < rc->nfields) {
+			render_escaped(&out, render_value(rc, &rc->fields[i]), esc);
+			p = end + 1;
+		} else {
+			buf_add(&out, q, strlen(RENDER_PH));
+			p = q + strlen(RENDER_PH);
+		}
+	}
+	buf_adds(&out, p);
+	return buf_steal(&out);
+}
+
+static void render_fix_links(const struct render_ctx *rc, cmark_node *doc)
+{
+	cmark_iter *it = cmark_iter_new(doc);
+	cmark_event_type ev;
+	while ((ev = cmark_iter_next(it)) != CMARK_EVENT_DONE) {
+		cmark_node *n = cmark_iter_get_node(it);
+		cmark_node_type t = cmark_node_get_type(n);
+		if (ev != CMARK_EVENT_ENTER || (t != CMARK_NODE_LINK && t != CMARK_NODE_IMAGE))
+			continue;
+		const char *url = cmark_node_get_url(n);
+		if (url && strstr(url, RENDER_PH)) {
+			char *fixed = render_fill(rc, url, RENDER_URL);
+			cmark_node_set_url(n, fixed);
+			free(fixed);
+		}
+	}
+	cmark_iter_free(it);
+}
+
+/* Prefixes every line of `in` with `first` (the first line) or `rest`. */
+static void render_indent(struct buf *out, const char *in, const char *first, const char *rest)
+{
+	bool at_start = true, is_first = true;
+	for (const char *p = in; *p; p++) {
+		if (at_start) {
+			if (*p != '\n' || is_first)
+				buf_adds(out, is_first ? first : rest);
+			at_start = false;
+			is_first = false;
+		}
+		buf_addc(out, *p);
+		if (*p == '\n')
+			at_start = true;
+	}
+}
+
+static void render_text_node(const struct render_ctx *rc, cmark_node *n, struct buf *out);
+
+static void render_text_children(const struct render_ctx *rc, cmark_node *n, struct buf *out)
+{
+	for (cmark_node *c = cmark_node_first_child(n); c; c = cmark_node_next(c))
+		render_text_node(rc, c, out);
+}
+
+static void render_text_node(const struct render_ctx *rc, cmark_node *n, struct buf *out)
+{
+	const char *lit;
+	struct buf sub;
+	switch (cmark_node_get_type(n)) {
+	case CMARK_NODE_DOCUMENT:
+		render_text_children(rc, n, out);
+		break;
+	case CMARK_NODE_PARAGRAPH: {
+		cmark_node *parent = cmark_node_parent(n);
+		bool tight = parent && cmark_node_get_type(parent) == CMARK_NODE_ITEM &&
+			     cmark_node_get_list_tight(cmark_node_parent(parent));
+		render_text_children(rc, n, out);
+		buf_adds(out, tight ? "\n" : "\n\n");
+		break;
+	}
+	case CMARK_NODE_HEADING:
+		render_text_children(rc, n, out);
+		buf_adds(out, "\n\n");
+		break;
+	case CMARK_NODE_BLOCK_QUOTE:
+		buf_init(&sub);
+		render_text_children(rc, n, &sub);
+		if (sub.data)
+			render_indent(out, sub.data, "> ", "> ");
+		buf_free(&sub);
+		break;
+	case CMARK_NODE_LIST: {
+		int i = cmark_node_get_list_start(n);
+		bool ordered = cmark_node_get_list_type(n) == CMARK_ORDERED_LIST;
+		for (cmark_node *item = cmark_node_first_child(n); item;
+		     item = cmark_node_next(item), i++) {
+			char bullet[16];
+			snprintf(bullet, sizeof(bullet), ordered ? "%d. " : "- ", i);
+			buf_init(&sub);
+			render_text_children(rc, item, &sub);
+			if (sub.data)
+				render_indent(out, sub.data, bullet, ordered ? "   " : "  ");
+			buf_free(&sub);
+		}
+		if (cmark_node_get_list_tight(n))
+			buf_adds(out, "\n");
+		break;
+	}
+	case CMARK_NODE_CODE_BLOCK:
+		lit = cmark_node_get_literal(n);
+		if (lit)
+			render_indent(out, lit, "    ", "    ");
+		buf_adds(out, "\n");
+		break;
+	case CMARK_NODE_THEMATIC_BREAK:
+		buf_adds(out, "----\n\n");
+		break;
+	case CMARK_NODE_TEXT:
+	case CMARK_NODE_CODE:
+		lit = cmark_node_get_literal(n);
+		if (lit)
+			buf_adds(out, lit);
+		break;
+	case CMARK_NODE_SOFTBREAK:
+	case CMARK_NODE_LINEBREAK:
+		buf_adds(out, "\n");
+		break;
+	case CMARK_NODE_LINK:
+	case CMARK_NODE_IMAGE: {
+		const char *url = cmark_node_get_url(n);
+		size_t before = out->len;
+		render_text_children(rc, n, out);
+		/* An autolink's text is its URL already: do not print it twice. */
+		if (url && *url && strcmp(out->data ? out->data + before : "", url) != 0)
+			buf_printf(out, " <%s>", url);
+		break;
+	}
+	case CMARK_NODE_EMPH:
+	case CMARK_NODE_STRONG:
+		render_text_children(rc, n, out);
+		break;
+	default: /* raw HTML and custom nodes never reach the text: the text is for people */
+		break;
+	}
+}
+
+static void render_trim_end(struct buf *b)
+{
+	while (b->len > 0 && (b->data[b->len - 1] == '\n' || b->data[b->len - 1] == ' '))
+		b->data[--b->len] = '\0';
+}
+
+int render_message(const struct content *c, const struct content_template *tpl,
+		   const struct lead *lead, struct render_out *out, char *err, size_t errlen)
+{
+	struct render_ctx *rc = xcalloc(1, sizeof(*rc));
+	struct buf body, html, text;
+	cmark_node *doc = NULL;
+	char *s = NULL;
+	int ret = DRIP_ECONTENT;
+
+	memset(out, 0, sizeof(*out));
+	buf_init(&body);
+	buf_init(&html);
+	buf_init(&text);
+	rc->lead = lead;
+	rc->attrs = cJSON_Parse(lead->attrs && *lead->attrs ? lead->attrs : "{}");
+
+	/* Subject and preheader: merge fields on one line each, no Markdown. */
+	if (render_placeholders(rc, tpl->subject, &body, err, errlen))
+		goto out;
+	out->subject = render_fill(rc, body.data ? body.data : "", RENDER_LINE);
+	buf_free(&body);
+	if (render_placeholders(rc, tpl->preheader, &body, err, errlen))
+		goto out;
+	out->preheader = render_fill(rc, body.data ? body.data : "", RENDER_LINE);
+	buf_free(&body);
+
+	if (render_placeholders(rc, tpl->body, &body, err, errlen))
+		goto out;
+	doc = cmark_parse_document(body.data ? body.data : "", body.len, CMARK_OPT_DEFAULT);
+	render_fix_links(rc, doc);
+
+	buf_adds(&html, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
+			"<meta name=\"viewport\" content=\"width=device-width\">\n<title>");
+	render_escaped(&html, out->subject, RENDER_HTML);
+	buf_adds(&html, "</title>\n</head>\n<body style=\"font-family: sans-serif; "
+			"line-height: 1.5; max-width: 36em;\">\n");
+	if (*out->preheader) {
+		/* The preheader shows in inbox lists and nowhere in the opened message. */
+		buf_adds(&html, "<div style=\"display:none;max-height:0;overflow:hidden;\">");
+		render_escaped(&html, out->preheader, RENDER_HTML);
+		buf_adds(&html, "</div>\n");
+	}
+	s = cmark_render_html(doc, CMARK_OPT_DEFAULT);
+	char *filled = render_fill(rc, s, RENDER_HTML);
+	buf_adds(&html, filled);
+	free(filled);
+	render_text_node(rc, doc, &text);
+	render_trim_end(&text);
+	if ((c->company && *c->company) || (c->postal_address && *c->postal_address)) {
+		buf_adds(&html, "<hr>\n<p style=\"font-size: smaller; color: #666;\">");
+		render_escaped(&html, c->company, RENDER_HTML);
+		if (*c->company && *c->postal_address)
+			buf_adds(&html, "<br>\n");
+		render_escaped(&html, c->postal_address, RENDER_HTML);
+		buf_adds(&html, "</p>\n");
+		buf_adds(&text, "\n\n-- \n");
+		if (*c->company)
+			buf_printf(&text, "%s\n", c->company);
+		if (*c->postal_address)
+			buf_printf(&text, "%s\n", c->postal_address);
+	} else {
+		buf_adds(&text, "\n");
+	}
+	buf_adds(&html, "</body>\n</html>\n");
+	char *raw_text = buf_steal(&text);
+	out->text = render_fill(rc, raw_text, RENDER_RAW);
+	free(raw_text);
+	out->html = buf_steal(&html);
+	ret = 0;
+out:
+	free(s);
+	if (doc)
+		cmark_node_free(doc);
+	for (size_t i = 0; i < rc->nfields; i++) {
+		free(rc->fields[i].name);
+		free(rc->fields[i].fallback);
+	}
+	cJSON_Delete(rc->attrs);
+	free(rc);
+	buf_free(&body);
+	buf_free(&html);
+	buf_free(&text);
+	if (ret)
+		render_out_clear(out);
+	return ret;
+}
+
+void render_out_clear(struct render_out *out)
+{
+	free(out->subject);
+	free(out->preheader);
+	free(out->html);
+	free(out->text);
+	memset(out, 0, sizeof(*out));
+}

@@ -1,0 +1,810 @@
+/* store.c - the SQLite schema, migrations, prepared statements and transactions. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "dripd/error.h"
+#include "dripd/log.h"
+#include "dripd/store.h"
+#include "dripd/util.h"
+
+/*
+ * DESIGN. One connection, WAL mode with synchronous=NORMAL (a process crash loses nothing
+ * committed), foreign keys on. The schema grows only by appending to store_migrations;
+ * PRAGMA user_version records how many have run, and each runs in its own transaction.
+ * Statements are prepared on first use and kept until store_close. The promises the
+ * database itself enforces: one active enrolment per lead (partial unique index) and one
+ * touch per lead and step (unique key), so "a step at most once" does not rest on care.
+ */
+
+static const char *const store_migrations[] = {
+	/* 1: the skeleton's schema. */
+	"CREATE TABLE settings ("
+	"  key TEXT PRIMARY KEY,"
+	"  value INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE TABLE leads ("
+	"  id INTEGER PRIMARY KEY,"
+	"  email TEXT NOT NULL UNIQUE COLLATE NOCASE,"
+	"  first_name TEXT NOT NULL DEFAULT '',"
+	"  last_name TEXT NOT NULL DEFAULT '',"
+	"  company TEXT NOT NULL DEFAULT '',"
+	"  title TEXT NOT NULL DEFAULT '',"
+	"  tz TEXT NOT NULL DEFAULT '',"
+	"  tags TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(tags)),"
+	"  attrs TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(attrs)),"
+	"  stage TEXT NOT NULL,"
+	"  score INTEGER NOT NULL DEFAULT 0,"
+	"  status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'paused',"
+	"    'replied', 'handoff', 'customer', 'completed', 'unsubscribed', 'bounced',"
+	"    'complained', 'forgotten')),"
+	"  created_at INTEGER NOT NULL,"
+	"  updated_at INTEGER NOT NULL"
+	");"
+	"CREATE TABLE enrolments ("
+	"  id INTEGER PRIMARY KEY,"
+	"  lead_id INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE,"
+	"  sequence TEXT NOT NULL,"
+	"  stage TEXT NOT NULL,"
+	"  state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'completed',"
+	"    'exited')),"
+	"  started_at INTEGER NOT NULL,"
+	"  ended_at INTEGER"
+	");"
+	"CREATE UNIQUE INDEX enrolments_one_active ON enrolments(lead_id) WHERE state = 'active';"
+	"CREATE TABLE touches ("
+	"  id INTEGER PRIMARY KEY,"
+	"  lead_id INTEGER NOT NULL REFERENCES leads(id) ON DELETE CASCADE,"
+	"  enrolment_id INTEGER NOT NULL REFERENCES enrolments(id) ON DELETE CASCADE,"
+	"  sequence TEXT NOT NULL,"
+	"  step TEXT NOT NULL,"
+	"  step_index INTEGER NOT NULL,"
+	"  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'queued',"
+	"    'sending', 'sent', 'deferred', 'bounced', 'failed', 'skipped', 'uncertain')),"
+	"  due_at INTEGER NOT NULL,"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  message_id TEXT,"
+	"  sent_at INTEGER,"
+	"  last_error TEXT,"
+	"  created_at INTEGER NOT NULL,"
+	"  updated_at INTEGER NOT NULL,"
+	"  UNIQUE (lead_id, sequence, step)"
+	");"
+	"CREATE INDEX touches_due ON touches(due_at) WHERE state = 'pending';"
+	"CREATE INDEX touches_state ON touches(state) WHERE state IN ('queued', 'sending',"
+	"  'uncertain');"
+	"CREATE UNIQUE INDEX touches_message_id ON touches(message_id);"
+	"CREATE TABLE events ("
+	"  id INTEGER PRIMARY KEY,"
+	"  lead_id INTEGER REFERENCES leads(id) ON DELETE CASCADE,"
+	"  touch_id INTEGER REFERENCES touches(id) ON DELETE CASCADE,"
+	"  kind TEXT NOT NULL,"
+	"  at INTEGER NOT NULL,"
+	"  detail TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail)),"
+	"  confidence REAL"
+	");"
+	"CREATE INDEX events_lead ON events(lead_id, at);"
+	"CREATE INDEX events_at ON events(at);"
+	"CREATE TABLE links ("
+	"  touch_id INTEGER NOT NULL REFERENCES touches(id) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL,"
+	"  url TEXT NOT NULL,"
+	"  tag TEXT NOT NULL DEFAULT '',"
+	"  PRIMARY KEY (touch_id, idx)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE suppressions ("
+	"  address TEXT PRIMARY KEY COLLATE NOCASE,"
+	"  reason TEXT NOT NULL,"
+	"  source TEXT NOT NULL DEFAULT '',"
+	"  at INTEGER NOT NULL"
+	") WITHOUT ROWID;",
+};
+
+#define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
+
+enum store_stmt_id {
+	STMT_BEGIN,
+	STMT_COMMIT,
+	STMT_ROLLBACK,
+	STMT_SETTING_GET,
+	STMT_SETTING_SET,
+	STMT_LEAD_INSERT,
+	STMT_LEAD_BY_EMAIL,
+	STMT_LEAD_BY_ID,
+	STMT_ENROL_START,
+	STMT_ENROL_END,
+	STMT_ENROL_EXIT_ACTIVE,
+	STMT_TOUCH_SKIP_PENDING,
+	STMT_LEAD_SET_STAGE,
+	STMT_TOUCH_SCHEDULE,
+	STMT_TOUCH_NEXT_DUE,
+	STMT_TOUCH_DUE,
+	STMT_TOUCH_MARK_QUEUED,
+	STMT_TOUCH_GET,
+	STMT_TOUCH_SENDING,
+	STMT_TOUCH_SENT,
+	STMT_TOUCH_FINISH,
+	STMT_TOUCH_DEFER,
+	STMT_TOUCH_RELEASE,
+	STMT_RECOVER_QUEUED,
+	STMT_RECOVER_SENDING,
+	STMT_EVENT_ADD,
+	STMT_EVENTS_FOR_LEAD,
+	STMT_TOUCHES_FOR_LEAD,
+	STMT_STATUS,
+	STMT_COUNT
+};
+
+#define STORE_LEAD_COLUMNS                                                                   \
+	"id, email, first_name, last_name, company, title, tz, stage, status, tags, attrs, " \
+	"score, created_at, updated_at"
+#define STORE_TOUCH_COLUMNS                                                      \
+	"id, lead_id, enrolment_id, sequence, step, step_index, state, due_at, " \
+	"coalesce(sent_at, 0), attempts, message_id, last_error"
+
+static const char *const store_sql[STMT_COUNT] = {
+	[STMT_BEGIN] = "BEGIN IMMEDIATE",
+	[STMT_COMMIT] = "COMMIT",
+	[STMT_ROLLBACK] = "ROLLBACK",
+	[STMT_SETTING_GET] = "SELECT value FROM settings WHERE key = ?1",
+	[STMT_SETTING_SET] = "INSERT INTO settings (key, value) VALUES (?1, ?2) "
+			     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+	[STMT_LEAD_INSERT] = "INSERT INTO leads (email, first_name, last_name, company, title, "
+			     "tz, stage, tags, attrs, created_at, updated_at) "
+			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+	[STMT_LEAD_BY_EMAIL] = "SELECT " STORE_LEAD_COLUMNS " FROM leads WHERE email = ?1",
+	[STMT_LEAD_BY_ID] = "SELECT " STORE_LEAD_COLUMNS " FROM leads WHERE id = ?1",
+	[STMT_ENROL_START] = "INSERT INTO enrolments (lead_id, sequence, stage, started_at) "
+			     "VALUES (?1, ?2, ?3, ?4)",
+	[STMT_ENROL_END] = "UPDATE enrolments SET state = ?2, ended_at = ?3 "
+			   "WHERE id = ?1 AND state = 'active'",
+	[STMT_ENROL_EXIT_ACTIVE] = "UPDATE enrolments SET state = 'exited', ended_at = ?2 "
+				   "WHERE lead_id = ?1 AND state = 'active'",
+	[STMT_TOUCH_SKIP_PENDING] = "UPDATE touches SET state = 'skipped', updated_at = ?2, "
+				    "last_error = ?3 WHERE lead_id = ?1 AND state = 'pending'",
+	[STMT_LEAD_SET_STAGE] = "UPDATE leads SET stage = ?2, updated_at = ?3 WHERE id = ?1",
+	[STMT_TOUCH_SCHEDULE] = "INSERT INTO touches (lead_id, enrolment_id, sequence, step, "
+				"step_index, due_at, created_at, updated_at) "
+				"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+	[STMT_TOUCH_NEXT_DUE] = "SELECT min(due_at) FROM touches WHERE state = 'pending'",
+	[STMT_TOUCH_DUE] = "SELECT id FROM touches WHERE state = 'pending' AND due_at <= ?1 "
+			   "ORDER BY due_at, id LIMIT ?2",
+	[STMT_TOUCH_MARK_QUEUED] = "UPDATE touches SET state = 'queued', updated_at = ?2 "
+				   "WHERE id = ?1 AND state = 'pending'",
+	[STMT_TOUCH_GET] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE id = ?1",
+	[STMT_TOUCH_SENDING] = "UPDATE touches SET state = 'sending', message_id = ?2, "
+			       "attempts = attempts + 1, updated_at = ?3 "
+			       "WHERE id = ?1 AND state = 'queued'",
+	[STMT_TOUCH_SENT] = "UPDATE touches SET state = 'sent', sent_at = ?2, updated_at = ?2, "
+			    "last_error = NULL WHERE id = ?1 AND state = 'sending'",
+	[STMT_TOUCH_FINISH] = "UPDATE touches SET state = ?2, last_error = ?3, updated_at = ?4 "
+			      "WHERE id = ?1 AND state IN ('pending', 'queued', 'sending')",
+	[STMT_TOUCH_DEFER] = "UPDATE touches SET state = 'pending', due_at = ?2, last_error = ?3, "
+			     "updated_at = ?4 WHERE id = ?1 AND state = 'sending'",
+	[STMT_TOUCH_RELEASE] = "UPDATE touches SET state = 'pending' "
+			       "WHERE id = ?1 AND state = 'queued'",
+	[STMT_RECOVER_QUEUED] = "UPDATE touches SET state = 'pending' WHERE state = 'queued'",
+	[STMT_RECOVER_SENDING] = "UPDATE touches SET state = 'uncertain' WHERE state = 'sending'",
+	[STMT_EVENT_ADD] = "INSERT INTO events (lead_id, touch_id, kind, at, detail) "
+			   "VALUES (?1, nullif(?2, 0), ?3, ?4, ?5)",
+	[STMT_EVENTS_FOR_LEAD] = "SELECT id, lead_id, coalesce(touch_id, 0), kind, at, detail "
+				 "FROM events WHERE lead_id = ?1 ORDER BY at, id",
+	[STMT_TOUCHES_FOR_LEAD] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches "
+				  "WHERE lead_id = ?1 ORDER BY id",
+	[STMT_STATUS] = "SELECT (SELECT count(*) FROM leads),"
+			" (SELECT count(*) FROM enrolments WHERE state = 'active'),"
+			" (SELECT count(*) FROM touches WHERE state = 'pending'),"
+			" (SELECT count(*) FROM touches WHERE state = 'queued'),"
+			" (SELECT count(*) FROM touches WHERE state = 'sending'),"
+			" (SELECT count(*) FROM touches WHERE state = 'sent'),"
+			" (SELECT count(*) FROM touches WHERE state = 'failed'),"
+			" (SELECT count(*) FROM touches WHERE state = 'uncertain'),"
+			" (SELECT coalesce(min(due_at), 0) FROM touches WHERE state = 'pending')",
+};
+
+static int store_touch_update(struct store *st, sqlite3_stmt *s);
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[STMT_COUNT];
+};
+
+int store_schema_version(void)
+{
+	return STORE_NMIGRATIONS;
+}
+
+static int store_fail(struct store *st, const char *what)
+{
+	log_err("store: %s: %s", what, sqlite3_errmsg(st->db));
+	return DRIP_ESTORE;
+}
+
+/* The prepared statement for `id`, reset and unbound, or NULL (logged) if it cannot prepare. */
+static sqlite3_stmt *store_stmt(struct store *st, enum store_stmt_id id)
+{
+	sqlite3_stmt *s = st->stmt[id];
+	if (!s) {
+		if (sqlite3_prepare_v3(st->db, store_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+				       &st->stmt[id], NULL) != SQLITE_OK) {
+			store_fail(st, store_sql[id]);
+			return NULL;
+		}
+		return st->stmt[id];
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return s;
+}
+
+/* Steps a statement that returns no rows; maps a constraint violation to DRIP_EEXISTS. */
+static int store_exec_stmt(struct store *st, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return DRIP_EEXISTS;
+	return store_fail(st, sqlite3_sql(s));
+}
+
+static void store_bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	sqlite3_bind_text(s, i, v ? v : "", -1, SQLITE_TRANSIENT);
+}
+
+static char *store_col_text(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	return xstrdup(t ? (const char *)t : "");
+}
+
+static int store_migrate(struct store *st, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int version = 0;
+	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+		return errf(err, errlen, DRIP_ESTORE, "cannot read schema version: %s",
+			    sqlite3_errmsg(st->db));
+	if (sqlite3_step(s) == SQLITE_ROW)
+		version = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	if (version > STORE_NMIGRATIONS)
+		return errf(err, errlen, DRIP_ESTORE,
+			    "database schema %d is newer than this dripd knows (%d): "
+			    "refusing to touch it",
+			    version, STORE_NMIGRATIONS);
+	for (int v = version; v < STORE_NMIGRATIONS; v++) {
+		char *msg = NULL;
+		char *sql = xasprintf("BEGIN IMMEDIATE; %s PRAGMA user_version = %d; COMMIT;",
+				      store_migrations[v], v + 1);
+		int rc = sqlite3_exec(st->db, sql, NULL, NULL, &msg);
+		free(sql);
+		if (rc != SQLITE_OK) {
+			errf(err, errlen, DRIP_ESTORE, "migration %d failed: %s", v + 1,
+			     msg ? msg : sqlite3_errmsg(st->db));
+			sqlite3_free(msg);
+			sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+			return DRIP_ESTORE;
+		}
+	}
+	return 0;
+}
+
+struct store *store_open(const char *path, char *err, size_t errlen)
+{
+	struct store *st = xcalloc(1, sizeof(*st));
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_open_v2(path, &st->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+				 NULL);
+	if (rc != SQLITE_OK) {
+		errf(err, errlen, DRIP_ESTORE, "%s: cannot open database: %s", path,
+		     st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, 5000);
+	/* A damaged file is refused here with SQLite's reason, never silently recreated. */
+	if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s, NULL) != SQLITE_OK ||
+	    sqlite3_step(s) != SQLITE_ROW) {
+		errf(err, errlen, DRIP_ESTORE, "%s: cannot use database: %s", path,
+		     sqlite3_errmsg(st->db));
+		goto fail;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	if (sqlite3_exec(st->db,
+			 "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+			 "PRAGMA secure_delete = ON;",
+			 NULL, NULL, NULL) != SQLITE_OK) {
+		errf(err, errlen, DRIP_ESTORE, "%s: %s", path, sqlite3_errmsg(st->db));
+		goto fail;
+	}
+	if (store_migrate(st, err, errlen) != 0)
+		goto fail;
+	return st;
+fail:
+	sqlite3_finalize(s);
+	store_close(st);
+	return NULL;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < STMT_COUNT; i++)
+		sqlite3_finalize(st->stmt[i]);
+	sqlite3_close(st->db);
+	free(st);
+}
+
+int store_begin(struct store *st)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_BEGIN);
+	return s ? store_exec_stmt(st, s) : DRIP_ESTORE;
+}
+
+int store_commit(struct store *st)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_COMMIT);
+	int rc = s ? store_exec_stmt(st, s) : DRIP_ESTORE;
+	if (rc)
+		store_rollback(st);
+	return rc;
+}
+
+void store_rollback(struct store *st)
+{
+	if (sqlite3_get_autocommit(st->db))
+		return;
+	sqlite3_stmt *s = store_stmt(st, STMT_ROLLBACK);
+	if (s)
+		store_exec_stmt(st, s);
+}
+
+int store_setting_get(struct store *st, const char *key, int64_t *value)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_SETTING_GET);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, key);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*value = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		return 0;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "setting");
+}
+
+int store_setting_set(struct store *st, const char *key, int64_t value)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_SETTING_SET);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, key);
+	sqlite3_bind_int64(s, 2, value);
+	return store_exec_stmt(st, s);
+}
+
+int store_lead_insert(struct store *st, struct lead *lead, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEAD_INSERT);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, lead->email);
+	store_bind_text(s, 2, lead->first_name);
+	store_bind_text(s, 3, lead->last_name);
+	store_bind_text(s, 4, lead->company);
+	store_bind_text(s, 5, lead->title);
+	store_bind_text(s, 6, lead->tz);
+	store_bind_text(s, 7, lead->stage);
+	store_bind_text(s, 8, lead->tags && *lead->tags ? lead->tags : "[]");
+	store_bind_text(s, 9, lead->attrs && *lead->attrs ? lead->attrs : "{}");
+	sqlite3_bind_int64(s, 10, now);
+	int rc = store_exec_stmt(st, s);
+	if (rc == 0) {
+		lead->id = sqlite3_last_insert_rowid(st->db);
+		lead->created_at = lead->updated_at = now;
+	}
+	return rc;
+}
+
+static int store_lead_row(struct store *st, sqlite3_stmt *s, struct lead *out)
+{
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "lead");
+	}
+	memset(out, 0, sizeof(*out));
+	out->id = sqlite3_column_int64(s, 0);
+	out->email = store_col_text(s, 1);
+	out->first_name = store_col_text(s, 2);
+	out->last_name = store_col_text(s, 3);
+	out->company = store_col_text(s, 4);
+	out->title = store_col_text(s, 5);
+	out->tz = store_col_text(s, 6);
+	out->stage = store_col_text(s, 7);
+	out->status = store_col_text(s, 8);
+	out->tags = store_col_text(s, 9);
+	out->attrs = store_col_text(s, 10);
+	out->score = sqlite3_column_int64(s, 11);
+	out->created_at = sqlite3_column_int64(s, 12);
+	out->updated_at = sqlite3_column_int64(s, 13);
+	sqlite3_reset(s);
+	return 0;
+}
+
+int store_lead_by_email(struct store *st, const char *email, struct lead *out)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEAD_BY_EMAIL);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, email);
+	return store_lead_row(st, s, out);
+}
+
+int store_lead_by_id(struct store *st, int64_t id, struct lead *out)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEAD_BY_ID);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	return store_lead_row(st, s, out);
+}
+
+void store_lead_clear(struct lead *lead)
+{
+	free(lead->email);
+	free(lead->first_name);
+	free(lead->last_name);
+	free(lead->company);
+	free(lead->title);
+	free(lead->tz);
+	free(lead->stage);
+	free(lead->status);
+	free(lead->tags);
+	free(lead->attrs);
+	memset(lead, 0, sizeof(*lead));
+}
+
+int store_enrolment_start(struct store *st, int64_t lead_id, const char *sequence,
+			  const char *stage, int64_t now, int64_t *enrolment_id)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_ENROL_START);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	store_bind_text(s, 2, sequence);
+	store_bind_text(s, 3, stage);
+	sqlite3_bind_int64(s, 4, now);
+	int rc = store_exec_stmt(st, s);
+	if (rc == 0)
+		*enrolment_id = sqlite3_last_insert_rowid(st->db);
+	return rc;
+}
+
+int store_enrolment_end(struct store *st, int64_t enrolment_id, const char *state, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_ENROL_END);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, enrolment_id);
+	store_bind_text(s, 2, state);
+	sqlite3_bind_int64(s, 3, now);
+	int rc = store_exec_stmt(st, s);
+	if (rc == 0 && sqlite3_changes(st->db) == 0)
+		return DRIP_ENOT_FOUND;
+	return rc;
+}
+
+int store_enrolment_exit_active(struct store *st, int64_t lead_id, const char *reason, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SKIP_PENDING);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	sqlite3_bind_int64(s, 2, now);
+	store_bind_text(s, 3, reason);
+	if ((rc = store_exec_stmt(st, s)))
+		return rc;
+	if (!(s = store_stmt(st, STMT_ENROL_EXIT_ACTIVE)))
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	sqlite3_bind_int64(s, 2, now);
+	return store_exec_stmt(st, s);
+}
+
+int store_lead_set_stage(struct store *st, int64_t lead_id, const char *stage, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEAD_SET_STAGE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	store_bind_text(s, 2, stage);
+	sqlite3_bind_int64(s, 3, now);
+	return store_touch_update(st, s);
+}
+
+int store_touch_schedule(struct store *st, int64_t lead_id, int64_t enrolment_id,
+			 const char *sequence, const char *step, int64_t step_index, int64_t due_at,
+			 int64_t now, int64_t *touch_id)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SCHEDULE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	sqlite3_bind_int64(s, 2, enrolment_id);
+	store_bind_text(s, 3, sequence);
+	store_bind_text(s, 4, step);
+	sqlite3_bind_int64(s, 5, step_index);
+	sqlite3_bind_int64(s, 6, due_at);
+	sqlite3_bind_int64(s, 7, now);
+	int rc = store_exec_stmt(st, s);
+	if (rc == 0 && touch_id)
+		*touch_id = sqlite3_last_insert_rowid(st->db);
+	return rc;
+}
+
+int store_touch_next_due(struct store *st, int64_t *due_at)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_NEXT_DUE);
+	if (!s)
+		return DRIP_ESTORE;
+	int rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return store_fail(st, "next due");
+	}
+	bool none = sqlite3_column_type(s, 0) == SQLITE_NULL;
+	*due_at = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return none ? DRIP_ENOT_FOUND : 0;
+}
+
+int store_touch_claim(struct store *st, int64_t now, size_t max, int64_t *ids, size_t *n)
+{
+	sqlite3_stmt *s;
+	int rc;
+	*n = 0;
+	if ((rc = store_begin(st)))
+		return rc;
+	if (!(s = store_stmt(st, STMT_TOUCH_DUE)))
+		goto fail;
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_int64(s, 2, (int64_t)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max)
+		ids[(*n)++] = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		store_fail(st, "claim");
+		goto fail;
+	}
+	for (size_t i = 0; i < *n; i++) {
+		if (!(s = store_stmt(st, STMT_TOUCH_MARK_QUEUED)))
+			goto fail;
+		sqlite3_bind_int64(s, 1, ids[i]);
+		sqlite3_bind_int64(s, 2, now);
+		if (store_exec_stmt(st, s))
+			goto fail;
+	}
+	return store_commit(st);
+fail:
+	store_rollback(st);
+	*n = 0;
+	return DRIP_ESTORE;
+}
+
+static void store_touch_row(sqlite3_stmt *s, struct touch *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->id = sqlite3_column_int64(s, 0);
+	out->lead_id = sqlite3_column_int64(s, 1);
+	out->enrolment_id = sqlite3_column_int64(s, 2);
+	out->sequence = store_col_text(s, 3);
+	out->step = store_col_text(s, 4);
+	out->step_index = sqlite3_column_int64(s, 5);
+	out->state = store_col_text(s, 6);
+	out->due_at = sqlite3_column_int64(s, 7);
+	out->sent_at = sqlite3_column_int64(s, 8);
+	out->attempts = sqlite3_column_int64(s, 9);
+	out->message_id = store_col_text(s, 10);
+	out->last_error = store_col_text(s, 11);
+}
+
+int store_touch_get(struct store *st, int64_t id, struct touch *out)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_GET);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		store_touch_row(s, out);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "touch");
+}
+
+void store_touch_clear(struct touch *t)
+{
+	free(t->sequence);
+	free(t->step);
+	free(t->state);
+	free(t->message_id);
+	free(t->last_error);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Runs an UPDATE of one touch; DRIP_ENOT_FOUND when the touch was not in the expected state. */
+static int store_touch_update(struct store *st, sqlite3_stmt *s)
+{
+	int rc = store_exec_stmt(st, s);
+	if (rc == 0 && sqlite3_changes(st->db) == 0)
+		return DRIP_ENOT_FOUND;
+	return rc;
+}
+
+int store_touch_sending(struct store *st, int64_t id, const char *message_id, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SENDING);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	store_bind_text(s, 2, message_id);
+	sqlite3_bind_int64(s, 3, now);
+	return store_touch_update(st, s);
+}
+
+int store_touch_sent(struct store *st, int64_t id, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SENT);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, now);
+	return store_touch_update(st, s);
+}
+
+int store_touch_finish(struct store *st, int64_t id, const char *state, const char *reason,
+		       int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_FINISH);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	store_bind_text(s, 2, state);
+	store_bind_text(s, 3, reason);
+	sqlite3_bind_int64(s, 4, now);
+	return store_touch_update(st, s);
+}
+
+int store_touch_defer(struct store *st, int64_t id, int64_t due_at, const char *reason, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_DEFER);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, due_at);
+	store_bind_text(s, 3, reason);
+	sqlite3_bind_int64(s, 4, now);
+	return store_touch_update(st, s);
+}
+
+int store_touch_release(struct store *st, int64_t id)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_RELEASE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	return store_touch_update(st, s);
+}
+
+int store_recover(struct store *st, int64_t *requeued, int64_t *uncertain)
+{
+	sqlite3_stmt *s;
+	int rc;
+	if ((rc = store_begin(st)))
+		return rc;
+	if (!(s = store_stmt(st, STMT_RECOVER_QUEUED)) || store_exec_stmt(st, s))
+		goto fail;
+	*requeued = sqlite3_changes(st->db);
+	if (!(s = store_stmt(st, STMT_RECOVER_SENDING)) || store_exec_stmt(st, s))
+		goto fail;
+	*uncertain = sqlite3_changes(st->db);
+	return store_commit(st);
+fail:
+	store_rollback(st);
+	return DRIP_ESTORE;
+}
+
+int store_event_add(struct store *st, int64_t lead_id, int64_t touch_id, const char *kind,
+		    int64_t at, const char *detail_json)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_EVENT_ADD);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	sqlite3_bind_int64(s, 2, touch_id);
+	store_bind_text(s, 3, kind);
+	sqlite3_bind_int64(s, 4, at);
+	store_bind_text(s, 5, detail_json && *detail_json ? detail_json : "{}");
+	return store_exec_stmt(st, s);
+}
+
+int store_events_for_lead(struct store *st, int64_t lead_id, store_event_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_EVENTS_FOR_LEAD);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_event ev = {
+			.id = sqlite3_column_int64(s, 0),
+			.lead_id = sqlite3_column_int64(s, 1),
+			.touch_id = sqlite3_column_int64(s, 2),
+			.kind = (const char *)sqlite3_column_text(s, 3),
+			.at = sqlite3_column_int64(s, 4),
+			.detail = (const char *)sqlite3_column_text(s, 5),
+		};
+		if (cb(arg, &ev)) {
+			sqlite3_reset(s);
+			return 0;
+		}
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "events");
+}
+
+int store_touches_for_lead(struct store *st, int64_t lead_id, store_touch_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCHES_FOR_LEAD);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct touch t;
+		store_touch_row(s, &t);
+		int stop = cb(arg, &t);
+		store_touch_clear(&t);
+		if (stop) {
+			sqlite3_reset(s);
+			return 0;
+		}
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "touches");
+}
+
+int store_status(struct store *st, struct store_status *out)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_STATUS);
+	if (!s)
+		return DRIP_ESTORE;
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		sqlite3_reset(s);
+		return store_fail(st, "status");
+	}
+	out->leads = sqlite3_column_int64(s, 0);
+	out->active_enrolments = sqlite3_column_int64(s, 1);
+	out->pending = sqlite3_column_int64(s, 2);
+	out->queued = sqlite3_column_int64(s, 3);
+	out->sending = sqlite3_column_int64(s, 4);
+	out->sent = sqlite3_column_int64(s, 5);
+	out->failed = sqlite3_column_int64(s, 6);
+	out->uncertain = sqlite3_column_int64(s, 7);
+	out->next_due = sqlite3_column_int64(s, 8);
+	sqlite3_reset(s);
+	return 0;
+}

@@ -1,0 +1,63 @@
+/* config.h - the daemon's configuration file: JSON with comments, defaults, validation. */
+#ifndef DRIPD_CONFIG_H
+#define DRIPD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/dripd/dripd.json"
+
+struct config_webhook {
+	char *url;
+	char **events;
+	size_t nevents;
+};
+
+/*
+ * Every key has a default; relative paths are taken relative to the config file's folder,
+ * so a config and its content can travel together. All strings are owned by the config.
+ */
+struct config {
+	char *path;
+	char *state_dir;
+	char *content_dir;
+	char *control_socket;
+	char *timezone;
+	char *log_level;
+	struct {
+		char *url; /* smtp://, smtps:// or maildir:PATH */
+		char *from;
+		char *username;
+		char *password_file;
+		int64_t max_connections;
+		int64_t per_hour;
+	} delivery;
+	struct {
+		char *listen;
+		char *base_url;
+		char *secret_file;
+	} tracking;
+	struct {
+		char *url;
+		char *username;
+		char *password_file;
+		int64_t poll;
+	} inbox;
+	struct config_webhook *webhooks;
+	size_t nwebhooks;
+	bool test_clock;
+	double clock_rate;
+};
+
+/* Reads and validates `path`. NULL with err = "FILE:LINE: what is wrong" on any error. */
+struct config *config_load(const char *path, char *err, size_t errlen);
+/* The config as if the file were "{}" (every default); for tests and --help. */
+struct config *config_defaults(void);
+void config_free(struct config *cfg);
+/* The Maildir folder when delivery.url is "maildir:PATH", else NULL. */
+const char *config_maildir(const struct config *cfg);
+/* Warnings a person should see from `dripd check` (test clock on, …), one per line; or NULL. */
+char *config_warnings(const struct config *cfg);
+
+#endif

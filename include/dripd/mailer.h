@@ -1,0 +1,52 @@
+/* mailer.h - the sender threads: one job each at a time, outcomes back to the loop. */
+#ifndef DRIPD_MAILER_H
+#define DRIPD_MAILER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "dripd/config.h"
+
+/*
+ * A fixed pool of sender threads, one per allowed connection (delivery.max_connections).
+ * The loop hands a thread one job at a time (mailer_submit only while mailer_idle() > 0), so
+ * a job never waits in a queue after its touch was committed as "sending". A thread does
+ * the delivery and nothing else: it never touches the database or the content. Outcomes
+ * come back on the loop thread through a uv_async, in the callback given to mailer_new.
+ */
+
+enum mailer_outcome { MAILER_OK, MAILER_TEMPFAIL, MAILER_PERMFAIL };
+
+struct mailer_job {
+	int64_t touch_id;
+	char *envelope_from;
+	char *rcpt;
+	char *data; /* the complete message */
+	size_t len;
+};
+
+struct mailer_result {
+	int64_t touch_id;
+	enum mailer_outcome outcome;
+	char detail[256];
+};
+
+typedef void (*mailer_result_cb)(void *arg, const struct mailer_result *r);
+
+struct mailer;
+
+/* Starts the threads for cfg's delivery path. NULL with err if the path cannot be used. */
+struct mailer *mailer_new(uv_loop_t *loop, const struct config *cfg, mailer_result_cb cb, void *arg,
+			  char *err, size_t errlen);
+/* Threads without a job. */
+size_t mailer_idle(const struct mailer *m);
+/* Jobs handed over whose outcome has not come back yet. */
+size_t mailer_busy(const struct mailer *m);
+/* Hands `job` (heap-allocated; the mailer frees it) to an idle thread. */
+void mailer_submit(struct mailer *m, struct mailer_job *job);
+/* Stops and joins the threads (call when mailer_busy() is 0) and frees the mailer. */
+void mailer_close(struct mailer *m);
+
+#endif

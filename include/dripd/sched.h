@@ -1,0 +1,39 @@
+/* sched.h - which touch is due next: claim, render, build, hand to a sender thread. */
+#ifndef DRIPD_SCHED_H
+#define DRIPD_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "dripd/clock.h"
+#include "dripd/config.h"
+#include "dripd/content.h"
+#include "dripd/mailer.h"
+#include "dripd/store.h"
+
+/*
+ * The scheduler follows OpenSMTPD's shape: take due touches up to the free sender threads,
+ * dispatch them, look again at once while more is due, else sleep on one timer until the
+ * next due time (converted from business to machine time). Nothing polls: a lead added, a
+ * clock advanced or an outcome returned calls sched_kick.
+ */
+struct sched;
+
+struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store *st,
+			struct clock *clk, struct mailer *m);
+/* The content to render with from now on (takes a reference, drops the old one). */
+void sched_set_content(struct sched *s, struct content *c);
+/* Something changed: look for due work on the next loop turn. */
+void sched_kick(struct sched *s);
+/* The mailer's result callback: records the outcome, then moves the lead along. */
+void sched_on_result(struct sched *s, const struct mailer_result *r);
+/* Stops dispatching; `done` runs once no job is with a sender thread any more. */
+void sched_drain(struct sched *s, void (*done)(void *arg), void *arg);
+/* Frees the scheduler (after the drain). */
+void sched_close(struct sched *s);
+/* Business time of the next wake-up, 0 when asleep with nothing pending. */
+int64_t sched_next_wake(const struct sched *s);
+
+#endif

@@ -1,0 +1,144 @@
+/* store.h - the SQLite database: schema, migrations, and every query dripd makes. */
+#ifndef DRIPD_STORE_H
+#define DRIPD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The store is the only module that speaks SQL. It keeps one connection and its prepared
+ * statements for the daemon's life, runs on the loop thread only, and returns 0 or a
+ * negative DRIP_E* code (DRIP_ESTORE for SQLite failures, logged by the store with the
+ * statement that failed). Strings handed out in structs are owned by the struct; clear it
+ * with the matching *_clear function.
+ */
+struct store;
+
+struct lead {
+	int64_t id;
+	char *email;
+	char *first_name;
+	char *last_name;
+	char *company;
+	char *title;
+	char *tz;
+	char *stage;
+	char *status;
+	char *tags; /* JSON array of strings */
+	char *attrs; /* JSON object of string values */
+	int64_t score;
+	int64_t created_at;
+	int64_t updated_at;
+};
+
+struct touch {
+	int64_t id;
+	int64_t lead_id;
+	int64_t enrolment_id;
+	char *sequence;
+	char *step;
+	int64_t step_index;
+	char *state;
+	int64_t due_at;
+	int64_t sent_at; /* 0 until sent */
+	int64_t attempts;
+	char *message_id;
+	char *last_error;
+};
+
+struct store_event {
+	int64_t id;
+	int64_t lead_id;
+	int64_t touch_id; /* 0 when the event is not about one touch */
+	const char *kind;
+	int64_t at;
+	const char *detail; /* JSON object */
+};
+
+struct store_status {
+	int64_t leads;
+	int64_t active_enrolments;
+	int64_t pending;
+	int64_t queued;
+	int64_t sending;
+	int64_t sent;
+	int64_t failed;
+	int64_t uncertain;
+	int64_t next_due; /* 0 when nothing is pending */
+};
+
+/* Opens (creating if absent) and migrates the database; ":memory:" for tests. */
+struct store *store_open(const char *path, char *err, size_t errlen);
+void store_close(struct store *st);
+/* The schema version this build migrates to (PRAGMA user_version). */
+int store_schema_version(void);
+
+/* Transactions; nested use is a bug. store_rollback is safe to call after a failed step. */
+int store_begin(struct store *st);
+int store_commit(struct store *st);
+void store_rollback(struct store *st);
+
+int store_setting_get(struct store *st, const char *key, int64_t *value);
+int store_setting_set(struct store *st, const char *key, int64_t value);
+
+/* Inserts lead (email, names, stage, … filled in; id set on return); DRIP_EEXISTS if known. */
+int store_lead_insert(struct store *st, struct lead *lead, int64_t now);
+int store_lead_by_email(struct store *st, const char *email, struct lead *out);
+int store_lead_by_id(struct store *st, int64_t id, struct lead *out);
+void store_lead_clear(struct lead *lead);
+
+/* Starts an enrolment; the schema allows one active enrolment per lead (DRIP_EEXISTS). */
+int store_enrolment_start(struct store *st, int64_t lead_id, const char *sequence,
+			  const char *stage, int64_t now, int64_t *enrolment_id);
+/* Ends an active enrolment as "completed" or "exited". */
+int store_enrolment_end(struct store *st, int64_t enrolment_id, const char *state, int64_t now);
+
+/* Ends the lead's active enrolment, if any, as "exited"; its pending touches become skipped. */
+int store_enrolment_exit_active(struct store *st, int64_t lead_id, const char *reason, int64_t now);
+int store_lead_set_stage(struct store *st, int64_t lead_id, const char *stage, int64_t now);
+
+/*
+ * Schedules one step for a lead as a pending touch. The unique key (lead, sequence, step)
+ * makes "a step at most once per lead" a fact of the database: DRIP_EEXISTS otherwise.
+ */
+int store_touch_schedule(struct store *st, int64_t lead_id, int64_t enrolment_id,
+			 const char *sequence, const char *step, int64_t step_index, int64_t due_at,
+			 int64_t now, int64_t *touch_id);
+/* The earliest due time of a pending touch; DRIP_ENOT_FOUND when none is pending. */
+int store_touch_next_due(struct store *st, int64_t *due_at);
+/* Claims up to `max` due pending touches as queued, oldest due first; their ids into `ids`. */
+int store_touch_claim(struct store *st, int64_t now, size_t max, int64_t *ids, size_t *n);
+int store_touch_get(struct store *st, int64_t id, struct touch *out);
+void store_touch_clear(struct touch *t);
+/* queued -> sending with its Message-ID, committed before a sender thread sees the touch. */
+int store_touch_sending(struct store *st, int64_t id, const char *message_id, int64_t now);
+/* sending -> sent. */
+int store_touch_sent(struct store *st, int64_t id, int64_t now);
+/* Any unfinished state -> a final one: "failed", "skipped" or "bounced", with a reason. */
+int store_touch_finish(struct store *st, int64_t id, const char *state, const char *reason,
+		       int64_t now);
+/* sending -> pending again at `due_at` (a temporary failure), with the reason. */
+int store_touch_defer(struct store *st, int64_t id, int64_t due_at, const char *reason,
+		      int64_t now);
+/* queued -> pending (a claimed touch that was not handed over, at drain). */
+int store_touch_release(struct store *st, int64_t id);
+/*
+ * After a crash: queued touches go back to pending; sending ones become uncertain, never
+ * re-sent silently. Counts of each are returned.
+ */
+int store_recover(struct store *st, int64_t *requeued, int64_t *uncertain);
+
+int store_event_add(struct store *st, int64_t lead_id, int64_t touch_id, const char *kind,
+		    int64_t at, const char *detail_json);
+
+typedef int (*store_event_cb)(void *arg, const struct store_event *ev);
+typedef int (*store_touch_cb)(void *arg, const struct touch *t);
+/* Calls cb for each event of a lead, oldest first; a non-zero return from cb stops the walk. */
+int store_events_for_lead(struct store *st, int64_t lead_id, store_event_cb cb, void *arg);
+/* Calls cb for each touch of a lead, in the order they were scheduled. */
+int store_touches_for_lead(struct store *st, int64_t lead_id, store_touch_cb cb, void *arg);
+
+int store_status(struct store *st, struct store_status *out);
+
+#endif

@@ -1,0 +1,51 @@
+/* util.h - allocation that aborts on exhaustion, a growable byte buffer, small string helpers. */
+#ifndef DRIPD_UTIL_H
+#define DRIPD_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Out of memory aborts: a daemon that cannot allocate a few hundred bytes cannot keep its
+ * promises either, and systemd restarts it; callers never check these for NULL.
+ */
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A growable buffer, always NUL-terminated after `len` bytes once anything was added. */
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap;
+};
+
+void buf_init(struct buf *b);
+void buf_free(struct buf *b);
+void buf_reserve(struct buf *b, size_t extra);
+void buf_add(struct buf *b, const void *data, size_t len);
+void buf_adds(struct buf *b, const char *s);
+void buf_addc(struct buf *b, char c);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+/* Hands the contents to the caller (never NULL) and leaves `b` empty. */
+char *buf_steal(struct buf *b);
+
+/* Formats into err (if not NULL) and returns `code`; the usual way to fill an error buffer. */
+int errf(char *err, size_t errlen, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Fills `out` with `n` random bytes from the kernel; aborts if the kernel cannot supply them. */
+void util_random(void *out, size_t n);
+/* Lower-case hex of `n` random bytes into out (2n+1 bytes). */
+void util_random_hex(char *out, size_t n);
+
+/* Whether `s` is a plausible mailbox address (local@domain, no spaces, controls or brackets). */
+bool util_email_valid(const char *s);
+
+#endif

@@ -1,0 +1,172 @@
+#!/usr/bin/python3
+"""pytest harness for dripd: start the built daemon in a temporary folder with its own
+config, socket, database and Maildir, drive it with dripctl, stop it.
+
+Binaries come from $DRIPD_BUILD (default: build/ at the top of the tree). Every daemon a
+test starts is stopped when the test ends, whatever happened.
+"""
+import email
+import email.policy
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("DRIPD_BUILD", ROOT / "build"))
+DRIPD = BUILD / "dripd"
+DRIPCTL = BUILD / "dripctl"
+SAMPLE_CONTENT = ROOT / "content"
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    """Polls predicate until it is true; fails the test with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Daemon:
+    """One dripd process with its own folder: config, state/, control.sock, Maildir/."""
+
+    def __init__(self, folder: Path, content: Path = SAMPLE_CONTENT, **config):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.socket = folder / "control.sock"
+        self.maildir = folder / "Maildir"
+        self.db = folder / "state" / "dripd.db"
+        self.log = folder / "dripd.log"
+        self.config_path = folder / "dripd.json"
+        self.proc = None
+        cfg = {
+            "state_dir": "state",
+            "content_dir": str(content),
+            "control_socket": "control.sock",
+            "delivery": {"url": "maildir:Maildir", "from": "Ana Ruiz <ana@example.com>",
+                         "max_connections": 2},
+            "test_clock": True,
+        }
+        cfg.update(config)
+        self.config = cfg
+        self.write_config()
+
+    def write_config(self):
+        self.config_path.write_text(json.dumps(self.config, indent=2) + "\n")
+
+    def start(self, wait=True, binary=None, prefix=()):
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.logfile = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [*prefix, str(binary or DRIPD), "-c", str(self.config_path)],
+            stdout=self.logfile, stderr=self.logfile, cwd=self.folder)
+        if wait:
+            wait_for(lambda: self.proc.poll() is not None or self.answers(), 20,
+                     f"dripd to listen on {self.socket}")
+            assert self.proc.poll() is None, f"dripd exited:\n{self.log_text()}"
+        return self
+
+    def answers(self):
+        if not self.socket.exists():
+            return False
+        return self.ctl_raw("status").returncode == 0
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Stops the daemon with `sig` and returns its exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"dripd did not stop within {timeout}s:\n{self.log_text()}")
+        self.logfile.close()
+        return code
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            self.logfile.close()
+
+    def log_text(self):
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def ctl_raw(self, *args, json_out=False):
+        cmd = [str(DRIPCTL), "-s", str(self.socket)]
+        if json_out:
+            cmd.append("--json")
+        return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True,
+                              timeout=30)
+
+    def ctl(self, *args):
+        """Runs dripctl --json ARGS; returns the parsed result; fails the test on error."""
+        r = self.ctl_raw(*args, json_out=True)
+        assert r.returncode == 0, (f"dripctl {' '.join(map(str, args))} exited "
+                                   f"{r.returncode}: {r.stderr}")
+        return json.loads(r.stdout)
+
+    def advance(self, duration):
+        return self.ctl("clock", "advance", duration)
+
+    def messages(self):
+        """The messages in Maildir/new, parsed, in the order dripd created their touches."""
+        new = self.maildir / "new"
+        if not new.exists():
+            return []
+        msgs = []
+        for f in new.iterdir():
+            with open(f, "rb") as fh:
+                msgs.append(email.message_from_binary_file(fh, policy=email.policy.default))
+
+        def touch_number(m):
+            return int(m["Message-ID"].split(".")[0].lstrip("<t"))
+        return sorted(msgs, key=touch_number)
+
+    def wait_messages(self, n, timeout=10.0):
+        return wait_for(lambda: len(self.messages()) >= n and self.messages(), timeout,
+                        f"{n} message(s) in {self.maildir}/new")
+
+    def sql(self, query, *params):
+        con = sqlite3.connect(self.db)
+        try:
+            return con.execute(query, params).fetchall()
+        finally:
+            con.close()
+
+
+@pytest.fixture
+def daemon_factory(tmp_path):
+    """Makes Daemon objects in the test's temporary folder and stops them all at the end."""
+    made = []
+
+    def make(name="d", **kwargs):
+        d = Daemon(tmp_path / name, **kwargs)
+        made.append(d)
+        return d
+    yield make
+    for d in made:
+        d.kill()
+
+
+@pytest.fixture
+def daemon(daemon_factory):
+    """A running dripd on the sample content with a test clock."""
+    return daemon_factory().start()
+
+
+def copy_content(dest: Path, src: Path = SAMPLE_CONTENT) -> Path:
+    shutil.copytree(src, dest)
+    return dest

@@ -238,8 +238,8 @@ static void dripctl_print_lead(const cJSON *lead)
 		printf(" (%s%s%s)", fn, *fn && *ln ? " " : "", ln);
 	printf("\n");
 	if (*dripctl_s(lead, "company") || *dripctl_s(lead, "title"))
-		printf("  %-10s %s%s%s\n", "company", dripctl_s(lead, "title"),
-		       *dripctl_s(lead, "title") && *dripctl_s(lead, "company") ? ", " : "",
+		printf("  %-10s %s%s%s\n", "works as", dripctl_s(lead, "title"),
+		       *dripctl_s(lead, "title") && *dripctl_s(lead, "company") ? " at " : "",
 		       dripctl_s(lead, "company"));
 	printf("  %-10s %s\n", "stage", dripctl_s(lead, "stage"));
 	printf("  %-10s %s\n", "status", dripctl_s(lead, "status"));

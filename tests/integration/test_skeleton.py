@@ -373,3 +373,11 @@ def test_valgrind_finds_no_leak_in_a_normal_run(daemon_factory):
     wait_for(lambda: "reloaded" in d.log_text(), 30, "the reload")
     code = d.stop(timeout=60)
     assert code == 0, f"valgrind reported errors or leaks:\n{d.log_text()}"
+
+
+def test_the_example_config_validates(tmp_path):
+    example = Path(__file__).resolve().parents[2] / "systemd" / "dripd.json"
+    r = run_check(example)
+    # The config itself is fine; only its content folder does not exist on a test machine.
+    assert r.returncode == 1
+    assert "/etc/dripd/content" in r.stderr and "dripd.json:" not in r.stderr, r.stderr

@@ -63,17 +63,23 @@ int journey_step_sent(struct store *st, const struct content *c, const struct to
 {
 	const struct content_sequence *seq = content_sequence(c, t->sequence);
 	size_t index = 0;
+	int rc;
+	/* DRIP_ENOT_FOUND below means the enrolment already ended while `t` was with a sender
+	 * thread (the lead moved to another stage): the send still counts, nothing follows. */
 	if (!seq || !content_step(seq, t->step, &index)) {
 		/* The content changed under the lead: finish rather than guess the next step. */
 		log_warn("journey: sequence %s no longer has step %s; enrolment %lld ends",
 			 t->sequence, t->step, (long long)t->enrolment_id);
-		return store_enrolment_end(st, t->enrolment_id, "exited", now);
+		rc = store_enrolment_end(st, t->enrolment_id, "exited", now);
+		return rc == DRIP_ENOT_FOUND ? 0 : rc;
 	}
-	if (index + 1 >= seq->nsteps)
-		return store_enrolment_end(st, t->enrolment_id, "completed", now);
+	if (index + 1 >= seq->nsteps) {
+		rc = store_enrolment_end(st, t->enrolment_id, "completed", now);
+		return rc == DRIP_ENOT_FOUND ? 0 : rc;
+	}
 	const struct content_step *next = &seq->steps[index + 1];
-	int rc = store_touch_schedule(st, t->lead_id, t->enrolment_id, seq->name, next->id,
-				      (int64_t)index + 1, now + next->delay, now, NULL);
+	rc = store_touch_schedule(st, t->lead_id, t->enrolment_id, seq->name, next->id,
+				  (int64_t)index + 1, now + next->delay, now, NULL);
 	/* Already scheduled (a step is at most once per lead): nothing more to do. */
-	return rc == DRIP_EEXISTS ? 0 : rc;
+	return rc == DRIP_EEXISTS || rc == DRIP_ENOT_FOUND ? 0 : rc;
 }

@@ -165,9 +165,13 @@ static const char *const store_sql[STMT_COUNT] = {
 	[STMT_TOUCH_SKIP_PENDING] = "UPDATE touches SET state = 'skipped', updated_at = ?2, "
 				    "last_error = ?3 WHERE lead_id = ?1 AND state = 'pending'",
 	[STMT_LEAD_SET_STAGE] = "UPDATE leads SET stage = ?2, updated_at = ?3 WHERE id = ?1",
+	/* Only into the lead's active enrolment: a step that comes back after its lead moved
+	 * on must not schedule more of the old sequence. */
 	[STMT_TOUCH_SCHEDULE] = "INSERT INTO touches (lead_id, enrolment_id, sequence, step, "
 				"step_index, due_at, created_at, updated_at) "
-				"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+				"SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7 WHERE EXISTS (SELECT 1 "
+				"FROM enrolments WHERE id = ?2 AND lead_id = ?1 AND "
+				"state = 'active')",
 	[STMT_TOUCH_NEXT_DUE] = "SELECT min(due_at) FROM touches WHERE state = 'pending'",
 	[STMT_TOUCH_DUE] = "SELECT id FROM touches WHERE state = 'pending' AND due_at <= ?1 "
 			   "ORDER BY due_at, id LIMIT ?2",
@@ -239,15 +243,23 @@ static sqlite3_stmt *store_stmt(struct store *st, enum store_stmt_id id)
 	return s;
 }
 
-/* Steps a statement that returns no rows; maps a constraint violation to DRIP_EEXISTS. */
+/*
+ * Steps a statement that returns no rows. A unique key that is already taken is
+ * DRIP_EEXISTS; any other constraint (a CHECK such as an unknown state or invalid JSON, a
+ * foreign key to nothing) is a value the schema refuses: DRIP_EINVALID.
+ */
 static int store_exec_stmt(struct store *st, sqlite3_stmt *s)
 {
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	if (rc == SQLITE_DONE)
 		return 0;
-	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+	if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
 		return DRIP_EEXISTS;
+	if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+		log_warn("store: refused: %s: %s", sqlite3_errmsg(st->db), sqlite3_sql(s));
+		return DRIP_EINVALID;
+	}
 	return store_fail(st, sqlite3_sql(s));
 }
 
@@ -308,7 +320,24 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 	}
 	sqlite3_extended_result_codes(st->db, 1);
 	sqlite3_busy_timeout(st->db, 5000);
-	/* A damaged file is refused here with SQLite's reason, never silently recreated. */
+	/* Read before anything is written: a damaged file is refused here with SQLite's
+	 * reason, never silently recreated, and a newer schema is left exactly as it was
+	 * (switching it to WAL would already change its header). */
+	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK ||
+	    sqlite3_step(s) != SQLITE_ROW) {
+		errf(err, errlen, DRIP_ESTORE, "%s: cannot use database: %s", path,
+		     sqlite3_errmsg(st->db));
+		goto fail;
+	}
+	if (sqlite3_column_int(s, 0) > STORE_NMIGRATIONS) {
+		errf(err, errlen, DRIP_ESTORE,
+		     "%s: database schema %d is newer than this dripd knows (%d): "
+		     "refusing to touch it",
+		     path, sqlite3_column_int(s, 0), STORE_NMIGRATIONS);
+		goto fail;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
 	if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s, NULL) != SQLITE_OK ||
 	    sqlite3_step(s) != SQLITE_ROW) {
 		errf(err, errlen, DRIP_ESTORE, "%s: cannot use database: %s", path,
@@ -549,6 +578,8 @@ int store_touch_schedule(struct store *st, int64_t lead_id, int64_t enrolment_id
 	sqlite3_bind_int64(s, 6, due_at);
 	sqlite3_bind_int64(s, 7, now);
 	int rc = store_exec_stmt(st, s);
+	if (rc == 0 && sqlite3_changes(st->db) == 0)
+		return DRIP_ENOT_FOUND;
 	if (rc == 0 && touch_id)
 		*touch_id = sqlite3_last_insert_rowid(st->db);
 	return rc;

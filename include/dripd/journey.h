@@ -27,7 +27,8 @@ int journey_enter_stage(struct store *st, const struct content *c, const struct 
 
 /*
  * After touch `t` was sent at `now`: schedules the sequence's next step after its delay, or
- * marks the enrolment completed when `t` was the last step.
+ * marks the enrolment completed when `t` was the last step. Nothing follows when the
+ * enrolment ended while `t` was in flight (the lead moved on).
  */
 int journey_step_sent(struct store *st, const struct content *c, const struct touch *t,
 		      int64_t now);

@@ -101,6 +101,7 @@ int store_lead_set_stage(struct store *st, int64_t lead_id, const char *stage, i
 /*
  * Schedules one step for a lead as a pending touch. The unique key (lead, sequence, step)
  * makes "a step at most once per lead" a fact of the database: DRIP_EEXISTS otherwise.
+ * DRIP_ENOT_FOUND when `enrolment_id` is not the lead's active enrolment.
  */
 int store_touch_schedule(struct store *st, int64_t lead_id, int64_t enrolment_id,
 			 const char *sequence, const char *step, int64_t step_index, int64_t due_at,

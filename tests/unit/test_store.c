@@ -1,7 +1,1044 @@
+/* test_store.c - the store on ":memory:" and on temp files: schema, leads, touches, events. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
-static void t(void **s){(void)s;}
-int main(void){const struct CMUnitTest x[]={cmocka_unit_test(t)};return cmocka_run_group_tests(x,NULL,NULL);}
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "dripd/error.h"
+#include "dripd/log.h"
+#include "dripd/store.h"
+#include "dripd/util.h"
+
+#define T0 1800000000LL /* an arbitrary business time: 2027-01-15 */
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+/* "0 (ok)", "-3 (exists)": a return code as a failure message should show it. */
+static const char *rc_name(int rc, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%d (%s)", rc, rc == 0 ? "ok" : drip_errname(rc));
+	return out;
+}
+
+#define assert_rc(expr, want)                                               \
+	do {                                                                \
+		char got_[48], want_[48];                                   \
+		assert_string_equal(rc_name((expr), got_, sizeof(got_)),    \
+				    rc_name((want), want_, sizeof(want_))); \
+	} while (0)
+
+static struct store *open_memory(void)
+{
+	char err[256] = "";
+	struct store *st = store_open(":memory:", err, sizeof(err));
+	if (!st)
+		fail_msg("store_open(:memory:) failed: %s", err);
+	return st;
+}
+
+static int setup_store(void **state)
+{
+	*state = open_memory();
+	return 0;
+}
+
+static int teardown_store(void **state)
+{
+	store_close(*state);
+	return 0;
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+/* A fresh temp folder; removed with everything in it by rm_tree. */
+static char *make_tmpdir(void)
+{
+	const char *base = getenv("TMPDIR");
+	char *dir = xasprintf("%s/dripd-test-store-XXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(dir))
+		fail_msg("mkdtemp %s failed", dir);
+	return dir;
+}
+
+static void rm_tree(char *dir)
+{
+	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(dir);
+}
+
+/* Runs one statement on a file with sqlite3 itself and returns the first column as text. */
+static char *sqlite_query_text(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	char *out = NULL;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	out = xstrdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return out;
+}
+
+static void sqlite_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	assert_int_equal(
+		sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+		SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static int64_t add_lead(struct store *st, const char *email)
+{
+	struct lead l = { .email = (char *)email,
+			  .first_name = (char *)"Maya",
+			  .stage = (char *)"awareness" };
+	assert_rc(store_lead_insert(st, &l, T0), 0);
+	assert_true(l.id > 0);
+	return l.id;
+}
+
+static int64_t start_enrolment(struct store *st, int64_t lead_id, const char *sequence)
+{
+	int64_t eid = 0;
+	assert_rc(store_enrolment_start(st, lead_id, sequence, "awareness", T0, &eid), 0);
+	assert_true(eid > 0);
+	return eid;
+}
+
+static int64_t schedule(struct store *st, int64_t lead_id, int64_t eid, const char *step,
+			int64_t index, int64_t due)
+{
+	int64_t tid = 0;
+	assert_rc(store_touch_schedule(st, lead_id, eid, "basics", step, index, due, T0, &tid), 0);
+	assert_true(tid > 0);
+	return tid;
+}
+
+/* A lead, an enrolment in "basics" and one pending touch due at `due`. */
+static int64_t one_touch(struct store *st, const char *email, int64_t due)
+{
+	int64_t lead = add_lead(st, email);
+	int64_t eid = start_enrolment(st, lead, "basics");
+	return schedule(st, lead, eid, "welcome", 0, due);
+}
+
+static void assert_touch_state(struct store *st, int64_t id, const char *state)
+{
+	struct touch t;
+	assert_rc(store_touch_get(st, id, &t), 0);
+	assert_string_equal(t.state, state);
+	store_touch_clear(&t);
+}
+
+static void claim_one(struct store *st, int64_t id, int64_t now)
+{
+	int64_t ids[4];
+	size_t n = 99;
+	assert_rc(store_touch_claim(st, now, 4, ids, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], id);
+}
+
+/* ---- schema and files ----------------------------------------------------------------- */
+
+static void test_migration_sets_user_version_to_schema_version(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	char *dir = make_tmpdir();
+	char *path = xasprintf("%s/dripd.db", dir);
+	assert_true(store_schema_version() >= 1);
+
+	struct store *st = store_open(path, err, sizeof(err));
+	assert_non_null(st);
+	store_close(st);
+
+	char *v = sqlite_query_text(path, "PRAGMA user_version");
+	char want[16];
+	snprintf(want, sizeof(want), "%d", store_schema_version());
+	assert_string_equal(v, want);
+	free(v);
+	free(path);
+	rm_tree(dir);
+}
+
+static void test_reopening_a_migrated_database_is_a_no_op(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	char *dir = make_tmpdir();
+	char *path = xasprintf("%s/dripd.db", dir);
+	struct store *st = store_open(path, err, sizeof(err));
+	assert_non_null(st);
+	int64_t id = add_lead(st, "maya@example.org");
+	assert_rc(store_setting_set(st, "clock_offset", 42), 0);
+	store_close(st);
+	char *schema_before = sqlite_query_text(
+		path, "SELECT group_concat(sql, ';') FROM (SELECT sql FROM sqlite_master "
+		      "WHERE sql IS NOT NULL ORDER BY name)");
+
+	st = store_open(path, err, sizeof(err));
+	assert_non_null(st);
+	struct lead l;
+	assert_rc(store_lead_by_email(st, "maya@example.org", &l), 0);
+	assert_int_equal(l.id, id);
+	store_lead_clear(&l);
+	int64_t off = 0;
+	assert_rc(store_setting_get(st, "clock_offset", &off), 0);
+	assert_int_equal(off, 42);
+	store_close(st);
+
+	char *schema_after = sqlite_query_text(
+		path, "SELECT group_concat(sql, ';') FROM (SELECT sql FROM sqlite_master "
+		      "WHERE sql IS NOT NULL ORDER BY name)");
+	assert_string_equal(schema_after, schema_before);
+	char *v = sqlite_query_text(path, "PRAGMA user_version");
+	assert_int_equal(atoi(v), store_schema_version());
+	free(v);
+	free(schema_before);
+	free(schema_after);
+	free(path);
+	rm_tree(dir);
+}
+
+static void test_database_file_runs_in_wal_mode(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	char *dir = make_tmpdir();
+	char *path = xasprintf("%s/dripd.db", dir);
+	char *wal = xasprintf("%s-wal", path);
+	struct store *st = store_open(path, err, sizeof(err));
+	assert_non_null(st);
+	add_lead(st, "maya@example.org");
+	struct stat sb;
+	assert_rc(stat(wal, &sb), 0); /* the write went to the WAL while open */
+	store_close(st);
+
+	char *mode = sqlite_query_text(path, "PRAGMA journal_mode");
+	assert_string_equal(mode, "wal");
+	free(mode);
+	free(wal);
+	free(path);
+	rm_tree(dir);
+}
+
+static void test_newer_schema_is_refused_with_a_clear_error(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	char *dir = make_tmpdir();
+	char *path = xasprintf("%s/dripd.db", dir);
+	char *sql = xasprintf("CREATE TABLE future (x); PRAGMA user_version = %d;",
+			      store_schema_version() + 1);
+	sqlite_exec(path, sql);
+
+	struct store *st = store_open(path, err, sizeof(err));
+	assert_null(st);
+	assert_non_null(strstr(err, "newer"));
+	char want[64];
+	snprintf(want, sizeof(want), "%d", store_schema_version() + 1);
+	assert_non_null(strstr(err, want));
+
+	assert_non_null(strstr(err, path));
+	/* Nothing was migrated, dropped or even switched to WAL: the file is as it was. */
+	char *mode = sqlite_query_text(path, "PRAGMA journal_mode");
+	assert_string_equal(mode, "delete");
+	free(mode);
+	char *v = sqlite_query_text(path, "PRAGMA user_version");
+	assert_string_equal(v, want);
+	free(v);
+	char *tables = sqlite_query_text(path, "SELECT group_concat(name) FROM sqlite_master");
+	assert_string_equal(tables, "future");
+	free(tables);
+	free(sql);
+	free(path);
+	rm_tree(dir);
+}
+
+static void test_file_that_is_not_a_database_is_refused_not_recreated(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	char *dir = make_tmpdir();
+	char *path = xasprintf("%s/dripd.db", dir);
+	char garbage[4096];
+	for (size_t i = 0; i < sizeof(garbage); i++)
+		garbage[i] = (char)((i * 131 + 7) & 0xff);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(garbage, 1, sizeof(garbage), f), sizeof(garbage));
+	fclose(f);
+
+	struct store *st = store_open(path, err, sizeof(err));
+	assert_null(st);
+	assert_non_null(strstr(err, path));
+	assert_non_null(strstr(err, "not a database"));
+
+	char after[sizeof(garbage) + 16];
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	size_t n = fread(after, 1, sizeof(after), f);
+	fclose(f);
+	assert_int_equal(n, sizeof(garbage));
+	assert_memory_equal(after, garbage, sizeof(garbage));
+	free(path);
+	rm_tree(dir);
+}
+
+/* ---- leads ---------------------------------------------------------------------------- */
+
+static void test_lead_is_found_by_email_ignoring_case_and_by_id(void **state)
+{
+	struct store *st = *state;
+	struct lead in = { .email = (char *)"Maya.Ortiz@Example.org",
+			   .first_name = (char *)"Maya",
+			   .last_name = (char *)"Ortiz",
+			   .company = (char *)"Acme",
+			   .title = (char *)"VP Sales",
+			   .tz = (char *)"Europe/Madrid",
+			   .stage = (char *)"consideration",
+			   .tags = (char *)"[\"webinar\"]",
+			   .attrs = (char *)"{\"source\":\"fair\"}" };
+	assert_rc(store_lead_insert(st, &in, T0), 0);
+	assert_true(in.id > 0);
+	assert_int_equal(in.created_at, T0);
+
+	struct lead l;
+	assert_rc(store_lead_by_email(st, "maya.ortiz@EXAMPLE.ORG", &l), 0);
+	assert_int_equal(l.id, in.id);
+	assert_string_equal(l.email, "Maya.Ortiz@Example.org");
+	assert_string_equal(l.first_name, "Maya");
+	assert_string_equal(l.last_name, "Ortiz");
+	assert_string_equal(l.company, "Acme");
+	assert_string_equal(l.title, "VP Sales");
+	assert_string_equal(l.tz, "Europe/Madrid");
+	assert_string_equal(l.stage, "consideration");
+	assert_string_equal(l.status, "active");
+	assert_string_equal(l.tags, "[\"webinar\"]");
+	assert_string_equal(l.attrs, "{\"source\":\"fair\"}");
+	assert_int_equal(l.score, 0);
+	assert_int_equal(l.created_at, T0);
+	assert_int_equal(l.updated_at, T0);
+	store_lead_clear(&l);
+
+	assert_rc(store_lead_by_id(st, in.id, &l), 0);
+	assert_string_equal(l.email, "Maya.Ortiz@Example.org");
+	store_lead_clear(&l);
+
+	assert_rc(store_lead_by_email(st, "nobody@example.org", &l), DRIP_ENOT_FOUND);
+	assert_rc(store_lead_by_id(st, in.id + 100, &l), DRIP_ENOT_FOUND);
+}
+
+static void test_lead_without_tags_or_attrs_gets_empty_json(void **state)
+{
+	struct store *st = *state;
+	int64_t id = add_lead(st, "bare@example.org");
+	struct lead l;
+	assert_rc(store_lead_by_id(st, id, &l), 0);
+	assert_string_equal(l.tags, "[]");
+	assert_string_equal(l.attrs, "{}");
+	assert_string_equal(l.last_name, "");
+	store_lead_clear(&l);
+}
+
+static void test_duplicate_email_is_refused_as_exists(void **state)
+{
+	struct store *st = *state;
+	add_lead(st, "maya@example.org");
+	struct lead again = { .email = (char *)"MAYA@example.org", .stage = (char *)"awareness" };
+	assert_rc(store_lead_insert(st, &again, T0), DRIP_EEXISTS);
+	struct store_status s;
+	assert_rc(store_status(st, &s), 0);
+	assert_int_equal(s.leads, 1);
+}
+
+static void test_lead_with_invalid_json_tags_is_refused_as_invalid(void **state)
+{
+	struct store *st = *state;
+	struct lead l = { .email = (char *)"maya@example.org",
+			  .stage = (char *)"awareness",
+			  .tags = (char *)"[not json" };
+	assert_rc(store_lead_insert(st, &l, T0), DRIP_EINVALID);
+}
+
+static void test_lead_stage_is_set_and_unknown_lead_is_not_found(void **state)
+{
+	struct store *st = *state;
+	int64_t id = add_lead(st, "maya@example.org");
+	assert_rc(store_lead_set_stage(st, id, "decision", T0 + 5), 0);
+	struct lead l;
+	assert_rc(store_lead_by_id(st, id, &l), 0);
+	assert_string_equal(l.stage, "decision");
+	assert_int_equal(l.updated_at, T0 + 5);
+	store_lead_clear(&l);
+	assert_rc(store_lead_set_stage(st, id + 1, "decision", T0), DRIP_ENOT_FOUND);
+}
+
+/* ---- enrolments ----------------------------------------------------------------------- */
+
+static void test_lead_has_at_most_one_active_enrolment(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t first = start_enrolment(st, lead, "basics");
+	int64_t second = 0;
+	assert_rc(store_enrolment_start(st, lead, "playbook", "consideration", T0, &second),
+		  DRIP_EEXISTS);
+	assert_int_equal(second, 0);
+
+	assert_rc(store_enrolment_end(st, first, "completed", T0 + 10), 0);
+	assert_rc(store_enrolment_start(st, lead, "playbook", "consideration", T0 + 10, &second),
+		  0);
+	assert_true(second > first);
+
+	/* Another lead is not held back by the first one's enrolment. */
+	int64_t other = add_lead(st, "sam@example.org");
+	start_enrolment(st, other, "basics");
+	struct store_status s;
+	assert_rc(store_status(st, &s), 0);
+	assert_int_equal(s.active_enrolments, 2);
+}
+
+static void test_enrolment_end_only_ends_an_active_enrolment(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	assert_rc(store_enrolment_end(st, eid, "exited", T0 + 1), 0);
+	assert_rc(store_enrolment_end(st, eid, "completed", T0 + 2), DRIP_ENOT_FOUND);
+	assert_rc(store_enrolment_end(st, eid + 50, "completed", T0 + 2), DRIP_ENOT_FOUND);
+}
+
+static void test_enrolment_end_with_an_unknown_state_is_invalid(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	assert_rc(store_enrolment_end(st, eid, "vanished", T0 + 1), DRIP_EINVALID);
+	/* Still active: a new enrolment is still refused. */
+	int64_t other = 0;
+	assert_rc(store_enrolment_start(st, lead, "playbook", "consideration", T0, &other),
+		  DRIP_EEXISTS);
+}
+
+/* ---- touches -------------------------------------------------------------------------- */
+
+static void test_step_is_scheduled_at_most_once(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	int64_t tid = schedule(st, lead, eid, "welcome", 0, T0);
+
+	int64_t again = 0;
+	assert_rc(store_touch_schedule(st, lead, eid, "basics", "welcome", 0, T0 + 99, T0, &again),
+		  DRIP_EEXISTS);
+	assert_int_equal(again, 0);
+
+	/* Even after the first was sent and in a later enrolment, the step is not repeated. */
+	claim_one(st, tid, T0);
+	assert_rc(store_touch_sending(st, tid, "<t1@example.com>", T0), 0);
+	assert_rc(store_touch_sent(st, tid, T0), 0);
+	assert_rc(store_enrolment_end(st, eid, "completed", T0), 0);
+	int64_t eid2 = start_enrolment(st, lead, "basics");
+	assert_rc(store_touch_schedule(st, lead, eid2, "basics", "welcome", 0, T0 + 99, T0, &again),
+		  DRIP_EEXISTS);
+
+	/* The same step for another lead, and another step for this lead, are fine. */
+	int64_t other = add_lead(st, "sam@example.org");
+	int64_t oeid = start_enrolment(st, other, "basics");
+	schedule(st, other, oeid, "welcome", 0, T0);
+	schedule(st, lead, eid2, "two-jobs", 1, T0);
+}
+
+static void test_touch_is_stored_with_its_schedule(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	int64_t tid = schedule(st, lead, eid, "two-jobs", 1, T0 + 3 * 86400);
+	struct touch t;
+	assert_rc(store_touch_get(st, tid, &t), 0);
+	assert_int_equal(t.id, tid);
+	assert_int_equal(t.lead_id, lead);
+	assert_int_equal(t.enrolment_id, eid);
+	assert_string_equal(t.sequence, "basics");
+	assert_string_equal(t.step, "two-jobs");
+	assert_int_equal(t.step_index, 1);
+	assert_string_equal(t.state, "pending");
+	assert_int_equal(t.due_at, T0 + 3 * 86400);
+	assert_int_equal(t.sent_at, 0);
+	assert_int_equal(t.attempts, 0);
+	assert_string_equal(t.message_id, "");
+	assert_string_equal(t.last_error, "");
+	store_touch_clear(&t);
+	assert_rc(store_touch_get(st, tid + 1, &t), DRIP_ENOT_FOUND);
+}
+
+static void test_touch_is_only_scheduled_in_the_leads_active_enrolment(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t other = add_lead(st, "sam@example.org");
+	int64_t tid = 0;
+	assert_rc(store_touch_schedule(st, lead, 999, "basics", "welcome", 0, T0, T0, &tid),
+		  DRIP_ENOT_FOUND);
+	/* Another lead's enrolment is not this lead's. */
+	int64_t theirs = start_enrolment(st, other, "basics");
+	assert_rc(store_touch_schedule(st, lead, theirs, "basics", "welcome", 0, T0, T0, &tid),
+		  DRIP_ENOT_FOUND);
+	/* An ended enrolment takes no more steps. */
+	int64_t eid = start_enrolment(st, lead, "basics");
+	assert_rc(store_enrolment_end(st, eid, "exited", T0), 0);
+	assert_rc(store_touch_schedule(st, lead, eid, "basics", "welcome", 0, T0, T0, &tid),
+		  DRIP_ENOT_FOUND);
+	assert_int_equal(tid, 0);
+	int64_t due = 0;
+	assert_rc(store_touch_next_due(st, &due), DRIP_ENOT_FOUND);
+}
+
+static void test_next_due_is_not_found_when_nothing_is_pending(void **state)
+{
+	struct store *st = *state;
+	int64_t due = -1;
+	assert_rc(store_touch_next_due(st, &due), DRIP_ENOT_FOUND);
+	int64_t tid = one_touch(st, "maya@example.org", T0 + 60);
+	assert_rc(store_touch_next_due(st, &due), 0);
+	assert_int_equal(due, T0 + 60);
+	/* A touch that is no longer pending does not count. */
+	assert_rc(store_touch_finish(st, tid, "skipped", "test", T0), 0);
+	assert_rc(store_touch_next_due(st, &due), DRIP_ENOT_FOUND);
+}
+
+static void test_next_due_is_the_earliest_pending_touch(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	schedule(st, lead, eid, "a", 0, T0 + 300);
+	schedule(st, lead, eid, "b", 1, T0 + 100);
+	schedule(st, lead, eid, "c", 2, T0 + 200);
+	int64_t due = 0;
+	assert_rc(store_touch_next_due(st, &due), 0);
+	assert_int_equal(due, T0 + 100);
+}
+
+static void test_claim_takes_due_pending_touches_oldest_first_up_to_max(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	int64_t late = schedule(st, lead, eid, "late", 0, T0 - 10);
+	int64_t oldest = schedule(st, lead, eid, "oldest", 1, T0 - 300);
+	int64_t middle = schedule(st, lead, eid, "middle", 2, T0 - 100);
+	int64_t future = schedule(st, lead, eid, "future", 3, T0 + 1);
+	int64_t done = schedule(st, lead, eid, "done", 4, T0 - 1000);
+	assert_rc(store_touch_finish(st, done, "skipped", "test", T0), 0);
+
+	int64_t ids[8] = { 0 };
+	size_t n = 0;
+	assert_rc(store_touch_claim(st, T0, 2, ids, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ids[0], oldest);
+	assert_int_equal(ids[1], middle);
+	assert_touch_state(st, oldest, "queued");
+	assert_touch_state(st, middle, "queued");
+	assert_touch_state(st, late, "pending");
+	assert_touch_state(st, future, "pending");
+	assert_touch_state(st, done, "skipped");
+
+	assert_rc(store_touch_claim(st, T0, 8, ids, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], late);
+	assert_touch_state(st, future, "pending");
+}
+
+static void test_claimed_touches_are_not_claimed_again(void **state)
+{
+	struct store *st = *state;
+	int64_t tid = one_touch(st, "maya@example.org", T0);
+	claim_one(st, tid, T0);
+	int64_t ids[4];
+	size_t n = 99;
+	assert_rc(store_touch_claim(st, T0 + 3600, 4, ids, &n), 0);
+	assert_int_equal(n, 0);
+	int64_t due = 0;
+	assert_rc(store_touch_next_due(st, &due), DRIP_ENOT_FOUND);
+}
+
+static void test_claim_of_a_touch_due_at_exactly_now_takes_it(void **state)
+{
+	struct store *st = *state;
+	int64_t tid = one_touch(st, "maya@example.org", T0);
+	int64_t ids[4];
+	size_t n = 99;
+	assert_rc(store_touch_claim(st, T0 - 1, 4, ids, &n), 0);
+	assert_int_equal(n, 0);
+	assert_touch_state(st, tid, "pending");
+	claim_one(st, tid, T0);
+}
+
+static void test_sending_only_from_queued(void **state)
+{
+	struct store *st = *state;
+	int64_t tid = one_touch(st, "maya@example.org", T0);
+	assert_rc(store_touch_sending(st, tid, "<a@example.com>", T0), DRIP_ENOT_FOUND);
+	assert_touch_state(st, tid, "pending");
+
+	claim_one(st, tid, T0);
+	assert_rc(store_touch_sending(st, tid, "<a@example.com>", T0 + 1), 0);
+	struct touch t;
+	assert_rc(store_touch_get(st, tid, &t), 0);
+	assert_string_equal(t.state, "sending");
+	assert_string_equal(t.message_id, "<a@example.com>");
+	assert_int_equal(t.attempts, 1);
+	store_touch_clear(&t);
+
+	assert_rc(store_touch_sending(st, tid, "<b@example.com>", T0 + 2), DRIP_ENOT_FOUND);
+	assert_rc(store_touch_sending(st, tid + 10, "<c@example.com>", T0), DRIP_ENOT_FOUND);
+}
+
+static void test_sent_only_from_sending(void **state)
+{
+	struct store *st = *state;
+	int64_t tid = one_touch(st, "maya@example.org", T0);
+	assert_rc(store_touch_sent(st, tid, T0), DRIP_ENOT_FOUND);
+	claim_one(st, tid, T0);
+	assert_rc(store_touch_sent(st, tid, T0), DRIP_ENOT_FOUND);
+	assert_touch_state(st, tid, "queued");
+	assert_rc(store_touch_sending(st, tid, "<a@example.com>", T0), 0);
+	assert_rc(store_touch_sent(st, tid, T0 + 5), 0);
+
+	struct touch t;
+	assert_rc(store_touch_get(st, tid, &t), 0);
+	assert_string_equal(t.state, "sent");
+	assert_int_equal(t.sent_at, T0 + 5);
+	store_touch_clear(&t);
+	assert_rc(store_touch_sent(st, tid, T0 + 6), DRIP_ENOT_FOUND);
+}
+
+static void test_same_message_id_cannot_be_given_to_two_touches(void **state)
+{
+	struct store *st = *state;
+	int64_t a = one_touch(st, "maya@example.org", T0);
+	int64_t b = one_touch(st, "sam@example.org", T0);
+	int64_t ids[4];
+	size_t n = 0;
+	assert_rc(store_touch_claim(st, T0, 4, ids, &n), 0);
+	assert_int_equal(n, 2);
+	assert_rc(store_touch_sending(st, a, "<same@example.com>", T0), 0);
+	assert_rc(store_touch_sending(st, b, "<same@example.com>", T0), DRIP_EEXISTS);
+	assert_touch_state(st, b, "queued");
+}
+
+static void test_defer_returns_a_sending_touch_to_pending_later(void **state)
+{
+	struct store *st = *state;
+	int64_t tid = one_touch(st, "maya@example.org", T0);
+	assert_rc(store_touch_defer(st, tid, T0 + 600, "451 busy", T0), DRIP_ENOT_FOUND);
+	claim_one(st, tid, T0);
+	assert_rc(store_touch_defer(st, tid, T0 + 600, "451 busy", T0), DRIP_ENOT_FOUND);
+	assert_rc(store_touch_sending(st, tid, "<a@example.com>", T0), 0);
+	assert_rc(store_touch_defer(st, tid, T0 + 600, "451 busy", T0 + 1), 0);
+
+	struct touch t;
+	assert_rc(store_touch_get(st, tid, &t), 0);
+	assert_string_equal(t.state, "pending");
+	assert_int_equal(t.due_at, T0 + 600);
+	assert_string_equal(t.last_error, "451 busy");
+	assert_int_equal(t.attempts, 1);
+	store_touch_clear(&t);
+
+	/* Not due before its new time, due after. */
+	int64_t ids[4];
+	size_t n = 99;
+	assert_rc(store_touch_claim(st, T0 + 599, 4, ids, &n), 0);
+	assert_int_equal(n, 0);
+	claim_one(st, tid, T0 + 600);
+}
+
+static void test_finish_moves_an_unfinished_touch_to_a_final_state(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	int64_t pending = schedule(st, lead, eid, "a", 0, T0 + 100);
+	int64_t sending = schedule(st, lead, eid, "b", 1, T0);
+	claim_one(st, sending, T0);
+	assert_rc(store_touch_sending(st, sending, "<b@example.com>", T0), 0);
+
+	assert_rc(store_touch_finish(st, pending, "skipped", "lead paused", T0), 0);
+	assert_rc(store_touch_finish(st, sending, "failed", "550 no such user", T0), 0);
+
+	struct touch t;
+	assert_rc(store_touch_get(st, pending, &t), 0);
+	assert_string_equal(t.state, "skipped");
+	assert_string_equal(t.last_error, "lead paused");
+	store_touch_clear(&t);
+	assert_rc(store_touch_get(st, sending, &t), 0);
+	assert_string_equal(t.state, "failed");
+	assert_string_equal(t.last_error, "550 no such user");
+	store_touch_clear(&t);
+
+	/* A final state is final. */
+	assert_rc(store_touch_finish(st, sending, "skipped", "again", T0), DRIP_ENOT_FOUND);
+	assert_touch_state(st, sending, "failed");
+}
+
+static void test_finish_with_an_unknown_state_is_invalid(void **state)
+{
+	struct store *st = *state;
+	int64_t tid = one_touch(st, "maya@example.org", T0);
+	assert_rc(store_touch_finish(st, tid, "lost", "why", T0), DRIP_EINVALID);
+	assert_touch_state(st, tid, "pending");
+}
+
+static void test_release_returns_a_queued_touch_to_pending(void **state)
+{
+	struct store *st = *state;
+	int64_t tid = one_touch(st, "maya@example.org", T0);
+	assert_rc(store_touch_release(st, tid), DRIP_ENOT_FOUND);
+	claim_one(st, tid, T0);
+	assert_rc(store_touch_release(st, tid), 0);
+	assert_touch_state(st, tid, "pending");
+	claim_one(st, tid, T0);
+}
+
+static void test_recover_requeues_queued_and_marks_sending_uncertain(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	int64_t q1 = schedule(st, lead, eid, "q1", 0, T0 - 3);
+	int64_t q2 = schedule(st, lead, eid, "q2", 1, T0 - 2);
+	int64_t s1 = schedule(st, lead, eid, "s1", 2, T0 - 1);
+	int64_t sent = schedule(st, lead, eid, "sent", 3, T0 - 4);
+	int64_t later = schedule(st, lead, eid, "later", 4, T0 + 100);
+	int64_t ids[8];
+	size_t n = 0;
+	assert_rc(store_touch_claim(st, T0, 8, ids, &n), 0);
+	assert_int_equal(n, 4);
+	assert_rc(store_touch_sending(st, s1, "<s1@example.com>", T0), 0);
+	assert_rc(store_touch_sending(st, sent, "<sent@example.com>", T0), 0);
+	assert_rc(store_touch_sent(st, sent, T0), 0);
+
+	int64_t requeued = -1, uncertain = -1;
+	assert_rc(store_recover(st, &requeued, &uncertain), 0);
+	assert_int_equal(requeued, 2);
+	assert_int_equal(uncertain, 1);
+	assert_touch_state(st, q1, "pending");
+	assert_touch_state(st, q2, "pending");
+	assert_touch_state(st, s1, "uncertain");
+	assert_touch_state(st, sent, "sent");
+	assert_touch_state(st, later, "pending");
+
+	/* An uncertain touch is never claimed again by itself. */
+	assert_rc(store_touch_claim(st, T0 + 86400, 8, ids, &n), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++)
+		assert_int_not_equal(ids[i], s1);
+
+	assert_rc(store_recover(st, &requeued, &uncertain), 0);
+	assert_int_equal(requeued, 3);
+	assert_int_equal(uncertain, 0);
+}
+
+struct touch_walk {
+	int n;
+	char steps[8][32];
+};
+
+static int collect_touch(void *arg, const struct touch *t)
+{
+	struct touch_walk *w = arg;
+	if (w->n < 8)
+		snprintf(w->steps[w->n], sizeof(w->steps[0]), "%s", t->step);
+	w->n++;
+	return 0;
+}
+
+static void test_touches_are_walked_in_the_order_they_were_scheduled(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	schedule(st, lead, eid, "first", 0, T0 + 500);
+	schedule(st, lead, eid, "second", 1, T0 + 100);
+	int64_t other = add_lead(st, "sam@example.org");
+	schedule(st, other, start_enrolment(st, other, "basics"), "theirs", 0, T0);
+
+	struct touch_walk w = { 0 };
+	assert_rc(store_touches_for_lead(st, lead, collect_touch, &w), 0);
+	assert_int_equal(w.n, 2);
+	assert_string_equal(w.steps[0], "first");
+	assert_string_equal(w.steps[1], "second");
+}
+
+static void test_exit_active_skips_pending_touches_and_ends_the_enrolment(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	int64_t sent = schedule(st, lead, eid, "a", 0, T0);
+	int64_t pending = schedule(st, lead, eid, "b", 1, T0 + 3 * 86400);
+	claim_one(st, sent, T0);
+	assert_rc(store_touch_sending(st, sent, "<a@example.com>", T0), 0);
+	assert_rc(store_touch_sent(st, sent, T0), 0);
+	int64_t other = add_lead(st, "sam@example.org");
+	int64_t theirs = schedule(st, other, start_enrolment(st, other, "basics"), "a", 0, T0);
+
+	assert_rc(store_enrolment_exit_active(st, lead, "stage changed", T0 + 10), 0);
+
+	struct touch t;
+	assert_rc(store_touch_get(st, pending, &t), 0);
+	assert_string_equal(t.state, "skipped");
+	assert_string_equal(t.last_error, "stage changed");
+	store_touch_clear(&t);
+	assert_touch_state(st, sent, "sent");
+	assert_touch_state(st, theirs, "pending");
+	/* The enrolment is over: ending it again finds nothing, a new one may start. */
+	assert_rc(store_enrolment_end(st, eid, "completed", T0 + 11), DRIP_ENOT_FOUND);
+	start_enrolment(st, lead, "playbook");
+
+	/* A lead without an active enrolment: nothing to do, no error. */
+	int64_t idle = add_lead(st, "idle@example.org");
+	assert_rc(store_enrolment_exit_active(st, idle, "stage changed", T0), 0);
+}
+
+/* ---- events --------------------------------------------------------------------------- */
+
+struct event_walk {
+	int n;
+	int stop_after; /* 0: never */
+	char kinds[8][16];
+	char details[8][128];
+	int64_t at[8];
+	int64_t touch[8];
+};
+
+static int collect_event(void *arg, const struct store_event *ev)
+{
+	struct event_walk *w = arg;
+	if (w->n < 8) {
+		snprintf(w->kinds[w->n], sizeof(w->kinds[0]), "%s", ev->kind);
+		snprintf(w->details[w->n], sizeof(w->details[0]), "%s", ev->detail);
+		w->at[w->n] = ev->at;
+		w->touch[w->n] = ev->touch_id;
+	}
+	w->n++;
+	return w->stop_after && w->n >= w->stop_after;
+}
+
+static void test_events_are_walked_oldest_first_with_their_detail(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	int64_t tid = schedule(st, lead, eid, "welcome", 0, T0);
+	int64_t other = add_lead(st, "sam@example.org");
+
+	assert_rc(store_event_add(st, lead, tid, "sent", T0 + 20,
+				  "{\"message_id\":\"<a@example.com>\"}"),
+		  0);
+	assert_rc(store_event_add(st, lead, 0, "stage", T0 + 10, "{\"to\":\"awareness\"}"), 0);
+	assert_rc(store_event_add(st, lead, tid, "open", T0 + 20, NULL), 0);
+	assert_rc(store_event_add(st, other, 0, "stage", T0, "{}"), 0);
+
+	struct event_walk w = { 0 };
+	assert_rc(store_events_for_lead(st, lead, collect_event, &w), 0);
+	assert_int_equal(w.n, 3);
+	assert_string_equal(w.kinds[0], "stage");
+	assert_int_equal(w.at[0], T0 + 10);
+	assert_int_equal(w.touch[0], 0);
+	assert_string_equal(w.details[0], "{\"to\":\"awareness\"}");
+	/* Same time: in the order they were recorded. */
+	assert_string_equal(w.kinds[1], "sent");
+	assert_int_equal(w.touch[1], tid);
+	assert_string_equal(w.details[1], "{\"message_id\":\"<a@example.com>\"}");
+	assert_string_equal(w.kinds[2], "open");
+	assert_string_equal(w.details[2], "{}");
+
+	struct event_walk first = { .stop_after = 1 };
+	assert_rc(store_events_for_lead(st, lead, collect_event, &first), 0);
+	assert_int_equal(first.n, 1);
+	assert_string_equal(first.kinds[0], "stage");
+}
+
+static void test_event_with_invalid_json_detail_is_refused(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	assert_rc(store_event_add(st, lead, 0, "stage", T0, "{oops"), DRIP_EINVALID);
+	struct event_walk w = { 0 };
+	assert_rc(store_events_for_lead(st, lead, collect_event, &w), 0);
+	assert_int_equal(w.n, 0);
+}
+
+/* ---- status, settings, transactions --------------------------------------------------- */
+
+static void test_status_counts_leads_enrolments_and_touches_by_state(void **state)
+{
+	struct store *st = *state;
+	struct store_status s;
+	memset(&s, 0xff, sizeof(s));
+	assert_rc(store_status(st, &s), 0);
+	assert_int_equal(s.leads, 0);
+	assert_int_equal(s.active_enrolments, 0);
+	assert_int_equal(s.pending, 0);
+	assert_int_equal(s.next_due, 0);
+
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	int64_t a = schedule(st, lead, eid, "a", 0, T0 - 5);
+	int64_t b = schedule(st, lead, eid, "b", 1, T0 - 4);
+	int64_t c = schedule(st, lead, eid, "c", 2, T0 - 3);
+	int64_t d = schedule(st, lead, eid, "d", 3, T0 - 2);
+	int64_t e = schedule(st, lead, eid, "e", 4, T0 - 1);
+	schedule(st, lead, eid, "f", 5, T0 + 50);
+	schedule(st, lead, eid, "g", 6, T0 + 40);
+	add_lead(st, "sam@example.org");
+
+	int64_t ids[8];
+	size_t n = 0;
+	int64_t rq = -1, unc = -1;
+	/* a: sent, b: failed, c: sending then uncertain after a recovery */
+	assert_rc(store_touch_claim(st, T0, 3, ids, &n), 0);
+	assert_int_equal(n, 3);
+	assert_rc(store_touch_sending(st, a, "<a@x.example>", T0), 0);
+	assert_rc(store_touch_sent(st, a, T0), 0);
+	assert_rc(store_touch_finish(st, b, "failed", "550", T0), 0);
+	assert_rc(store_touch_sending(st, c, "<c@x.example>", T0), 0);
+	assert_rc(store_recover(st, &rq, &unc), 0);
+	assert_int_equal(rq, 0);
+	assert_int_equal(unc, 1);
+	/* d: sending, e: queued */
+	assert_rc(store_touch_claim(st, T0, 2, ids, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ids[0], d);
+	assert_int_equal(ids[1], e);
+	assert_rc(store_touch_sending(st, d, "<d@x.example>", T0), 0);
+
+	assert_rc(store_status(st, &s), 0);
+	assert_int_equal(s.leads, 2);
+	assert_int_equal(s.active_enrolments, 1);
+	assert_int_equal(s.pending, 2);
+	assert_int_equal(s.queued, 1);
+	assert_int_equal(s.sending, 1);
+	assert_int_equal(s.sent, 1);
+	assert_int_equal(s.failed, 1);
+	assert_int_equal(s.uncertain, 1);
+	assert_int_equal(s.next_due, T0 + 40);
+}
+
+static void test_settings_are_read_back_and_overwritten(void **state)
+{
+	struct store *st = *state;
+	int64_t v = 7;
+	assert_rc(store_setting_get(st, "clock_offset", &v), DRIP_ENOT_FOUND);
+	assert_int_equal(v, 7);
+	assert_rc(store_setting_set(st, "clock_offset", 86400), 0);
+	assert_rc(store_setting_get(st, "clock_offset", &v), 0);
+	assert_int_equal(v, 86400);
+	assert_rc(store_setting_set(st, "clock_offset", -5), 0);
+	assert_rc(store_setting_get(st, "clock_offset", &v), 0);
+	assert_int_equal(v, -5);
+	assert_rc(store_setting_get(st, "other", &v), DRIP_ENOT_FOUND);
+}
+
+static void test_rolled_back_transaction_leaves_nothing(void **state)
+{
+	struct store *st = *state;
+	assert_rc(store_begin(st), 0);
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t eid = start_enrolment(st, lead, "basics");
+	schedule(st, lead, eid, "welcome", 0, T0);
+	assert_rc(store_event_add(st, lead, 0, "stage", T0, "{}"), 0);
+	assert_rc(store_setting_set(st, "clock_offset", 9), 0);
+	store_rollback(st);
+
+	struct store_status s;
+	assert_rc(store_status(st, &s), 0);
+	assert_int_equal(s.leads, 0);
+	assert_int_equal(s.active_enrolments, 0);
+	assert_int_equal(s.pending, 0);
+	struct lead l;
+	assert_rc(store_lead_by_email(st, "maya@example.org", &l), DRIP_ENOT_FOUND);
+	int64_t v;
+	assert_rc(store_setting_get(st, "clock_offset", &v), DRIP_ENOT_FOUND);
+	struct event_walk w = { 0 };
+	assert_rc(store_events_for_lead(st, lead, collect_event, &w), 0);
+	assert_int_equal(w.n, 0);
+
+	/* A rollback with no transaction open is harmless, and commit keeps what it wrote. */
+	store_rollback(st);
+	assert_rc(store_begin(st), 0);
+	add_lead(st, "sam@example.org");
+	assert_rc(store_commit(st), 0);
+	assert_rc(store_status(st, &s), 0);
+	assert_int_equal(s.leads, 1);
+}
+
+int main(void)
+{
+	log_set_level(LOG_LEVEL_ERR);
+#define STORE_TEST(f) cmocka_unit_test_setup_teardown(f, setup_store, teardown_store)
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_migration_sets_user_version_to_schema_version),
+		cmocka_unit_test(test_reopening_a_migrated_database_is_a_no_op),
+		cmocka_unit_test(test_database_file_runs_in_wal_mode),
+		cmocka_unit_test(test_newer_schema_is_refused_with_a_clear_error),
+		cmocka_unit_test(test_file_that_is_not_a_database_is_refused_not_recreated),
+		STORE_TEST(test_lead_is_found_by_email_ignoring_case_and_by_id),
+		STORE_TEST(test_lead_without_tags_or_attrs_gets_empty_json),
+		STORE_TEST(test_duplicate_email_is_refused_as_exists),
+		STORE_TEST(test_lead_with_invalid_json_tags_is_refused_as_invalid),
+		STORE_TEST(test_lead_stage_is_set_and_unknown_lead_is_not_found),
+		STORE_TEST(test_lead_has_at_most_one_active_enrolment),
+		STORE_TEST(test_enrolment_end_only_ends_an_active_enrolment),
+		STORE_TEST(test_enrolment_end_with_an_unknown_state_is_invalid),
+		STORE_TEST(test_step_is_scheduled_at_most_once),
+		STORE_TEST(test_touch_is_stored_with_its_schedule),
+		STORE_TEST(test_touch_is_only_scheduled_in_the_leads_active_enrolment),
+		STORE_TEST(test_next_due_is_not_found_when_nothing_is_pending),
+		STORE_TEST(test_next_due_is_the_earliest_pending_touch),
+		STORE_TEST(test_claim_takes_due_pending_touches_oldest_first_up_to_max),
+		STORE_TEST(test_claimed_touches_are_not_claimed_again),
+		STORE_TEST(test_claim_of_a_touch_due_at_exactly_now_takes_it),
+		STORE_TEST(test_sending_only_from_queued),
+		STORE_TEST(test_sent_only_from_sending),
+		STORE_TEST(test_same_message_id_cannot_be_given_to_two_touches),
+		STORE_TEST(test_defer_returns_a_sending_touch_to_pending_later),
+		STORE_TEST(test_finish_moves_an_unfinished_touch_to_a_final_state),
+		STORE_TEST(test_finish_with_an_unknown_state_is_invalid),
+		STORE_TEST(test_release_returns_a_queued_touch_to_pending),
+		STORE_TEST(test_recover_requeues_queued_and_marks_sending_uncertain),
+		STORE_TEST(test_touches_are_walked_in_the_order_they_were_scheduled),
+		STORE_TEST(test_exit_active_skips_pending_touches_and_ends_the_enrolment),
+		STORE_TEST(test_events_are_walked_oldest_first_with_their_detail),
+		STORE_TEST(test_event_with_invalid_json_detail_is_refused),
+		STORE_TEST(test_status_counts_leads_enrolments_and_touches_by_state),
+		STORE_TEST(test_settings_are_read_back_and_overwritten),
+		STORE_TEST(test_rolled_back_transaction_leaves_nothing),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

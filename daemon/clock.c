@@ -68,7 +68,10 @@ int64_t clock_offset_at(const struct clock *c, int64_t wall_ms, uint64_t mono_ms
 {
 	if (!c->test)
 		return 0;
-	return (clock_business_ms(c, wall_ms, mono_ms) - wall_ms) / 1000;
+	/* Rounded up, not truncated: a restart may move business time a little forward, never
+	 * back (a difference of 30d - 1ms must not come back as 30d - 1s). */
+	int64_t diff = clock_business_ms(c, wall_ms, mono_ms) - wall_ms;
+	return diff >= 0 ? (diff + 999) / 1000 : -(-diff / 1000);
 }
 
 uint64_t clock_delay_ms(const struct clock *c, int64_t due, int64_t now)

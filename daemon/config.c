@@ -43,7 +43,8 @@ struct config *config_defaults(void)
 	cfg->timezone = xstrdup("UTC");
 	cfg->log_level = xstrdup("info");
 	cfg->delivery.url = xstrdup("smtp://127.0.0.1:25");
-	cfg->delivery.from = xstrdup("dripd <dripd@localhost>");
+	/* Must pass util_email_valid (a dot in the domain), as message_build checks it too. */
+	cfg->delivery.from = xstrdup("dripd <dripd@localhost.localdomain>");
 	cfg->delivery.username = xstrdup("");
 	cfg->delivery.password_file = xstrdup("");
 	cfg->delivery.max_connections = 4;

@@ -353,8 +353,9 @@ int json_get_int(const struct json_doc *d, const cJSON *obj, const char *key, in
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
 	if (!v)
 		return 0;
-	if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble ||
-	    v->valuedouble < (double)min || v->valuedouble > (double)max)
+	/* Range first: casting a double outside int64 (1e300, 2^63) to int64_t is undefined. */
+	if (!cJSON_IsNumber(v) || v->valuedouble < (double)min || v->valuedouble > (double)max ||
+	    v->valuedouble >= 0x1p63 || v->valuedouble != (double)(int64_t)v->valuedouble)
 		return json_errf(d, v, err, errlen,
 				 "\"%s\" must be a whole number from %lld to %lld", key,
 				 (long long)min, (long long)max);

@@ -49,12 +49,13 @@ void message_encode_header(struct buf *out, const char *value, size_t used)
 		buf_adds(out, value);
 		return;
 	}
-	/* Encoded-words of at most 75 characters, each on its own folded line; a UTF-8
-	 * character is never split between two words (RFC 2047 section 5). */
+	/* Encoded-words of at most 64 characters, each on its own folded line, so a line with
+	 * one stays within RFC 2047's 76 even after "Message-ID: "; a UTF-8 character is never
+	 * split between two words (RFC 2047 section 5). */
 	const unsigned char *p = (const unsigned char *)value;
 	bool first = true;
 	while (*p) {
-		unsigned char chunk[45];
+		unsigned char chunk[39];
 		size_t n = 0;
 		while (*p) {
 			size_t len = message_utf8_len(p);
@@ -116,11 +117,13 @@ static void message_mailbox(struct buf *out, const char *name, const char *addr)
 			buf_addc(&clean, *p);
 	if (clean.len == 0) {
 		buf_adds(out, addr);
-	} else if (message_plain_ascii(clean.data)) {
+	} else if (message_plain_ascii(clean.data) && clean.len + strlen(addr) <= 900) {
+		/* A longer name is encoded below: encoded-words fold, a quoted string cannot. */
 		buf_printf(out, "\"%s\" <%s>", clean.data, addr);
 	} else {
 		message_encode_header(out, clean.data, 1000);
-		buf_printf(out, " <%s>", addr);
+		/* On its own folded line: after a 64-character word it would pass 76. */
+		buf_printf(out, "\r\n <%s>", addr);
 	}
 	buf_free(&clean);
 }
@@ -155,13 +158,16 @@ void message_qp_encode(struct buf *out, const char *in)
 		bool at_eol = p[1] == '\0' || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
 		bool literal = (*p >= 33 && *p <= 126 && *p != '=') ||
 			       ((*p == ' ' || *p == '\t') && !at_eol);
-		/* A dot alone at a line start is encoded so no transport can mistake it. */
-		if (*p == '.' && col == 0)
-			literal = false;
 		size_t width = literal ? 1 : 3;
 		if (col + width > 75) {
 			buf_adds(out, "=\r\n");
 			col = 0;
+		}
+		/* A dot at a line start (after a soft break too) is encoded so no transport can
+		 * mistake it. */
+		if (*p == '.' && col == 0 && literal) {
+			literal = false;
+			width = 3;
 		}
 		if (literal) {
 			buf_addc(out, (char)*p);

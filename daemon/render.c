@@ -13,7 +13,7 @@
 
 /*
  * DESIGN. A template's merge fields are first replaced by placeholders made only of
- * letters and digits ("DRIPDMF7Z"), which cmark passes through untouched in text, code and
+ * letters and digits ("DRIPDMF<nonce>7Z"), which cmark passes through untouched in text, code and
  * link targets. The Markdown is then parsed once; link targets get their placeholders
  * replaced by percent-encoded values on the tree, so cmark's own URL escaping and
  * safe-URL rules apply to the result; the HTML renderer runs, and remaining placeholders
@@ -106,6 +106,9 @@ int render_check(const char *text, size_t *bad, char *msg, size_t msglen)
 
 struct render_ctx {
 	const struct lead *lead;
+	/* RENDER_PH plus a random nonce: a lead's value that spells a placeholder (it could
+	 * reach a link target, which is filled before the HTML is) must not be taken for one. */
+	char ph[40];
 	cJSON *attrs;
 	struct render_field fields[RENDER_MAX_FIELDS];
 	size_t nfields;
@@ -150,7 +153,7 @@ static int render_placeholders(struct render_ctx *rc, const char *text, struct b
 		const char *next = render_parse_field(q, &rc->fields[rc->nfields], err, errlen);
 		if (!next)
 			return DRIP_ECONTENT;
-		buf_printf(out, RENDER_PH "%zuZ", rc->nfields++);
+		buf_printf(out, "%s%zuZ", rc->ph, rc->nfields++);
 		p = next;
 	}
 	buf_adds(out, p);
@@ -200,16 +203,17 @@ static char *render_fill(const struct render_ctx *rc, const char *text, enum ren
 	struct buf out;
 	const char *p = text, *q;
 	buf_init(&out);
-	while ((q = strstr(p, RENDER_PH))) {
+	size_t phlen = strlen(rc->ph);
+	while ((q = strstr(p, rc->ph))) {
 		char *end;
-		unsigned long i = strtoul(q + strlen(RENDER_PH), &end, 10);
+		unsigned long i = strtoul(q + phlen, &end, 10);
 		buf_add(&out, p, (size_t)(q - p));
 		if (*end == 'Z' && i < rc->nfields) {
 			render_escaped(&out, render_value(rc, &rc->fields[i]), esc);
 			p = end + 1;
 		} else {
-			buf_add(&out, q, strlen(RENDER_PH));
-			p = q + strlen(RENDER_PH);
+			buf_add(&out, q, phlen);
+			p = q + phlen;
 		}
 	}
 	buf_adds(&out, p);
@@ -226,7 +230,7 @@ static void render_fix_links(const struct render_ctx *rc, cmark_node *doc)
 		if (ev != CMARK_EVENT_ENTER || (t != CMARK_NODE_LINK && t != CMARK_NODE_IMAGE))
 			continue;
 		const char *url = cmark_node_get_url(n);
-		if (url && strstr(url, RENDER_PH)) {
+		if (url && strstr(url, rc->ph)) {
 			char *fixed = render_fill(rc, url, RENDER_URL);
 			cmark_node_set_url(n, fixed);
 			free(fixed);
@@ -362,6 +366,8 @@ int render_message(const struct content *c, const struct content_template *tpl,
 	buf_init(&html);
 	buf_init(&text);
 	rc->lead = lead;
+	memcpy(rc->ph, RENDER_PH, strlen(RENDER_PH));
+	util_random_hex(rc->ph + strlen(RENDER_PH), 8);
 	rc->attrs = cJSON_Parse(lead->attrs && *lead->attrs ? lead->attrs : "{}");
 
 	/* Subject and preheader: merge fields on one line each, no Markdown. */

@@ -1,7 +1,612 @@
+/* test_content.c - loading and validating content/: the sample, then broken copies of it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
-static void t(void **s){(void)s;}
-int main(void){const struct CMUnitTest x[]={cmocka_unit_test(t)};return cmocka_run_group_tests(x,NULL,NULL);}
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dripd/content.h"
+#include "dripd/error.h"
+
+#define assert_contains(hay, needle)                                                           \
+	do {                                                                                   \
+		const char *h_ = (hay), *n_ = (needle);                                        \
+		if (!h_ || !strstr(h_, n_))                                                    \
+			fail_msg("expected \"%s\" to contain \"%s\"", h_ ? h_ : "(null)", n_); \
+	} while (0)
+
+struct fixture {
+	char root[64];
+	char dir[128]; /* root/content, a copy of the sample */
+	char err[1024];
+};
+
+static const char *sample_dir(void)
+{
+	static char path[1024];
+	const char *src = getenv("DRIPD_SOURCE_DIR");
+	if (!src)
+		fail_msg("DRIPD_SOURCE_DIR is not set (run the tests through ctest)");
+	snprintf(path, sizeof(path), "%s/content", src);
+	return path;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char cmd[2048];
+	snprintf(f->root, sizeof(f->root), "/tmp/dripd-test-content-XXXXXX");
+	if (!mkdtemp(f->root))
+		return -1;
+	snprintf(f->dir, sizeof(f->dir), "%s/content", f->root);
+	snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s'", sample_dir(), f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->root);
+	int rc = system(cmd);
+	free(f);
+	return rc == 0 ? 0 : -1;
+}
+
+/* Writes `text` to DIR/rel (replacing it) and returns the full path in `path`. */
+static void put(struct fixture *f, const char *rel, const char *text, char *path, size_t pathlen)
+{
+	char local[512];
+	if (!path) {
+		path = local;
+		pathlen = sizeof(local);
+	}
+	snprintf(path, pathlen, "%s/%s", f->dir, rel);
+	FILE *fp = fopen(path, "w");
+	if (!fp)
+		fail_msg("cannot write %s", path);
+	assert_int_equal(fwrite(text, 1, strlen(text), fp), strlen(text));
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* Loads the copy, which must be refused with an error starting "FILE:LINE: " and naming what. */
+static void expect_error(struct fixture *f, const char *file, int line, const char *what)
+{
+	char prefix[600];
+	f->err[0] = '\0';
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (c) {
+		content_unref(c);
+		fail_msg("expected the content to be refused (%s)", what);
+	}
+	snprintf(prefix, sizeof(prefix), "%s:%d: ", file, line);
+	if (strncmp(f->err, prefix, strlen(prefix)) != 0)
+		fail_msg("expected the error to start with \"%s\", got \"%s\"", prefix, f->err);
+	assert_contains(f->err, what);
+}
+
+static void test_sample_content_loads_whole(void **state)
+{
+	char err[1024] = "";
+	(void)state;
+	struct content *c = content_load(sample_dir(), err, sizeof(err));
+	if (!c)
+		fail_msg("expected the sample content to load, got \"%s\"", err);
+	assert_int_equal(c->refs, 1);
+	assert_string_equal(c->dir, sample_dir());
+	assert_int_equal(c->nstages, 4);
+	assert_string_equal(c->stages[0], "awareness");
+	assert_string_equal(c->stages[1], "consideration");
+	assert_string_equal(c->stages[2], "decision");
+	assert_string_equal(c->stages[3], "customer");
+	assert_string_equal(c->company, "Northwind Pipeline Coaching");
+	assert_string_equal(c->postal_address, "Northwind Pipeline Coaching, 12 Harbour Street, "
+					       "Bristol BS1 4QA, United Kingdom");
+	assert_int_equal(c->ntpls, 10);
+	/* Sequences are sorted by name; so are templates by path. */
+	assert_int_equal(c->nseqs, 3);
+	assert_string_equal(c->seqs[0].name, "awareness-basics");
+	assert_string_equal(c->seqs[1].name, "consideration-playbook");
+	assert_string_equal(c->seqs[2].name, "decision-next-step");
+	for (size_t i = 1; i < c->ntpls; i++)
+		if (strcmp(c->tpls[i - 1].path, c->tpls[i].path) >= 0)
+			fail_msg("templates out of order: %s before %s", c->tpls[i - 1].path,
+				 c->tpls[i].path);
+	content_unref(c);
+}
+
+static void test_sample_sequences_have_their_steps(void **state)
+{
+	char err[1024] = "";
+	(void)state;
+	struct content *c = content_load(sample_dir(), err, sizeof(err));
+	if (!c)
+		fail_msg("expected the sample content to load, got \"%s\"", err);
+	const struct content_sequence *s = content_sequence(c, "awareness-basics");
+	assert_non_null(s);
+	assert_string_equal(s->stage, "awareness");
+	assert_int_equal(s->mode, CONTENT_NURTURE);
+	assert_contains(s->description, "steady pipeline");
+	assert_int_equal(s->nsteps, 4);
+	static const char *const ids[] = { "welcome", "two-jobs", "healthy-or-thin",
+					   "slow-and-steady" };
+	static const int64_t delays[] = { 0, 3 * 86400, 4 * 86400, 7 * 86400 };
+	for (size_t i = 0; i < 4; i++) {
+		assert_string_equal(s->steps[i].id, ids[i]);
+		if (s->steps[i].delay != delays[i])
+			fail_msg("step %s: expected delay %lld, got %lld", ids[i],
+				 (long long)delays[i], (long long)s->steps[i].delay);
+		assert_non_null(s->steps[i].tpl);
+	}
+	const struct content_template *t = s->steps[0].tpl;
+	assert_string_equal(t->path, "awareness/welcome.md");
+	char want[1200];
+	snprintf(want, sizeof(want), "%s/templates/awareness/welcome.md", sample_dir());
+	assert_string_equal(t->file, want);
+	assert_string_equal(t->subject,
+			    "Welcome, {{first_name|there}}. Let's steady your pipeline");
+	assert_string_equal(
+		t->preheader,
+		"What the next few emails will cover, and one question to keep in mind.");
+	assert_int_equal(t->body_line, 5);
+	if (strncmp(t->body, "Hi {{first_name|there}},\n", 25) != 0)
+		fail_msg("expected the body to start at the greeting, got \"%.40s\"", t->body);
+
+	assert_int_equal(content_sequence(c, "consideration-playbook")->nsteps, 3);
+	assert_int_equal(content_sequence(c, "decision-next-step")->nsteps, 3);
+	assert_null(content_sequence(c, "no-such-sequence"));
+
+	size_t index = 99;
+	const struct content_step *step = content_step(s, "healthy-or-thin", &index);
+	assert_non_null(step);
+	assert_int_equal(index, 2);
+	assert_string_equal(step->tpl->path, "awareness/healthy-or-thin.md");
+	assert_null(content_step(s, "nope", &index));
+	content_unref(c);
+}
+
+static void test_sequence_for_stage_and_stage_index(void **state)
+{
+	char err[1024] = "";
+	(void)state;
+	struct content *c = content_load(sample_dir(), err, sizeof(err));
+	if (!c)
+		fail_msg("expected the sample content to load, got \"%s\"", err);
+	assert_string_equal(content_sequence_for_stage(c, "awareness")->name, "awareness-basics");
+	assert_string_equal(content_sequence_for_stage(c, "consideration")->name,
+			    "consideration-playbook");
+	assert_string_equal(content_sequence_for_stage(c, "decision")->name, "decision-next-step");
+	assert_null(content_sequence_for_stage(c, "customer"));
+	assert_null(content_sequence_for_stage(c, "nowhere"));
+	assert_int_equal(content_stage_index(c, "awareness"), 0);
+	assert_int_equal(content_stage_index(c, "customer"), 3);
+	assert_int_equal(content_stage_index(c, "nowhere"), -1);
+	content_unref(c);
+}
+
+static void test_first_sequence_by_name_wins_a_stage(void **state)
+{
+	struct fixture *f = *state;
+	put(f, "sequences/aaa-early.json",
+	    "{\"stage\": \"awareness\", \"mode\": \"prospect\",\n"
+	    " \"steps\": [{\"id\": \"one\", \"delay\": \"1h\", \"template\": "
+	    "\"awareness/welcome.md\"}]}\n",
+	    NULL, 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (!c)
+		fail_msg("expected the content to load, got \"%s\"", f->err);
+	const struct content_sequence *s = content_sequence_for_stage(c, "awareness");
+	assert_string_equal(s->name, "aaa-early");
+	assert_int_equal(s->mode, CONTENT_PROSPECT);
+	assert_string_equal(s->description, "");
+	assert_int_equal(s->steps[0].delay, 3600);
+	content_unref(c);
+}
+
+static void test_ref_and_unref_count_holders(void **state)
+{
+	char err[1024] = "";
+	(void)state;
+	struct content *c = content_load(sample_dir(), err, sizeof(err));
+	if (!c)
+		fail_msg("expected the sample content to load, got \"%s\"", err);
+	assert_ptr_equal(content_ref(c), c);
+	assert_int_equal(c->refs, 2);
+	content_unref(c);
+	assert_int_equal(c->refs, 1);
+	/* Still whole after one holder let go. */
+	assert_string_equal(content_sequence(c, "awareness-basics")->steps[0].id, "welcome");
+	content_unref(c); /* freed; the sanitizer build checks nothing leaks */
+	content_unref(NULL);
+}
+
+static void test_content_name_rules(void **state)
+{
+	(void)state;
+	assert_true(content_name_valid("awareness"));
+	assert_true(content_name_valid("step-2_b"));
+	assert_true(content_name_valid("9lives"));
+	assert_false(content_name_valid(""));
+	assert_false(content_name_valid("-lead"));
+	assert_false(content_name_valid("_lead"));
+	assert_false(content_name_valid("Awareness"));
+	assert_false(content_name_valid("two words"));
+	assert_false(content_name_valid("a/b"));
+	char longname[70];
+	memset(longname, 'a', 65);
+	longname[65] = '\0';
+	assert_false(content_name_valid(longname));
+	longname[64] = '\0';
+	assert_true(content_name_valid(longname));
+}
+
+/* A valid awareness sequence, line by line, for broken variants below. */
+#define SEQ_HEAD                                                                                \
+	"{\n" /* 1 */                                                                           \
+	"  \"stage\": \"awareness\",\n" /* 2 */                                                 \
+	"  \"mode\": \"nurture\",\n" /* 3 */                                                    \
+	"  \"description\": \"A test sequence\",\n" /* 4 */                                     \
+	"  \"steps\": [\n" /* 5 */                                                              \
+	"    { \"id\": \"welcome\", \"delay\": \"0d\", \"template\": \"awareness/welcome.md\" " \
+	"},\n" /* 6 */
+
+static void test_unknown_key_in_a_sequence_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "sequences/awareness-basics.json",
+	    "{\n"
+	    "  \"stage\": \"awareness\",\n"
+	    "  \"mode\": \"nurture\",\n"
+	    "  \"colour\": \"blue\",\n"
+	    "  \"steps\": []\n"
+	    "}\n",
+	    path, sizeof(path));
+	expect_error(f, path, 4, "sequence: unknown key \"colour\"");
+}
+
+static void test_unknown_key_in_a_step_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "sequences/awareness-basics.json",
+	    SEQ_HEAD "    { \"id\": \"two\", \"delay\": \"3d\",\n"
+		     "      \"templte\": \"awareness/two-jobs.md\" }\n" /* 8 */
+		     "  ]\n"
+		     "}\n",
+	    path, sizeof(path));
+	expect_error(f, path, 8, "step 2: unknown key \"templte\"");
+}
+
+static void test_duplicate_key_in_a_sequence_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "sequences/decision-next-step.json",
+	    "{\n"
+	    "  \"stage\": \"decision\",\n"
+	    "  // the stage again, by mistake\n"
+	    "  \"stage\": \"awareness\",\n"
+	    "  \"steps\": []\n"
+	    "}\n",
+	    path, sizeof(path));
+	expect_error(f, path, 4, "duplicate key \"stage\"");
+}
+
+static void test_missing_template_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "sequences/awareness-basics.json",
+	    SEQ_HEAD
+	    "    { \"id\": \"two\", \"delay\": \"3d\", \"template\": \"awareness/missing.md\" }\n"
+	    "  ]\n"
+	    "}\n",
+	    path, sizeof(path));
+	expect_error(f, path, 7, "step 2: no template \"awareness/missing.md\"");
+}
+
+static void test_bad_delay_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "sequences/awareness-basics.json",
+	    SEQ_HEAD "    { \"id\": \"two\",\n"
+		     "      \"delay\": \"3 days\",\n" /* 8 */
+		     "      \"template\": \"awareness/two-jobs.md\" }\n"
+		     "  ]\n"
+		     "}\n",
+	    path, sizeof(path));
+	expect_error(f, path, 8, "\"delay\" must be a duration");
+}
+
+static void test_missing_delay_names_the_step(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "sequences/awareness-basics.json",
+	    SEQ_HEAD "    { \"id\": \"two\", \"template\": \"awareness/two-jobs.md\" }\n"
+		     "  ]\n"
+		     "}\n",
+	    path, sizeof(path));
+	expect_error(f, path, 7, "step 2: missing \"delay\"");
+}
+
+static void test_unknown_stage_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "sequences/consideration-playbook.json",
+	    "{\n"
+	    "\n"
+	    "  \"stage\": \"interest\",\n"
+	    "  \"steps\": [ { \"id\": \"a\", \"delay\": \"0d\", \"template\": "
+	    "\"awareness/welcome.md\" } ]\n"
+	    "}\n",
+	    path, sizeof(path));
+	expect_error(f, path, 3, "sequence: stage \"interest\" is not a stage of journey.json");
+}
+
+static void test_bad_mode_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "sequences/awareness-basics.json",
+	    "{\n  \"stage\": \"awareness\",\n  \"mode\": \"blast\",\n  \"steps\": []\n}\n", path,
+	    sizeof(path));
+	expect_error(f, path, 3, "mode must be \"nurture\" or \"prospect\"");
+}
+
+static void test_empty_steps_are_refused(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "sequences/awareness-basics.json",
+	    "{\n  \"stage\": \"awareness\",\n\n  \"steps\": []\n}\n", path, sizeof(path));
+	expect_error(f, path, 4, "\"steps\" must be a non-empty list");
+}
+
+static void test_duplicate_step_id_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "sequences/awareness-basics.json",
+	    SEQ_HEAD "    { \"delay\": \"3d\", \"template\": \"awareness/two-jobs.md\",\n"
+		     "      \"id\": \"welcome\" }\n" /* 8 */
+		     "  ]\n"
+		     "}\n",
+	    path, sizeof(path));
+	expect_error(f, path, 8, "step 2: id \"welcome\" is used twice in this sequence");
+}
+
+static void test_bad_step_id_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "sequences/awareness-basics.json",
+	    SEQ_HEAD "    { \"id\": \"Step Two\", \"delay\": \"3d\", \"template\": "
+		     "\"awareness/two-jobs.md\" }\n"
+		     "  ]\n"
+		     "}\n",
+	    path, sizeof(path));
+	expect_error(f, path, 7, "step 2: id \"Step Two\" must be lower-case");
+}
+
+static void test_template_without_front_matter_names_file(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "templates/decision/last-note.md", "Hi {{first_name|there}},\n\nNo front matter.\n",
+	    path, sizeof(path));
+	expect_error(f, path, 1, "a template starts with a \"---\" line");
+}
+
+static void test_unclosed_front_matter_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "templates/decision/last-note.md", "---\nsubject: Hi\npreheader: x\n", path,
+	    sizeof(path));
+	expect_error(f, path, 4, "front matter is never closed");
+}
+
+static void test_unknown_front_matter_key_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "templates/awareness/welcome.md",
+	    "---\n"
+	    "subject: Welcome\n"
+	    "title: Not a key\n"
+	    "---\n"
+	    "Body\n",
+	    path, sizeof(path));
+	expect_error(f, path, 3, "unknown front matter key \"title\"");
+}
+
+static void test_front_matter_needs_a_subject(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "templates/awareness/welcome.md", "---\npreheader: only this\n---\nBody\n", path,
+	    sizeof(path));
+	expect_error(f, path, 2, "front matter needs a \"subject\"");
+}
+
+static void test_unknown_merge_field_in_the_body_names_its_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "templates/consideration/six-moments.md",
+	    "---\n" /* 1 */
+	    "subject: Six moments\n" /* 2 */
+	    "preheader: Timing matters.\n" /* 3 */
+	    "---\n" /* 4 */
+	    "Hi {{first_name|there}},\n" /* 5 */
+	    "\n" /* 6 */
+	    "A paragraph.\n" /* 7 */
+	    "\n" /* 8 */
+	    "Thanks, {{frist_name}}, for reading.\n" /* 9 */
+	    "\n"
+	    "Ana\n",
+	    path, sizeof(path));
+	expect_error(f, path, 9, "unknown merge field \"frist_name\"");
+}
+
+static void test_unknown_merge_field_in_the_subject_names_its_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "templates/consideration/six-moments.md",
+	    "---\n"
+	    "preheader: Timing matters.\n"
+	    "subject: Hi {{firstname}}\n"
+	    "---\n"
+	    "Body\n",
+	    path, sizeof(path));
+	expect_error(f, path, 3, "unknown merge field \"firstname\"");
+}
+
+static void test_crlf_template_keeps_its_lines(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "templates/consideration/six-moments.md",
+	    "---\r\nsubject: Hi\r\n---\r\nLine 4\r\nLine 5 {{nope}}\r\n", path, sizeof(path));
+	expect_error(f, path, 5, "unknown merge field \"nope\"");
+}
+
+static void test_journey_with_a_duplicate_stage_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "journey.json",
+	    "{\n"
+	    "  \"stages\": [\n"
+	    "    \"awareness\",\n"
+	    "    \"consideration\",\n"
+	    "    \"decision\",\n"
+	    "    \"consideration\"\n" /* 6 */
+	    "  ]\n"
+	    "}\n",
+	    path, sizeof(path));
+	expect_error(f, path, 6, "journey: stage \"consideration\" is listed twice");
+}
+
+static void test_journey_errors_name_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "journey.json", "{\n  \"stages\": [\"awareness\", \"Decision\"]\n}\n", path,
+	    sizeof(path));
+	expect_error(f, path, 2, "journey: a stage name is lower-case");
+	put(f, "journey.json",
+	    "{\n  \"stages\": [\"awareness\"],\n  \"sender\": {\n    \"company\": \"X\",\n"
+	    "    \"phone\": \"1\"\n  }\n}\n",
+	    path, sizeof(path));
+	expect_error(f, path, 5, "journey sender: unknown key \"phone\"");
+	put(f, "journey.json", "{\n  \"stages\": []\n}\n", path, sizeof(path));
+	expect_error(f, path, 2, "\"stages\" must be a list");
+}
+
+static void test_journey_without_sender_has_an_empty_footer(void **state)
+{
+	struct fixture *f = *state;
+	put(f, "journey.json",
+	    "{\"stages\": [\"awareness\", \"consideration\", \"decision\", \"customer\"]}\n", NULL,
+	    0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (!c)
+		fail_msg("expected the content to load, got \"%s\"", f->err);
+	assert_string_equal(c->company, "");
+	assert_string_equal(c->postal_address, "");
+	content_unref(c);
+}
+
+static void test_missing_journey_is_reported(void **state)
+{
+	struct fixture *f = *state;
+	char path[512], want[600];
+	snprintf(path, sizeof(path), "%s/journey.json", f->dir);
+	assert_int_equal(unlink(path), 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	assert_null(c);
+	snprintf(want, sizeof(want), "%s: cannot read: No such file or directory", path);
+	assert_string_equal(f->err, want);
+}
+
+static void test_badly_named_sequence_file_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "sequences/Bad Name.json",
+	    "{\"stage\": \"awareness\", \"steps\": [{\"id\": \"a\", \"delay\": \"0d\", "
+	    "\"template\": \"awareness/welcome.md\"}]}",
+	    path, sizeof(path));
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	assert_null(c);
+	assert_contains(f->err, path);
+	assert_contains(f->err, "a sequence file is named in lower-case letters");
+}
+
+static void test_files_that_are_not_sequences_are_ignored(void **state)
+{
+	struct fixture *f = *state;
+	put(f, "sequences/README.txt", "not json", NULL, 0);
+	put(f, "sequences/.hidden.json", "{", NULL, 0);
+	put(f, "templates/notes.txt", "{{nonsense", NULL, 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (!c)
+		fail_msg("expected the content to load, got \"%s\"", f->err);
+	assert_int_equal(c->nseqs, 3);
+	assert_int_equal(c->ntpls, 10);
+	content_unref(c);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sample_content_loads_whole),
+		cmocka_unit_test(test_sample_sequences_have_their_steps),
+		cmocka_unit_test(test_sequence_for_stage_and_stage_index),
+		cmocka_unit_test(test_ref_and_unref_count_holders),
+		cmocka_unit_test(test_content_name_rules),
+		T(test_first_sequence_by_name_wins_a_stage),
+		T(test_unknown_key_in_a_sequence_names_file_and_line),
+		T(test_unknown_key_in_a_step_names_file_and_line),
+		T(test_duplicate_key_in_a_sequence_names_file_and_line),
+		T(test_missing_template_names_file_and_line),
+		T(test_bad_delay_names_file_and_line),
+		T(test_missing_delay_names_the_step),
+		T(test_unknown_stage_names_file_and_line),
+		T(test_bad_mode_names_file_and_line),
+		T(test_empty_steps_are_refused),
+		T(test_duplicate_step_id_names_file_and_line),
+		T(test_bad_step_id_names_file_and_line),
+		T(test_template_without_front_matter_names_file),
+		T(test_unclosed_front_matter_names_file_and_line),
+		T(test_unknown_front_matter_key_names_file_and_line),
+		T(test_front_matter_needs_a_subject),
+		T(test_unknown_merge_field_in_the_body_names_its_line),
+		T(test_unknown_merge_field_in_the_subject_names_its_line),
+		T(test_crlf_template_keeps_its_lines),
+		T(test_journey_with_a_duplicate_stage_names_file_and_line),
+		T(test_journey_errors_name_file_and_line),
+		T(test_journey_without_sender_has_an_empty_footer),
+		T(test_missing_journey_is_reported),
+		T(test_badly_named_sequence_file_is_refused),
+		T(test_files_that_are_not_sequences_are_ignored),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -215,6 +215,8 @@ def test_a_bad_reload_is_refused_and_the_old_content_keeps_running(daemon_factor
     assert "tips.md:2: unknown merge field" in d.log_text()
     assert d.proc.poll() is None
     d.ctl("lead", "add", "priya@example.com", "--first-name", "Priya", "--company", "Shah")
+    # Delays count from the previous step's send: advance only once it went out.
+    d.wait_messages(1)
     d.advance("2d")
     msgs = d.wait_messages(2)
     assert msgs[1]["Subject"] == "Two tips for Shah", "the old content did not keep running"
@@ -235,6 +237,7 @@ def test_sigterm_leaves_the_database_consistent(daemon_factory):
     for i in range(12):
         d.ctl("lead", "add", f"lead{i}@example.com", "--first-name", f"L{i}",
               "--stage", ["awareness", "consideration", "decision"][i % 3])
+    d.wait_messages(12)
     d.advance("3d")
     assert d.stop(signal.SIGTERM) == 0
     assert "draining" in d.log_text() and "stopped" in d.log_text()

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dripd/clock.h"
 #include "dripd/config.h"
 #include "dripd/error.h"
 #include "dripd/json.h"
@@ -260,6 +261,11 @@ static int config_apply(struct config *cfg, const struct json_doc *d, char *err,
 	    (rc = json_get_number(d, root, "clock_rate", 0.001, 10000000, &cfg->clock_rate, err,
 				  errlen)))
 		return rc;
+	if (!clock_tz_valid(cfg->timezone))
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(root, "timezone"), err, errlen,
+				 "\"timezone\": unknown time zone \"%s\" (an IANA name such as "
+				 "\"Europe/Berlin\")",
+				 cfg->timezone);
 	bool level_ok = false;
 	for (const char *const *l = config_log_levels; *l; l++)
 		level_ok |= strcmp(*l, cfg->log_level) == 0;

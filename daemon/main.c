@@ -224,8 +224,10 @@ static int main_run(const char *path)
 		log_fatal("dripd: %s", err);
 	main_set_log_level(d.cfg);
 	char *warnings = config_warnings(d.cfg);
-	if (warnings)
+	if (warnings) {
+		warnings[strcspn(warnings, "\n")] = '\0';
 		log_warn("dripd: %s", warnings);
+	}
 	free(warnings);
 	if (!(d.content = content_load(d.cfg->content_dir, err, sizeof(err))))
 		log_fatal("dripd: %s", err);

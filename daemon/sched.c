@@ -25,6 +25,7 @@
  */
 
 #define SCHED_CLAIM_MAX 64
+#define SCHED_RETRY_MS 1000 /* machine time before a claim is tried again */
 #define SCHED_RETRY_MIN 600 /* business seconds before the first retry */
 #define SCHED_RETRY_MAX (86400LL) /* the longest wait between retries */
 
@@ -215,7 +216,15 @@ static void sched_run(struct sched *s)
 		size_t want = mailer_idle(s->mailer);
 		if (want > SCHED_CLAIM_MAX)
 			want = SCHED_CLAIM_MAX;
-		if (store_touch_claim(s->store, now, want, ids, &n) != 0 || n == 0)
+		if (store_touch_claim(s->store, now, want, ids, &n) != 0) {
+			/* The database refused (busy, full): look again in a while, not at once. */
+			log_warn("sched: cannot claim due touches; retrying in %d ms",
+				 SCHED_RETRY_MS);
+			s->next_wake = 0;
+			uv_timer_start(&s->timer, sched_timer_cb, SCHED_RETRY_MS, 0);
+			return;
+		}
+		if (n == 0)
 			break;
 		for (size_t i = 0; i < n; i++)
 			sched_dispatch(s, ids[i], now);
@@ -236,6 +245,27 @@ static int64_t sched_backoff(int64_t attempts)
 	return d < SCHED_RETRY_MAX ? d : SCHED_RETRY_MAX;
 }
 
+/*
+ * Moves the lead on after a send. The message went out whatever happens here, so a failure
+ * undoes only this part and is recorded as an error event; the "sent" record stays.
+ */
+static int sched_next_step(struct sched *s, const struct touch *t, int64_t now)
+{
+	int rc = store_part_begin(s->store);
+	if (rc)
+		return rc;
+	rc = journey_step_sent(s->store, s->content, t, now);
+	if (store_part_end(s->store, rc == 0) != 0)
+		return DRIP_ESTORE;
+	if (rc) {
+		log_err("sched: touch %lld was sent but the lead could not be moved on: %s",
+			(long long)t->id, drip_strerror(rc));
+		sched_event(s, t->lead_id, t->id, "error", now, t, "reason",
+			    "sent, but the next step could not be scheduled");
+	}
+	return 0;
+}
+
 void sched_on_result(struct sched *s, const struct mailer_result *r)
 {
 	int64_t now = clock_now(s->clock);
@@ -253,7 +283,7 @@ void sched_on_result(struct sched *s, const struct mailer_result *r)
 		if (rc == 0) {
 			sched_event(s, t.lead_id, t.id, "sent", now, &t, "message_id",
 				    t.message_id);
-			rc = journey_step_sent(s->store, s->content, &t, now);
+			rc = sched_next_step(s, &t, now);
 		}
 		break;
 	case MAILER_TEMPFAIL: {

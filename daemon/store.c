@@ -108,6 +108,9 @@ enum store_stmt_id {
 	STMT_BEGIN,
 	STMT_COMMIT,
 	STMT_ROLLBACK,
+	STMT_SAVEPOINT,
+	STMT_SAVEPOINT_UNDO,
+	STMT_SAVEPOINT_RELEASE,
 	STMT_SETTING_GET,
 	STMT_SETTING_SET,
 	STMT_LEAD_INSERT,
@@ -148,6 +151,9 @@ static const char *const store_sql[STMT_COUNT] = {
 	[STMT_BEGIN] = "BEGIN IMMEDIATE",
 	[STMT_COMMIT] = "COMMIT",
 	[STMT_ROLLBACK] = "ROLLBACK",
+	[STMT_SAVEPOINT] = "SAVEPOINT part",
+	[STMT_SAVEPOINT_UNDO] = "ROLLBACK TO part",
+	[STMT_SAVEPOINT_RELEASE] = "RELEASE part",
 	[STMT_SETTING_GET] = "SELECT value FROM settings WHERE key = ?1",
 	[STMT_SETTING_SET] = "INSERT INTO settings (key, value) VALUES (?1, ?2) "
 			     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -394,6 +400,24 @@ void store_rollback(struct store *st)
 	sqlite3_stmt *s = store_stmt(st, STMT_ROLLBACK);
 	if (s)
 		store_exec_stmt(st, s);
+}
+
+int store_part_begin(struct store *st)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_SAVEPOINT);
+	return s ? store_exec_stmt(st, s) : DRIP_ESTORE;
+}
+
+int store_part_end(struct store *st, bool keep)
+{
+	sqlite3_stmt *s;
+	int rc;
+	if (!keep) {
+		if (!(s = store_stmt(st, STMT_SAVEPOINT_UNDO)) || (rc = store_exec_stmt(st, s)))
+			return DRIP_ESTORE;
+	}
+	s = store_stmt(st, STMT_SAVEPOINT_RELEASE);
+	return s ? store_exec_stmt(st, s) : DRIP_ESTORE;
 }
 
 int store_setting_get(struct store *st, const char *key, int64_t *value)

@@ -79,6 +79,14 @@ int store_begin(struct store *st);
 int store_commit(struct store *st);
 void store_rollback(struct store *st);
 
+/*
+ * A part of the open transaction that can be undone alone (an SQL savepoint): after
+ * store_part_begin, store_part_end(st, false) undoes what the part did and keeps the rest
+ * of the transaction; store_part_end(st, true) keeps it.
+ */
+int store_part_begin(struct store *st);
+int store_part_end(struct store *st, bool keep);
+
 int store_setting_get(struct store *st, const char *key, int64_t *value);
 int store_setting_set(struct store *st, const char *key, int64_t value);
 

@@ -380,6 +380,17 @@ static void test_bad_log_level_is_refused(void **state)
 	load_bad(f, "{\n  \"log_level\": \"INFO\"\n}\n", 2, "\"log_level\" must be");
 }
 
+static void test_unknown_timezone_is_refused_with_its_line(void **state)
+{
+	struct fixture *f = *state;
+	load_bad(f, "{\n  \"state_dir\": \"/x\",\n  \"timezone\": \"Mars/Olympus\"\n}\n", 3,
+		 "unknown time zone \"Mars/Olympus\"");
+	load_bad(f, "{\n  \"timezone\": \"../../etc/passwd\"\n}\n", 2, "unknown time zone");
+	struct config *cfg = load_ok(f, "{ \"timezone\": \"America/Chicago\" }");
+	assert_string_equal(cfg->timezone, "America/Chicago");
+	config_free(cfg);
+}
+
 static void test_every_log_level_is_accepted(void **state)
 {
 	static const char *const levels[] = { "error", "warning", "info", "debug" };
@@ -493,6 +504,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_inbox_poll_duration_is_refused, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_log_level_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_timezone_is_refused_with_its_line,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_log_level_is_accepted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_range_numbers_are_refused, setup,
 						teardown),

@@ -965,6 +965,30 @@ static void test_settings_are_read_back_and_overwritten(void **state)
 	assert_rc(store_setting_get(st, "other", &v), DRIP_ENOT_FOUND);
 }
 
+static void test_an_undone_part_keeps_the_rest_of_the_transaction(void **state)
+{
+	struct store *st = *state;
+	struct store_status s;
+	assert_rc(store_begin(st), 0);
+	add_lead(st, "kept@example.org");
+	assert_rc(store_part_begin(st), 0);
+	add_lead(st, "undone@example.org");
+	assert_rc(store_part_end(st, false), 0);
+	assert_rc(store_part_begin(st), 0);
+	add_lead(st, "also-kept@example.org");
+	assert_rc(store_part_end(st, true), 0);
+	assert_rc(store_commit(st), 0);
+
+	struct lead l;
+	assert_rc(store_lead_by_email(st, "undone@example.org", &l), DRIP_ENOT_FOUND);
+	assert_rc(store_lead_by_email(st, "kept@example.org", &l), 0);
+	store_lead_clear(&l);
+	assert_rc(store_lead_by_email(st, "also-kept@example.org", &l), 0);
+	store_lead_clear(&l);
+	assert_rc(store_status(st, &s), 0);
+	assert_int_equal(s.leads, 2);
+}
+
 static void test_rolled_back_transaction_leaves_nothing(void **state)
 {
 	struct store *st = *state;
@@ -1039,6 +1063,7 @@ int main(void)
 		STORE_TEST(test_status_counts_leads_enrolments_and_touches_by_state),
 		STORE_TEST(test_settings_are_read_back_and_overwritten),
 		STORE_TEST(test_rolled_back_transaction_leaves_nothing),
+		STORE_TEST(test_an_undone_part_keeps_the_rest_of_the_transaction),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

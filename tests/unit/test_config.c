@@ -8,32 +8,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "testutil.h"
 
 #include "dripd/config.h"
 #include "dripd/error.h"
 #include "dripd/message.h"
 
-#define assert_contains(hay, needle)                                                           \
-	do {                                                                                   \
-		const char *h_ = (hay), *n_ = (needle);                                        \
-		if (!h_ || !strstr(h_, n_))                                                    \
-			fail_msg("expected \"%s\" to contain \"%s\"", h_ ? h_ : "(null)", n_); \
-	} while (0)
-
 /* Each test gets a fresh folder holding its config file. */
 struct fixture {
-	char dir[64];
-	char path[128];
+	char dir[128];
+	char path[192];
 	char err[1024];
 };
 
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/dripd-test-config-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
+	testutil_mkdtemp(f->dir, sizeof(f->dir), "config");
 	snprintf(f->path, sizeof(f->path), "%s/dripd.json", f->dir);
 	*state = f;
 	return 0;
@@ -42,23 +34,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	unlink(f->path);
-	rmdir(f->dir);
-	free(f);
-	return 0;
-}
-
-static void write_config(struct fixture *f, const char *text)
-{
-	FILE *fp = fopen(f->path, "w");
-	assert_non_null(fp);
-	assert_int_equal(fwrite(text, 1, strlen(text), fp), strlen(text));
-	assert_int_equal(fclose(fp), 0);
+	return testutil_rmtree_free(f->dir, f);
 }
 
 static struct config *load_ok(struct fixture *f, const char *text)
 {
-	write_config(f, text);
+	testutil_write_file(f->path, text);
 	f->err[0] = '\0';
 	struct config *cfg = config_load(f->path, f->err, sizeof(f->err));
 	if (!cfg)
@@ -70,7 +51,7 @@ static struct config *load_ok(struct fixture *f, const char *text)
 static void load_bad(struct fixture *f, const char *text, int line, const char *what)
 {
 	char prefix[256];
-	write_config(f, text);
+	testutil_write_file(f->path, text);
 	f->err[0] = '\0';
 	struct config *cfg = config_load(f->path, f->err, sizeof(f->err));
 	if (cfg) {
@@ -205,11 +186,8 @@ static void test_every_key_parses(void **state)
 static void test_shipped_example_config_loads(void **state)
 {
 	char path[1024], err[1024] = "";
-	const char *src = getenv("DRIPD_SOURCE_DIR");
 	(void)state;
-	if (!src)
-		fail_msg("DRIPD_SOURCE_DIR is not set (run the tests through ctest)");
-	snprintf(path, sizeof(path), "%s/systemd/dripd.json", src);
+	testutil_source_path(path, sizeof(path), "systemd/dripd.json");
 	struct config *cfg = config_load(path, err, sizeof(err));
 	if (!cfg)
 		fail_msg("expected %s to load, got \"%s\"", path, err);

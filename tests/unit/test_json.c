@@ -10,15 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "testutil.h"
+
 #include "dripd/error.h"
 #include "dripd/json.h"
-
-#define assert_contains(hay, needle)                                                           \
-	do {                                                                                   \
-		const char *h_ = (hay), *n_ = (needle);                                        \
-		if (!h_ || !strstr(h_, n_))                                                    \
-			fail_msg("expected \"%s\" to contain \"%s\"", h_ ? h_ : "(null)", n_); \
-	} while (0)
 
 /* Parses a NUL-terminated text; the document must be valid. */
 static struct json_doc *parse_ok(const char *text)

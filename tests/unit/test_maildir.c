@@ -14,29 +14,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "testutil.h"
+
 #include "dripd/error.h"
 #include "dripd/maildir.h"
 #include "dripd/util.h"
 
-#define assert_contains(hay, needle)                                                           \
-	do {                                                                                   \
-		const char *h_ = (hay), *n_ = (needle);                                        \
-		if (!h_ || !strstr(h_, n_))                                                    \
-			fail_msg("expected \"%s\" to contain \"%s\"", h_ ? h_ : "(null)", n_); \
-	} while (0)
-
 struct fixture {
-	char root[64]; /* a fresh folder per test */
-	char md[128]; /* root/Maildir */
+	char root[128]; /* a fresh folder per test */
+	char md[192]; /* root/Maildir */
 	char err[1024];
 };
 
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	snprintf(f->root, sizeof(f->root), "/tmp/dripd-test-maildir-XXXXXX");
-	if (!mkdtemp(f->root))
-		return -1;
+	testutil_mkdtemp(f->root, sizeof(f->root), "maildir");
 	snprintf(f->md, sizeof(f->md), "%s/Maildir", f->root);
 	*state = f;
 	return 0;
@@ -45,11 +38,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[256];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->root);
-	int rc = system(cmd);
-	free(f);
-	return rc == 0 ? 0 : -1;
+	return testutil_rmtree_free(f->root, f);
 }
 
 static bool is_dir(const char *path)
@@ -75,22 +64,6 @@ static int count_entries(const char *dir, const char *sub)
 	return n;
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	struct buf b;
-	char chunk[4096];
-	size_t n;
-	if (!fp)
-		fail_msg("cannot open %s", path);
-	buf_init(&b);
-	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-		buf_add(&b, chunk, n);
-	fclose(fp);
-	*len = b.len;
-	return buf_steal(&b);
-}
-
 static void test_prepare_creates_tmp_new_and_cur(void **state)
 {
 	struct fixture *f = *state;
@@ -104,9 +77,7 @@ static void test_prepare_creates_tmp_new_and_cur(void **state)
 	}
 	/* Preparing an existing Maildir is fine and keeps what is there. */
 	snprintf(path, sizeof(path), "%s/cur/keep", f->md);
-	FILE *fp = fopen(path, "w");
-	assert_non_null(fp);
-	fclose(fp);
+	testutil_write_file(path, "");
 	assert_int_equal(maildir_prepare(f->md, f->err, sizeof(f->err)), 0);
 	assert_int_equal(count_entries(f->md, "cur"), 1);
 }
@@ -122,9 +93,7 @@ static void test_prepare_reports_a_folder_it_cannot_create(void **state)
 
 	/* A regular file where the Maildir should be. */
 	snprintf(path, sizeof(path), "%s/plainfile", f->root);
-	FILE *fp = fopen(path, "w");
-	assert_non_null(fp);
-	fclose(fp);
+	testutil_write_file(path, "");
 	assert_int_equal(maildir_prepare(path, f->err, sizeof(f->err)), DRIP_EIO);
 	assert_contains(f->err, path);
 }
@@ -150,7 +119,7 @@ static void test_deliver_puts_an_lf_file_in_new_and_nothing_in_tmp(void **state)
 	assert_int_equal(count_entries(f->md, "tmp"), 0);
 	assert_int_equal(count_entries(f->md, "cur"), 0);
 	snprintf(path, sizeof(path), "%s/new/%s", f->md, name);
-	char *got = read_file(path, &len);
+	char *got = testutil_read_file_len(path, &len);
 	assert_int_equal(len, sizeof(want) - 1);
 	assert_string_equal(got, want);
 	free(got);
@@ -169,7 +138,7 @@ static void test_deliver_writes_only_len_bytes(void **state)
 		maildir_deliver(f->md, "abc\r\ndef", 4, name, sizeof(name), f->err, sizeof(f->err)),
 		0);
 	snprintf(path, sizeof(path), "%s/new/%s", f->md, name);
-	char *got = read_file(path, &len);
+	char *got = testutil_read_file_len(path, &len);
 	/* A CR whose LF lies beyond len is kept. */
 	assert_int_equal(len, 4);
 	assert_memory_equal(got, "abc\r", 4);
@@ -238,9 +207,7 @@ static void test_delivery_into_an_unusable_new_fails_cleanly(void **state)
 	/* new/ as a regular file: refuses even for root, unlike a chmod. */
 	snprintf(path, sizeof(path), "%s/new", f->md);
 	assert_int_equal(rmdir(path), 0);
-	FILE *fp = fopen(path, "w");
-	assert_non_null(fp);
-	fclose(fp);
+	testutil_write_file(path, "");
 	int rc = maildir_deliver(f->md, "Subject: x\r\n\r\nbody\r\n", 20, name, sizeof(name),
 				 f->err, sizeof(f->err));
 	assert_int_equal(rc, DRIP_EIO);

@@ -11,25 +11,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "testutil.h"
+
 #include "dripd/error.h"
 #include "dripd/message.h"
 #include "dripd/util.h"
-
-#define assert_contains(hay, needle)                                                           \
-	do {                                                                                   \
-		const char *h_ = (hay), *n_ = (needle);                                        \
-		if (!h_ || !strstr(h_, n_))                                                    \
-			fail_msg("expected \"%s\" to contain \"%s\"", h_ ? h_ : "(null)", n_); \
-	} while (0)
-
-#define assert_not_contains(hay, needle)                                            \
-	do {                                                                        \
-		const char *h_ = (hay), *n_ = (needle);                             \
-		if (!h_)                                                            \
-			fail_msg("expected a string without \"%s\", got NULL", n_); \
-		if (strstr(h_, n_))                                                 \
-			fail_msg("expected \"%s\" not to contain \"%s\"", h_, n_);  \
-	} while (0)
 
 /* ---- small decoders, independent of the code under test ---- */
 

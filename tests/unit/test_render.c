@@ -8,26 +8,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "testutil.h"
+
 #include "dripd/content.h"
 #include "dripd/error.h"
 #include "dripd/render.h"
 #include "dripd/store.h"
-
-#define assert_contains(hay, needle)                                                           \
-	do {                                                                                   \
-		const char *h_ = (hay), *n_ = (needle);                                        \
-		if (!h_ || !strstr(h_, n_))                                                    \
-			fail_msg("expected \"%s\" to contain \"%s\"", h_ ? h_ : "(null)", n_); \
-	} while (0)
-
-#define assert_not_contains(hay, needle)                                            \
-	do {                                                                        \
-		const char *h_ = (hay), *n_ = (needle);                             \
-		if (!h_)                                                            \
-			fail_msg("expected a string without \"%s\", got NULL", n_); \
-		if (strstr(h_, n_))                                                 \
-			fail_msg("expected \"%s\" not to contain \"%s\"", h_, n_);  \
-	} while (0)
 
 #define COMPANY "Northwind Pipeline Coaching"
 #define ADDRESS "12 Harbour Street, Bristol BS1 4QA, United Kingdom"

@@ -6,7 +6,6 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,8 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
+
+#include "testutil.h"
 
 #include "dripd/error.h"
 #include "dripd/log.h"
@@ -24,32 +25,9 @@
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-/* "0 (ok)", "-3 (exists)": a return code as a failure message should show it. */
-static const char *rc_name(int rc, char *out, size_t outlen)
-{
-	snprintf(out, outlen, "%d (%s)", rc, rc == 0 ? "ok" : drip_errname(rc));
-	return out;
-}
-
-#define assert_rc(expr, want)                                               \
-	do {                                                                \
-		char got_[48], want_[48];                                   \
-		assert_string_equal(rc_name((expr), got_, sizeof(got_)),    \
-				    rc_name((want), want_, sizeof(want_))); \
-	} while (0)
-
-static struct store *open_memory(void)
-{
-	char err[256] = "";
-	struct store *st = store_open(":memory:", err, sizeof(err));
-	if (!st)
-		fail_msg("store_open(:memory:) failed: %s", err);
-	return st;
-}
-
 static int setup_store(void **state)
 {
-	*state = open_memory();
+	*state = testutil_store_open(":memory:");
 	return 0;
 }
 
@@ -57,28 +35,6 @@ static int teardown_store(void **state)
 {
 	store_close(*state);
 	return 0;
-}
-
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	return remove(path);
-}
-
-/* A fresh temp folder; removed with everything in it by rm_tree. */
-static char *make_tmpdir(void)
-{
-	const char *base = getenv("TMPDIR");
-	char *dir = xasprintf("%s/dripd-test-store-XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(dir))
-		fail_msg("mkdtemp %s failed", dir);
-	return dir;
-}
-
-static void rm_tree(char *dir)
-{
-	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-	free(dir);
 }
 
 /* Runs one statement on a file with sqlite3 itself and returns the first column as text. */
@@ -164,7 +120,8 @@ static void test_migration_sets_user_version_to_schema_version(void **state)
 {
 	(void)state;
 	char err[256] = "";
-	char *dir = make_tmpdir();
+	char dir[512];
+	testutil_mkdtemp(dir, sizeof(dir), "store");
 	char *path = xasprintf("%s/dripd.db", dir);
 	assert_true(store_schema_version() >= 1);
 
@@ -178,14 +135,15 @@ static void test_migration_sets_user_version_to_schema_version(void **state)
 	assert_string_equal(v, want);
 	free(v);
 	free(path);
-	rm_tree(dir);
+	testutil_rmtree(dir);
 }
 
 static void test_reopening_a_migrated_database_is_a_no_op(void **state)
 {
 	(void)state;
 	char err[256] = "";
-	char *dir = make_tmpdir();
+	char dir[512];
+	testutil_mkdtemp(dir, sizeof(dir), "store");
 	char *path = xasprintf("%s/dripd.db", dir);
 	struct store *st = store_open(path, err, sizeof(err));
 	assert_non_null(st);
@@ -217,14 +175,15 @@ static void test_reopening_a_migrated_database_is_a_no_op(void **state)
 	free(schema_before);
 	free(schema_after);
 	free(path);
-	rm_tree(dir);
+	testutil_rmtree(dir);
 }
 
 static void test_database_file_runs_in_wal_mode(void **state)
 {
 	(void)state;
 	char err[256] = "";
-	char *dir = make_tmpdir();
+	char dir[512];
+	testutil_mkdtemp(dir, sizeof(dir), "store");
 	char *path = xasprintf("%s/dripd.db", dir);
 	char *wal = xasprintf("%s-wal", path);
 	struct store *st = store_open(path, err, sizeof(err));
@@ -239,14 +198,15 @@ static void test_database_file_runs_in_wal_mode(void **state)
 	free(mode);
 	free(wal);
 	free(path);
-	rm_tree(dir);
+	testutil_rmtree(dir);
 }
 
 static void test_newer_schema_is_refused_with_a_clear_error(void **state)
 {
 	(void)state;
 	char err[256] = "";
-	char *dir = make_tmpdir();
+	char dir[512];
+	testutil_mkdtemp(dir, sizeof(dir), "store");
 	char *path = xasprintf("%s/dripd.db", dir);
 	char *sql = xasprintf("CREATE TABLE future (x); PRAGMA user_version = %d;",
 			      store_schema_version() + 1);
@@ -272,37 +232,33 @@ static void test_newer_schema_is_refused_with_a_clear_error(void **state)
 	free(tables);
 	free(sql);
 	free(path);
-	rm_tree(dir);
+	testutil_rmtree(dir);
 }
 
 static void test_file_that_is_not_a_database_is_refused_not_recreated(void **state)
 {
 	(void)state;
 	char err[256] = "";
-	char *dir = make_tmpdir();
+	char dir[512];
+	testutil_mkdtemp(dir, sizeof(dir), "store");
 	char *path = xasprintf("%s/dripd.db", dir);
 	char garbage[4096];
 	for (size_t i = 0; i < sizeof(garbage); i++)
 		garbage[i] = (char)((i * 131 + 7) & 0xff);
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(garbage, 1, sizeof(garbage), f), sizeof(garbage));
-	fclose(f);
+	testutil_write_bytes(path, garbage, sizeof(garbage));
 
 	struct store *st = store_open(path, err, sizeof(err));
 	assert_null(st);
 	assert_non_null(strstr(err, path));
 	assert_non_null(strstr(err, "not a database"));
 
-	char after[sizeof(garbage) + 16];
-	f = fopen(path, "rb");
-	assert_non_null(f);
-	size_t n = fread(after, 1, sizeof(after), f);
-	fclose(f);
+	size_t n = 0;
+	char *after = testutil_read_file_len(path, &n);
 	assert_int_equal(n, sizeof(garbage));
 	assert_memory_equal(after, garbage, sizeof(garbage));
+	free(after);
 	free(path);
-	rm_tree(dir);
+	testutil_rmtree(dir);
 }
 
 /* ---- leads ---------------------------------------------------------------------------- */
@@ -827,28 +783,6 @@ static void test_exit_active_skips_pending_touches_and_ends_the_enrolment(void *
 
 /* ---- events --------------------------------------------------------------------------- */
 
-struct event_walk {
-	int n;
-	int stop_after; /* 0: never */
-	char kinds[8][16];
-	char details[8][128];
-	int64_t at[8];
-	int64_t touch[8];
-};
-
-static int collect_event(void *arg, const struct store_event *ev)
-{
-	struct event_walk *w = arg;
-	if (w->n < 8) {
-		snprintf(w->kinds[w->n], sizeof(w->kinds[0]), "%s", ev->kind);
-		snprintf(w->details[w->n], sizeof(w->details[0]), "%s", ev->detail);
-		w->at[w->n] = ev->at;
-		w->touch[w->n] = ev->touch_id;
-	}
-	w->n++;
-	return w->stop_after && w->n >= w->stop_after;
-}
-
 static void test_events_are_walked_oldest_first_with_their_detail(void **state)
 {
 	struct store *st = *state;
@@ -864,24 +798,24 @@ static void test_events_are_walked_oldest_first_with_their_detail(void **state)
 	assert_rc(store_event_add(st, lead, tid, "open", T0 + 20, NULL), 0);
 	assert_rc(store_event_add(st, other, 0, "stage", T0, "{}"), 0);
 
-	struct event_walk w = { 0 };
-	assert_rc(store_events_for_lead(st, lead, collect_event, &w), 0);
+	struct testutil_events w;
+	testutil_events_of(st, lead, &w);
 	assert_int_equal(w.n, 3);
-	assert_string_equal(w.kinds[0], "stage");
+	assert_string_equal(w.kind[0], "stage");
 	assert_int_equal(w.at[0], T0 + 10);
 	assert_int_equal(w.touch[0], 0);
-	assert_string_equal(w.details[0], "{\"to\":\"awareness\"}");
+	assert_string_equal(w.detail[0], "{\"to\":\"awareness\"}");
 	/* Same time: in the order they were recorded. */
-	assert_string_equal(w.kinds[1], "sent");
+	assert_string_equal(w.kind[1], "sent");
 	assert_int_equal(w.touch[1], tid);
-	assert_string_equal(w.details[1], "{\"message_id\":\"<a@example.com>\"}");
-	assert_string_equal(w.kinds[2], "open");
-	assert_string_equal(w.details[2], "{}");
+	assert_string_equal(w.detail[1], "{\"message_id\":\"<a@example.com>\"}");
+	assert_string_equal(w.kind[2], "open");
+	assert_string_equal(w.detail[2], "{}");
 
-	struct event_walk first = { .stop_after = 1 };
-	assert_rc(store_events_for_lead(st, lead, collect_event, &first), 0);
+	struct testutil_events first = { .stop_after = 1 };
+	assert_rc(store_events_for_lead(st, lead, testutil_collect_event, &first), 0);
 	assert_int_equal(first.n, 1);
-	assert_string_equal(first.kinds[0], "stage");
+	assert_string_equal(first.kind[0], "stage");
 }
 
 static void test_event_with_invalid_json_detail_is_refused(void **state)
@@ -889,8 +823,8 @@ static void test_event_with_invalid_json_detail_is_refused(void **state)
 	struct store *st = *state;
 	int64_t lead = add_lead(st, "maya@example.org");
 	assert_rc(store_event_add(st, lead, 0, "stage", T0, "{oops"), DRIP_EINVALID);
-	struct event_walk w = { 0 };
-	assert_rc(store_events_for_lead(st, lead, collect_event, &w), 0);
+	struct testutil_events w;
+	testutil_events_of(st, lead, &w);
 	assert_int_equal(w.n, 0);
 }
 
@@ -1009,8 +943,8 @@ static void test_rolled_back_transaction_leaves_nothing(void **state)
 	assert_rc(store_lead_by_email(st, "maya@example.org", &l), DRIP_ENOT_FOUND);
 	int64_t v;
 	assert_rc(store_setting_get(st, "clock_offset", &v), DRIP_ENOT_FOUND);
-	struct event_walk w = { 0 };
-	assert_rc(store_events_for_lead(st, lead, collect_event, &w), 0);
+	struct testutil_events w;
+	testutil_events_of(st, lead, &w);
 	assert_int_equal(w.n, 0);
 
 	/* A rollback with no transaction open is harmless, and commit keeps what it wrote. */

@@ -274,6 +274,8 @@ static int control_lead_add(struct dripd *d, const cJSON *args, cJSON *result, c
 	}
 	if (tz && *tz && !clock_tz_valid(tz))
 		return errf(err, errlen, DRIP_EINVALID, "unknown time zone \"%.64s\"", tz);
+	if (!stage && sequence && content_sequence(d->content, sequence))
+		stage = content_sequence(d->content, sequence)->stage;
 	if (!stage)
 		stage = d->content->stages[0];
 	if (content_stage_index(d->content, stage) < 0)
@@ -308,7 +310,7 @@ static int control_lead_add(struct dripd *d, const cJSON *args, cJSON *result, c
 	lead.company = (char *)control_str(args, "company");
 	lead.title = (char *)control_str(args, "title");
 	lead.tz = (char *)tz;
-	lead.stage = (char *)"";
+	lead.stage = (char *)stage;
 	lead.tags = tags_json;
 	lead.attrs = attrs_json;
 
@@ -323,7 +325,6 @@ static int control_lead_add(struct dripd *d, const cJSON *args, cJSON *result, c
 	} else if (rc) {
 		errf(err, errlen, rc, "cannot add lead %.200s", email);
 	} else {
-		lead.stage = (char *)stage;
 		rc = journey_enter_stage(d->store, d->content, &lead, stage, sequence, now, err,
 					 errlen);
 	}
@@ -387,6 +388,217 @@ static int control_clock_advance(struct dripd *d, const cJSON *args, cJSON *resu
 	return 0;
 }
 
+/* Event kinds only dripd itself records; `dripctl event` may not forge them. */
+static const char *const control_internal_kinds[] = { "sent",  "deferred", "failed", "uncertain",
+						      "stage", "handoff",  "error",  NULL };
+
+/* Loads the lead named by args' "email" into *lead, or fills err. */
+static int control_lead(struct dripd *d, const cJSON *args, struct lead *lead, char *err,
+			size_t errlen)
+{
+	const char *email = control_str(args, "email");
+	int rc = store_lead_by_email(d->store, email, lead);
+	if (rc == DRIP_ENOT_FOUND)
+		return errf(err, errlen, rc, "no lead %.200s", email);
+	if (rc)
+		return errf(err, errlen, rc, "cannot read lead %.200s", email);
+	return 0;
+}
+
+/* Commits the open transaction when rc is 0, else rolls it back; returns rc. */
+static int control_finish(struct dripd *d, int rc, char *err, size_t errlen)
+{
+	if (rc == 0 && (rc = store_commit(d->store)))
+		errf(err, errlen, rc, "cannot commit");
+	if (rc)
+		store_rollback(d->store);
+	else if (d->sched)
+		sched_kick(d->sched);
+	return rc;
+}
+
+static void control_add_lead(struct dripd *d, cJSON *result, int64_t id)
+{
+	struct lead l;
+	if (store_lead_by_id(d->store, id, &l) == 0) {
+		cJSON_AddItemToObject(result, "lead", control_lead_json(&l));
+		store_lead_clear(&l);
+	}
+}
+
+/* Splits "SEQUENCE/STEP" and checks both exist in the content. */
+static int control_step_arg(struct dripd *d, const char *arg, char *seq, size_t seqlen,
+			    const char **step, char *err, size_t errlen)
+{
+	const char *slash = arg ? strchr(arg, '/') : NULL;
+	const struct content_sequence *s;
+	if (!slash || (size_t)(slash - arg) >= seqlen)
+		return errf(err, errlen, DRIP_EINVALID,
+			    "a step is written SEQUENCE/STEP, not \"%.64s\"", arg ? arg : "");
+	memcpy(seq, arg, (size_t)(slash - arg));
+	seq[slash - arg] = '\0';
+	*step = slash + 1;
+	if (!(s = content_sequence(d->content, seq)))
+		return errf(err, errlen, DRIP_ENOT_FOUND, "no sequence \"%.64s\"", seq);
+	if (!content_step(s, *step, NULL))
+		return errf(err, errlen, DRIP_ENOT_FOUND, "sequence %s has no step \"%.64s\"", seq,
+			    *step);
+	return 0;
+}
+
+static int control_event(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			 size_t errlen)
+{
+	const char *kind = control_str(args, "kind");
+	const char *detail = control_str(args, "detail");
+	const char *step_arg = control_str(args, "step");
+	char seq[128];
+	const char *step = NULL;
+	struct lead lead;
+	struct touch t;
+	int64_t touch_id = 0, now = clock_now(&d->clock);
+	cJSON *parsed = NULL;
+	char *detail_json = NULL;
+	int rc;
+
+	if (!content_name_valid(kind) || strlen(kind) > 32)
+		return errf(
+			err, errlen, DRIP_EINVALID,
+			"an event kind is lower-case letters, digits, '-' or '_', not \"%.32s\"",
+			kind);
+	for (const char *const *k = control_internal_kinds; *k; k++)
+		if (strcmp(*k, kind) == 0)
+			return errf(err, errlen, DRIP_EINVALID,
+				    "\"%s\" events are recorded by dripd itself", kind);
+	if (detail && (!(parsed = cJSON_Parse(detail)) || !cJSON_IsObject(parsed))) {
+		cJSON_Delete(parsed);
+		return errf(err, errlen, DRIP_EINVALID, "--detail must be a JSON object");
+	}
+	if (step_arg &&
+	    (rc = control_step_arg(d, step_arg, seq, sizeof(seq), &step, err, errlen))) {
+		cJSON_Delete(parsed);
+		return rc;
+	}
+	if ((rc = control_lead(d, args, &lead, err, errlen))) {
+		cJSON_Delete(parsed);
+		return rc;
+	}
+	if (step) {
+		if ((rc = store_touch_find(d->store, lead.id, seq, step, &t))) {
+			errf(err, errlen, rc, "%s has no touch for %s/%s", lead.email, seq, step);
+			goto out;
+		}
+		touch_id = t.id;
+		store_touch_clear(&t);
+	}
+	if (!parsed)
+		parsed = cJSON_CreateObject();
+	cJSON_AddStringToObject(parsed, "source", "dripctl");
+	detail_json = cJSON_PrintUnformatted(parsed);
+	if ((rc = store_begin(d->store))) {
+		errf(err, errlen, rc, "cannot write to the database");
+		goto out;
+	}
+	rc = journey_on_event(d->store, d->content, &lead, touch_id, kind, detail_json, now, err,
+			      errlen);
+	if ((rc = control_finish(d, rc, err, errlen)) == 0)
+		control_add_lead(d, result, lead.id);
+out:
+	cJSON_Delete(parsed);
+	cJSON_free(detail_json);
+	store_lead_clear(&lead);
+	return rc;
+}
+
+static int control_lead_stage(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			      size_t errlen)
+{
+	struct lead lead;
+	const char *stage = control_str(args, "stage");
+	int rc;
+	if (content_stage_index(d->content, stage) < 0)
+		return errf(err, errlen, DRIP_EINVALID, "unknown stage \"%.64s\"", stage);
+	if ((rc = control_lead(d, args, &lead, err, errlen)))
+		return rc;
+	if ((rc = store_begin(d->store)) == 0)
+		rc = journey_enter_stage(d->store, d->content, &lead, stage, NULL,
+					 clock_now(&d->clock), err, errlen);
+	if ((rc = control_finish(d, rc, err, errlen)) == 0)
+		control_add_lead(d, result, lead.id);
+	store_lead_clear(&lead);
+	return rc;
+}
+
+static int control_lead_enroll(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			       size_t errlen)
+{
+	struct lead lead;
+	const char *name = control_str(args, "sequence");
+	const struct content_sequence *seq = content_sequence(d->content, name);
+	int rc;
+	if (!seq)
+		return errf(err, errlen, DRIP_ENOT_FOUND, "no sequence \"%.64s\"", name);
+	if ((rc = control_lead(d, args, &lead, err, errlen)))
+		return rc;
+	if ((rc = store_begin(d->store)) == 0)
+		rc = journey_enter_stage(d->store, d->content, &lead, seq->stage, seq->name,
+					 clock_now(&d->clock), err, errlen);
+	if ((rc = control_finish(d, rc, err, errlen)) == 0)
+		control_add_lead(d, result, lead.id);
+	store_lead_clear(&lead);
+	return rc;
+}
+
+static int control_preview(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			   size_t errlen)
+{
+	const char *step_arg = control_str(args, "step");
+	struct lead lead;
+	struct touch t;
+	struct sched_mail mail;
+	char seq[128], why[256] = "";
+	const char *step = NULL;
+	bool send = true;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	if (step_arg && (rc = control_step_arg(d, step_arg, seq, sizeof(seq), &step, err, errlen)))
+		return rc;
+	if ((rc = control_lead(d, args, &lead, err, errlen)))
+		return rc;
+	if (step) {
+		/* The lead's own touch for that step when it has one (so threading and the
+		 * Message-ID's touch number are the real ones), else a touch as it would be. */
+		if (store_touch_find(d->store, lead.id, seq, step, &t) != 0) {
+			size_t index = 0;
+			content_step(content_sequence(d->content, seq), step, &index);
+			t.sequence = xstrdup(seq);
+			t.step = xstrdup(step);
+			t.step_index = (int64_t)index;
+		}
+	} else if ((rc = store_touch_next_for_lead(d->store, lead.id, &t))) {
+		errf(err, errlen, rc, "%s has no step due; name one with --step SEQUENCE/STEP",
+		     lead.email);
+		goto out;
+	}
+	if ((rc = sched_conditions(d->store, d->content, &lead, &t, &send, why, sizeof(why))) ||
+	    (rc = sched_compose(d->store, d->content, d->cfg, d->keys, &lead, &t,
+				clock_now(&d->clock), &mail, err, errlen)))
+		goto out;
+	cJSON_AddStringToObject(result, "sequence", t.sequence);
+	cJSON_AddStringToObject(result, "step", t.step);
+	cJSON_AddNumberToObject(result, "variant", (double)mail.variant);
+	cJSON_AddBoolToObject(result, "would_send", send);
+	if (!send)
+		cJSON_AddStringToObject(result, "reason", why);
+	cJSON_AddStringToObject(result, "message", mail.data.data);
+	sched_mail_clear(&mail);
+out:
+	store_touch_clear(&t);
+	store_lead_clear(&lead);
+	return rc;
+}
+
 /* clang-format off */
 const struct control_cmd control_cmds[] = {
 	{ "status", "status", "what the daemon is doing: leads, touches by state, next due",
@@ -406,6 +618,24 @@ const struct control_cmd control_cmds[] = {
 	  control_lead_add },
 	{ "lead.show", "lead show", "a lead's profile, touches and timeline of events",
 	  0, { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" } }, control_lead_show },
+	{ "lead.stage", "lead stage", "move a lead to a stage and enrol it in that stage's sequence",
+	  CONTROL_CHANGES_STATE,
+	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
+	    { NULL, "stage", CONTROL_ARG_STRING, true, "STAGE" } }, control_lead_stage },
+	{ "lead.enroll", "lead enroll", "enrol a lead in a sequence (and that sequence's stage)",
+	  CONTROL_CHANGES_STATE,
+	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
+	    { NULL, "sequence", CONTROL_ARG_STRING, true, "SEQUENCE" } }, control_lead_enroll },
+	{ "event", "event", "record an outside event for a lead (a reply seen in the CRM, say)",
+	  CONTROL_CHANGES_STATE,
+	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
+	    { NULL, "kind", CONTROL_ARG_STRING, true, "KIND" },
+	    { "--detail", "detail", CONTROL_ARG_STRING, false, "JSON" },
+	    { "--step", "step", CONTROL_ARG_STRING, false, "SEQUENCE/STEP" } }, control_event },
+	{ "preview", "preview", "the message exactly as it would be sent, through the real path",
+	  0,
+	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
+	    { "--step", "step", CONTROL_ARG_STRING, false, "SEQUENCE/STEP" } }, control_preview },
 	{ "clock.advance", "clock advance", "move the test clock forward (test clock only)",
 	  CONTROL_CHANGES_STATE | CONTROL_TEST_CLOCK,
 	  { { NULL, "duration", CONTROL_ARG_STRING, true, "DURATION" } }, control_clock_advance },

@@ -1,4 +1,4 @@
-/* journey.c - stage moves, enrolment in a stage's sequence, and progress through its steps. */
+/* journey.c - the buyer's journey: stage moves, enrolment, conditions, scoring and rules. */
 #include <stdio.h>
 #include <string.h>
 
@@ -8,6 +8,15 @@
 #include "dripd/journey.h"
 #include "dripd/log.h"
 #include "dripd/util.h"
+
+/*
+ * DESIGN. Everything here runs on the loop thread inside the caller's transaction, so a
+ * stage move, the enrolment it starts and the events that record it commit together or not
+ * at all. Events come in through journey_on_event (from dripctl today; tracking and the
+ * inbox later): the event's points are added to the score, then journey.json's rules are
+ * tried in order and the first that matches applies. A reply that no rule handles hands the
+ * lead to a person; an opt-out (unsubscribe, hard bounce, complaint) always stops the drip.
+ */
 
 static int journey_event(struct store *st, int64_t lead_id, int64_t touch_id, const char *kind,
 			 int64_t now, cJSON *detail)
@@ -19,11 +28,103 @@ static int journey_event(struct store *st, int64_t lead_id, int64_t touch_id, co
 	return rc;
 }
 
+static bool journey_has_tag(const struct lead *lead, const char *tag)
+{
+	cJSON *tags = cJSON_Parse(lead->tags && *lead->tags ? lead->tags : "[]");
+	const cJSON *t;
+	bool found = false;
+	cJSON_ArrayForEach(t, tags) found =
+		found || (cJSON_IsString(t) && !strcmp(t->valuestring, tag));
+	cJSON_Delete(tags);
+	return found;
+}
+
+static bool journey_has_attr(const struct lead *lead, const char *key, const char *value)
+{
+	cJSON *attrs = cJSON_Parse(lead->attrs && *lead->attrs ? lead->attrs : "{}");
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(attrs, key);
+	bool found = cJSON_IsString(a) &&
+		     (value ? strcmp(a->valuestring, value) == 0 : a->valuestring[0] != '\0');
+	cJSON_Delete(attrs);
+	return found;
+}
+
+int journey_cond_holds(struct store *st, const struct lead *lead, const char *sequence,
+		       const struct content_cond *cond, bool *holds)
+{
+	bool found;
+	int rc;
+	*holds = true;
+	if (!cond)
+		return 0;
+	if (cond->tag && !journey_has_tag(lead, cond->tag))
+		return *holds = false, 0;
+	if (cond->attr && !journey_has_attr(lead, cond->attr, cond->attr_value))
+		return *holds = false, 0;
+	if (cond->opened) {
+		if ((rc = store_lead_has_event(st, lead->id, "open", sequence, cond->opened,
+					       &found)))
+			return rc;
+		/* A click proves the message was opened, even when the pixel was blocked. */
+		if (!found && (rc = store_lead_has_event(st, lead->id, "click", sequence,
+							 cond->opened, &found)))
+			return rc;
+		if (!found)
+			return *holds = false, 0;
+	}
+	if (cond->clicked) {
+		if ((rc = store_lead_has_event(st, lead->id, "click", sequence, cond->clicked,
+					       &found)))
+			return rc;
+		if (!found)
+			return *holds = false, 0;
+	}
+	if (cond->event) {
+		if ((rc = store_lead_has_event(st, lead->id, cond->event, NULL, NULL, &found)))
+			return rc;
+		if (!found)
+			return *holds = false, 0;
+	}
+	return 0;
+}
+
+/*
+ * The sequence a lead entering `stage` gets: the first (by name) of the stage's sequences
+ * whose `when` holds for it; failing that, the first without a `when` (the stage's
+ * default); or NULL.
+ */
+static int journey_pick_sequence(struct store *st, const struct content *c, const struct lead *lead,
+				 const char *stage, const struct content_sequence **out)
+{
+	const struct content_sequence *fallback = NULL;
+	*out = NULL;
+	for (size_t i = 0; i < c->nseqs; i++) {
+		const struct content_sequence *seq = &c->seqs[i];
+		bool holds;
+		int rc;
+		if (strcmp(seq->stage, stage) != 0)
+			continue;
+		if (!seq->when) {
+			if (!fallback)
+				fallback = seq;
+			continue;
+		}
+		if ((rc = journey_cond_holds(st, lead, seq->name, seq->when, &holds)))
+			return rc;
+		if (holds) {
+			*out = seq;
+			return 0;
+		}
+	}
+	*out = fallback;
+	return 0;
+}
+
 int journey_enter_stage(struct store *st, const struct content *c, const struct lead *lead,
 			const char *stage, const char *sequence, int64_t now, char *err,
 			size_t errlen)
 {
-	const struct content_sequence *seq;
+	const struct content_sequence *seq = NULL;
 	int64_t enrolment_id = 0;
 	int rc;
 
@@ -33,8 +134,12 @@ int journey_enter_stage(struct store *st, const struct content *c, const struct 
 		seq = content_sequence(c, sequence);
 		if (!seq)
 			return errf(err, errlen, DRIP_ENOT_FOUND, "no sequence \"%s\"", sequence);
-	} else {
-		seq = content_sequence_for_stage(c, stage);
+		if (strcmp(seq->stage, stage) != 0)
+			return errf(err, errlen, DRIP_EINVALID,
+				    "sequence \"%s\" belongs to stage %s, not %s", sequence,
+				    seq->stage, stage);
+	} else if ((rc = journey_pick_sequence(st, c, lead, stage, &seq))) {
+		return errf(err, errlen, rc, "cannot choose a sequence for %s", lead->email);
 	}
 	cJSON *detail = cJSON_CreateObject();
 	if (lead->stage && *lead->stage && strcmp(lead->stage, stage) != 0)
@@ -54,18 +159,148 @@ int journey_enter_stage(struct store *st, const struct content *c, const struct 
 	if (rc == 0)
 		rc = store_touch_schedule(st, lead->id, enrolment_id, seq->name, seq->steps[0].id,
 					  0, now + seq->steps[0].delay, now, NULL);
+	/* A step this lead already had (an earlier enrolment in the same sequence) is not
+	 * sent twice; the enrolment simply starts without it. */
+	if (rc == DRIP_EEXISTS)
+		rc = 0;
 	if (rc)
 		return errf(err, errlen, rc, "cannot enrol %s in %s", lead->email, seq->name);
 	return 0;
 }
 
-int journey_step_sent(struct store *st, const struct content *c, const struct touch *t, int64_t now)
+/* Ends the journey for this lead: status, no more mail, an event saying why. */
+static int journey_stop(struct store *st, const struct content *c, const struct lead *lead,
+			const char *status, const char *kind, const char *why, int64_t now)
+{
+	int rc;
+	cJSON *detail = cJSON_CreateObject();
+	cJSON_AddStringToObject(detail, "reason", why);
+	if ((rc = store_enrolment_exit_active(st, lead->id, why, now)) ||
+	    (rc = store_lead_set_status(st, lead->id, status, now)))
+		return rc;
+	if (strcmp(status, "customer") == 0 && c->nstages > 1) {
+		const char *last = c->stages[c->nstages - 1];
+		cJSON_AddStringToObject(detail, "to", last);
+		if (lead->stage && strcmp(lead->stage, last) != 0)
+			cJSON_AddStringToObject(detail, "from", lead->stage);
+		if ((rc = store_lead_set_stage(st, lead->id, last, now)))
+			return rc;
+	}
+	return journey_event(st, lead->id, 0, kind, now, detail);
+}
+
+static bool journey_rule_from(const struct content_rule *r, const char *stage)
+{
+	if (r->nfrom == 0)
+		return true;
+	for (size_t i = 0; i < r->nfrom; i++)
+		if (strcmp(r->from[i], stage) == 0)
+			return true;
+	return false;
+}
+
+/* The first rule that matches the trigger, or NULL. */
+static const struct content_rule *journey_match(const struct content *c, const struct lead *lead,
+						const char *kind, const char *tag,
+						const char *sequence)
+{
+	for (size_t i = 0; i < c->nrules; i++) {
+		const struct content_rule *r = &c->rules[i];
+		bool m = false;
+		if (!journey_rule_from(r, lead->stage))
+			continue;
+		switch (r->on) {
+		case RULE_ON_SCORE:
+			m = lead->score >= r->at_least;
+			break;
+		case RULE_ON_CLICK:
+			m = strcmp(kind, "click") == 0 && tag && strcmp(tag, r->tag) == 0;
+			break;
+		case RULE_ON_REPLY:
+			m = strcmp(kind, "reply") == 0;
+			break;
+		case RULE_ON_FINISHED:
+			m = strcmp(kind, "finished") == 0 && sequence &&
+			    strcmp(sequence, r->sequence) == 0;
+			break;
+		case RULE_ON_EVENT:
+			m = strcmp(kind, r->kind) == 0;
+			break;
+		}
+		/* A move to where the lead already is would only restart its sequence. */
+		if (m && r->action == RULE_MOVE && strcmp(r->move_to, lead->stage) == 0)
+			continue;
+		if (m)
+			return r;
+	}
+	return NULL;
+}
+
+static int journey_apply(struct store *st, const struct content *c, struct lead *lead,
+			 const char *kind, const char *tag, const char *sequence, int64_t now,
+			 char *err, size_t errlen)
+{
+	const struct content_rule *r;
+	if (strcmp(lead->status, "active") != 0 && strcmp(lead->status, "paused") != 0)
+		return 0; /* the journey already ended for this lead */
+	r = journey_match(c, lead, kind, tag, sequence);
+	if (!r) {
+		if (strcmp(kind, "reply") == 0)
+			return journey_stop(st, c, lead, "handoff", "handoff",
+					    "replied: a person takes over", now);
+		return 0;
+	}
+	log_info("journey: %s: %s matches the rule of journey.json line %d", lead->email, kind,
+		 r->line);
+	switch (r->action) {
+	case RULE_MOVE:
+		return journey_enter_stage(st, c, lead, r->move_to, NULL, now, err, errlen);
+	case RULE_HANDOFF:
+		return journey_stop(st, c, lead, "handoff", "handoff", kind, now);
+	case RULE_CUSTOMER:
+		return journey_stop(st, c, lead, "customer", "stage", kind, now);
+	}
+	return 0;
+}
+
+int journey_on_event(struct store *st, const struct content *c, struct lead *lead, int64_t touch_id,
+		     const char *kind, const char *detail_json, int64_t now, char *err,
+		     size_t errlen)
+{
+	static const struct {
+		const char *kind, *status;
+	} optouts[] = { { "unsubscribe", "unsubscribed" },
+			{ "bounce", "bounced" },
+			{ "complaint", "complained" } };
+	int64_t points = content_score(c, kind);
+	int rc;
+	if ((rc = store_event_add(st, lead->id, touch_id, kind, now, detail_json)))
+		return errf(err, errlen, rc, "cannot record the %s event", kind);
+	if (points != 0) {
+		if ((rc = store_lead_add_score(st, lead->id, points, now, &lead->score)))
+			return errf(err, errlen, rc, "cannot update the score");
+	}
+	for (size_t i = 0; i < sizeof(optouts) / sizeof(optouts[0]); i++) {
+		if (strcmp(kind, optouts[i].kind) == 0) {
+			rc = journey_stop(st, c, lead, optouts[i].status, "stage", kind, now);
+			return rc ? errf(err, errlen, rc, "cannot stop the drip") : 0;
+		}
+	}
+	cJSON *detail = cJSON_Parse(detail_json && *detail_json ? detail_json : "{}");
+	const cJSON *tag = cJSON_GetObjectItemCaseSensitive(detail, "tag");
+	rc = journey_apply(st, c, lead, kind, cJSON_IsString(tag) ? tag->valuestring : NULL, NULL,
+			   now, err, errlen);
+	cJSON_Delete(detail);
+	return rc;
+}
+
+int journey_step_done(struct store *st, const struct content *c, const struct touch *t, int64_t now)
 {
 	const struct content_sequence *seq = content_sequence(c, t->sequence);
 	size_t index = 0;
 	int rc;
 	/* DRIP_ENOT_FOUND below means the enrolment already ended while `t` was with a sender
-	 * thread (the lead moved to another stage): the send still counts, nothing follows. */
+	 * thread (the lead moved on): the send still counts, nothing follows. */
 	if (!seq || !content_step(seq, t->step, &index)) {
 		/* The content changed under the lead: finish rather than guess the next step. */
 		log_warn("journey: sequence %s no longer has step %s; enrolment %lld ends",
@@ -74,8 +309,20 @@ int journey_step_sent(struct store *st, const struct content *c, const struct to
 		return rc == DRIP_ENOT_FOUND ? 0 : rc;
 	}
 	if (index + 1 >= seq->nsteps) {
+		struct lead lead;
+		char err[256];
 		rc = store_enrolment_end(st, t->enrolment_id, "completed", now);
-		return rc == DRIP_ENOT_FOUND ? 0 : rc;
+		if (rc == DRIP_ENOT_FOUND)
+			return 0;
+		if (rc || (rc = store_lead_by_id(st, t->lead_id, &lead)))
+			return rc;
+		/* Finishing a sequence may move the lead on (an "on": "finished" rule). */
+		rc = journey_apply(st, c, &lead, "finished", NULL, seq->name, now, err,
+				   sizeof(err));
+		if (rc)
+			log_err("journey: %s finished %s: %s", lead.email, seq->name, err);
+		store_lead_clear(&lead);
+		return rc;
 	}
 	const struct content_step *next = &seq->steps[index + 1];
 	rc = store_touch_schedule(st, t->lead_id, t->enrolment_id, seq->name, next->id,

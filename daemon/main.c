@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <uv.h>
@@ -17,6 +19,7 @@
 #include "dripd/log.h"
 #include "dripd/mailer.h"
 #include "dripd/sched.h"
+#include "dripd/token.h"
 #include "dripd/util.h"
 
 /*
@@ -212,6 +215,34 @@ static int main_mkdirs(const char *path)
 	return rc;
 }
 
+/*
+ * The tracking secrets: tracking.secret_file when the config names one (systemd
+ * credentials put it there), else state_dir/tracking.secret, created with a random secret
+ * on first start so links signed today still verify after a restart.
+ */
+static struct token_keys *main_keys(const struct config *cfg)
+{
+	struct token_keys *keys = token_keys_new();
+	char err[1024];
+	char *path = *cfg->tracking.secret_file ? xstrdup(cfg->tracking.secret_file)
+						: xasprintf("%s/tracking.secret", cfg->state_dir);
+	if (!*cfg->tracking.secret_file && access(path, F_OK) != 0) {
+		char secret[65];
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		util_random_hex(secret, 32);
+		secret[64] = '\n';
+		if (fd < 0 || write(fd, secret, sizeof(secret)) != (ssize_t)sizeof(secret) ||
+		    fsync(fd) != 0)
+			log_fatal("dripd: cannot create %s: %s", path, strerror(errno));
+		close(fd);
+		log_info("dripd: created a tracking secret in %s", path);
+	}
+	if (token_keys_load(keys, path, err, sizeof(err)) != 0)
+		log_fatal("dripd: %s", err);
+	free(path);
+	return keys;
+}
+
 static int main_run(const char *path)
 {
 	struct dripd d;
@@ -248,6 +279,7 @@ static int main_run(const char *path)
 			 "uncertain, never re-sent without a person (dripctl touch list --state "
 			 "uncertain)",
 			 (long long)uncertain);
+	d.keys = main_keys(d.cfg);
 	if (store_setting_get(d.store, DRIPD_CLOCK_SETTING, &offset) != 0)
 		offset = 0;
 	clock_init(&d.clock, d.cfg->test_clock, d.cfg->clock_rate, offset, clock_wall_ms(),
@@ -262,6 +294,7 @@ static int main_run(const char *path)
 		log_fatal("dripd: %s", err);
 	d.sched = sched_new(&loop, d.cfg, d.store, &d.clock, d.mailer);
 	sched_set_content(d.sched, d.content);
+	sched_set_keys(d.sched, d.keys);
 	if (!(d.control = control_new(&d, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	main_signal(&loop, &main_sigs.term, SIGTERM, &d);
@@ -280,6 +313,7 @@ static int main_run(const char *path)
 	if (uv_loop_close(&loop) != 0)
 		log_err("dripd: the loop still had handles at exit");
 	store_close(d.store);
+	token_keys_free(d.keys);
 	content_unref(d.content);
 	config_free(d.cfg);
 	return 0;

@@ -233,6 +233,20 @@ int message_build(const struct message_spec *m, struct buf *out, char *err, size
 	message_header(out, "Message-ID", m->message_id);
 	if (m->reply_to && *m->reply_to)
 		buf_printf(out, "Reply-To: %s\r\n", reply_addr);
+	if (m->in_reply_to && *m->in_reply_to)
+		message_header(out, "In-Reply-To", m->in_reply_to);
+	if (m->references && *m->references)
+		message_header(out, "References", m->references);
+	if (m->unsubscribe_url && *m->unsubscribe_url) {
+		struct buf lu;
+		buf_init(&lu);
+		buf_printf(&lu, "<%s>", m->unsubscribe_url);
+		if (m->unsubscribe_mailto && *m->unsubscribe_mailto)
+			buf_printf(&lu, ", <%s>", m->unsubscribe_mailto);
+		message_header(out, "List-Unsubscribe", lu.data);
+		buf_free(&lu);
+		buf_adds(out, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
+	}
 	buf_adds(out, "MIME-Version: 1.0\r\n");
 	if (!m->html) {
 		buf_adds(out, "Content-Type: text/plain; charset=utf-8\r\n"

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 #include <cmark.h>
@@ -85,17 +86,168 @@ static const char *render_parse_field(const char *s, struct render_field *f, cha
 	return end + 2;
 }
 
-int render_check(const char *text, size_t *bad, char *msg, size_t msglen)
+/*
+ * Sections: {{#if FIELD}}…{{/if}} shows its text when the field is not empty, {{#tag TAG}}…
+ * {{/tag}} when the lead has the tag; {{^if …}} and {{^tag …}} show it in the opposite case.
+ * They nest. A section decides which of the author's text is kept before any Markdown is
+ * rendered; lead data never decides what is markup.
+ */
+#define RENDER_MAX_DEPTH 16
+
+struct render_section {
+	bool on_tag; /* "tag", else "if" */
+	bool inverted; /* '^' */
+	char *arg; /* the field or the tag */
+};
+
+/* Parses "{{#if NAME}}", "{{^tag NAME}}" or "{{/if}}" at s; NULL with msg when malformed. */
+static const char *render_parse_section(const char *s, struct render_section *sec, bool *close,
+					char *msg, size_t msglen)
 {
-	const char *p = text;
-	while ((p = strstr(p, "{{"))) {
-		const char *next = render_parse_field(p, NULL, msg, msglen);
-		if (!next) {
-			*bad = (size_t)(p - text);
-			return DRIP_EINVALID;
+	const char *end = strstr(s, "}}"), *nl = strchr(s, '\n');
+	char word[8];
+	size_t n;
+	memset(sec, 0, sizeof(*sec));
+	if (!end || (nl && nl < end)) {
+		errf(msg, msglen, DRIP_EINVALID, "\"{{\" is not closed by \"}}\" on the same line");
+		return NULL;
+	}
+	*close = s[2] == '/';
+	sec->inverted = s[2] == '^';
+	const char *p = s + 3;
+	n = strspn(p, "abcdefghijklmnopqrstuvwxyz");
+	if (n == 0 || n >= sizeof(word))
+		goto bad;
+	memcpy(word, p, n);
+	word[n] = '\0';
+	p += n;
+	if (strcmp(word, "if") == 0)
+		sec->on_tag = false;
+	else if (strcmp(word, "tag") == 0)
+		sec->on_tag = true;
+	else
+		goto bad;
+	if (*close)
+		return p == end ? end + 2
+				: (errf(msg, msglen, DRIP_EINVALID,
+					"malformed section end \"%.*s\"", (int)(end + 2 - s), s),
+				   NULL);
+	if (*p != ' ')
+		goto bad;
+	while (*p == ' ')
+		p++;
+	const char *a0 = p;
+	while (p < end &&
+	       strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-", *p))
+		p++;
+	const char *a1 = p;
+	while (p < end && *p == ' ')
+		p++;
+	if (a1 == a0 || p != end)
+		goto bad;
+	sec->arg = xstrndup(a0, (size_t)(a1 - a0));
+	if (!sec->on_tag) {
+		bool known = strncmp(sec->arg, "attrs.", 6) == 0 && sec->arg[6] != '\0';
+		for (const char *const *k = render_lead_fields; *k && !known; k++)
+			known = strcmp(*k, sec->arg) == 0;
+		if (!known) {
+			errf(msg, msglen, DRIP_EINVALID, "unknown merge field \"%s\" in a section",
+			     sec->arg);
+			free(sec->arg);
+			sec->arg = NULL;
+			return NULL;
+		}
+	}
+	return end + 2;
+bad:
+	errf(msg, msglen, DRIP_EINVALID,
+	     "malformed section \"%.*s\" (sections are {{#if FIELD}}, {{^if FIELD}}, "
+	     "{{#tag TAG}}, {{^tag TAG}}, closed by {{/if}} or {{/tag}})",
+	     (int)(end + 2 - s), s);
+	return NULL;
+}
+
+static bool render_is_section(const char *s)
+{
+	return s[2] == '#' || s[2] == '^' || s[2] == '/';
+}
+
+/*
+ * Walks every merge field and section of `text`: fields (and the fields sections test) go to
+ * `cb` with their offset. Returns 0, cb's first non-zero return, or DRIP_EINVALID with the
+ * offset of the problem in *bad and a sentence in msg.
+ */
+static int render_walk(const char *text, render_field_cb cb, void *arg, size_t *bad, char *msg,
+		       size_t msglen)
+{
+	const char *p = text, *q;
+	struct {
+		bool on_tag;
+		size_t at;
+	} stack[RENDER_MAX_DEPTH];
+	size_t depth = 0;
+	while ((q = strstr(p, "{{"))) {
+		const char *next;
+		*bad = (size_t)(q - text);
+		if (render_is_section(q)) {
+			struct render_section sec;
+			bool close;
+			if (!(next = render_parse_section(q, &sec, &close, msg, msglen)))
+				return DRIP_EINVALID;
+			if (close) {
+				if (depth == 0 || stack[depth - 1].on_tag != sec.on_tag)
+					return errf(msg, msglen, DRIP_EINVALID,
+						    "{{/%s}} closes no open section",
+						    sec.on_tag ? "tag" : "if");
+				depth--;
+			} else {
+				int rc = 0;
+				if (depth == RENDER_MAX_DEPTH) {
+					free(sec.arg);
+					return errf(msg, msglen, DRIP_EINVALID,
+						    "sections nest deeper than %d",
+						    RENDER_MAX_DEPTH);
+				}
+				stack[depth].on_tag = sec.on_tag;
+				stack[depth++].at = *bad;
+				if (!sec.on_tag && cb)
+					rc = cb(arg, sec.arg, *bad);
+				free(sec.arg);
+				if (rc)
+					return rc;
+			}
+		} else {
+			struct render_field f;
+			if (!(next = render_parse_field(q, &f, msg, msglen)))
+				return DRIP_EINVALID;
+			int rc = cb ? cb(arg, f.name, *bad) : 0;
+			free(f.name);
+			free(f.fallback);
+			if (rc)
+				return rc;
 		}
 		p = next;
 	}
+	if (depth > 0) {
+		*bad = stack[depth - 1].at;
+		return errf(msg, msglen, DRIP_EINVALID, "this section is never closed with {{/%s}}",
+			    stack[depth - 1].on_tag ? "tag" : "if");
+	}
+	return 0;
+}
+
+int render_each_field(const char *text, render_field_cb cb, void *arg)
+{
+	size_t bad;
+	char msg[8];
+	int rc = render_walk(text, cb, arg, &bad, msg, sizeof(msg));
+	return rc == DRIP_EINVALID ? 0 : rc;
+}
+
+int render_check(const char *text, size_t *bad, char *msg, size_t msglen)
+{
+	if (render_walk(text, NULL, NULL, bad, msg, msglen) != 0)
+		return DRIP_EINVALID;
 	if (strstr(text, RENDER_PH)) {
 		*bad = (size_t)(strstr(text, RENDER_PH) - text);
 		errf(msg, msglen, DRIP_EINVALID, "the text \"" RENDER_PH "\" is reserved");
@@ -110,6 +262,7 @@ struct render_ctx {
 	 * reach a link target, which is filled before the HTML is) must not be taken for one. */
 	char ph[40];
 	cJSON *attrs;
+	cJSON *tags;
 	struct render_field fields[RENDER_MAX_FIELDS];
 	size_t nfields;
 };
@@ -140,23 +293,74 @@ static const char *render_value(const struct render_ctx *rc, const struct render
 	return v;
 }
 
-/* Replaces fields by placeholders; fields are appended to rc. */
+static bool render_has_tag(const struct render_ctx *rc, const char *tag)
+{
+	const cJSON *t;
+	cJSON_ArrayForEach(t, rc->tags) if (cJSON_IsString(t) &&
+					    strcmp(t->valuestring, tag) == 0) return true;
+	return false;
+}
+
+/*
+ * Keeps the text of the sections that hold for this lead and replaces its merge fields by
+ * placeholders (the fields are appended to rc).
+ */
 static int render_placeholders(struct render_ctx *rc, const char *text, struct buf *out, char *err,
 			       size_t errlen)
 {
 	const char *p = text, *q;
+	bool shown[RENDER_MAX_DEPTH + 1] = { true };
+	size_t depth = 0;
 	while ((q = strstr(p, "{{"))) {
-		buf_add(out, p, (size_t)(q - p));
+		const char *next;
+		if (shown[depth])
+			buf_add(out, p, (size_t)(q - p));
+		if (render_is_section(q)) {
+			struct render_section sec;
+			bool close;
+			if (!(next = render_parse_section(q, &sec, &close, err, errlen)))
+				return DRIP_ECONTENT;
+			if (close) {
+				if (depth == 0)
+					return errf(err, errlen, DRIP_ECONTENT,
+						    "a section end closes nothing");
+				depth--;
+			} else {
+				bool holds;
+				if (depth == RENDER_MAX_DEPTH) {
+					free(sec.arg);
+					return errf(err, errlen, DRIP_ECONTENT,
+						    "sections too deep");
+				}
+				if (sec.on_tag) {
+					holds = render_has_tag(rc, sec.arg);
+				} else {
+					struct render_field f = { .name = sec.arg };
+					holds = *render_value(rc, &f) != '\0';
+				}
+				free(sec.arg);
+				depth++;
+				shown[depth] = shown[depth - 1] && holds != sec.inverted;
+			}
+			p = next;
+			continue;
+		}
 		if (rc->nfields == RENDER_MAX_FIELDS)
 			return errf(err, errlen, DRIP_ECONTENT, "more than %d merge fields",
 				    RENDER_MAX_FIELDS);
-		const char *next = render_parse_field(q, &rc->fields[rc->nfields], err, errlen);
-		if (!next)
+		struct render_field *f = &rc->fields[rc->nfields];
+		if (!(next = render_parse_field(q, f, err, errlen)))
 			return DRIP_ECONTENT;
-		buf_printf(out, "%s%zuZ", rc->ph, rc->nfields++);
+		if (shown[depth]) {
+			buf_printf(out, "%s%zuZ", rc->ph, rc->nfields++);
+		} else {
+			free(f->name);
+			free(f->fallback);
+		}
 		p = next;
 	}
-	buf_adds(out, p);
+	if (shown[depth])
+		buf_adds(out, p);
 	return 0;
 }
 
@@ -220,10 +424,18 @@ static char *render_fill(const struct render_ctx *rc, const char *text, enum ren
 	return buf_steal(&out);
 }
 
-static void render_fix_links(const struct render_ctx *rc, cmark_node *doc)
+static bool render_is_web(const char *url)
+{
+	return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+}
+
+/* Fills merge fields into link targets, then hands web links to the click tracker. */
+static void render_fix_links(const struct render_ctx *rc, cmark_node *doc,
+			     const struct render_tracking *trk)
 {
 	cmark_iter *it = cmark_iter_new(doc);
 	cmark_event_type ev;
+	size_t index = 0;
 	while ((ev = cmark_iter_next(it)) != CMARK_EVENT_DONE) {
 		cmark_node *n = cmark_iter_get_node(it);
 		cmark_node_type t = cmark_node_get_type(n);
@@ -234,6 +446,15 @@ static void render_fix_links(const struct render_ctx *rc, cmark_node *doc)
 			char *fixed = render_fill(rc, url, RENDER_URL);
 			cmark_node_set_url(n, fixed);
 			free(fixed);
+			url = cmark_node_get_url(n);
+		}
+		if (t == CMARK_NODE_LINK && trk && trk->click_url && url && render_is_web(url)) {
+			const char *title = cmark_node_get_title(n);
+			char *tracked = trk->click_url(trk->arg, index++, url, title ? title : "");
+			cmark_node_set_url(n, tracked);
+			/* The tag was for us; the reader's tooltip should not show it. */
+			cmark_node_set_title(n, "");
+			free(tracked);
 		}
 	}
 	cmark_iter_free(it);
@@ -352,8 +573,12 @@ static void render_trim_end(struct buf *b)
 		b->data[--b->len] = '\0';
 }
 
-int render_message(const struct content *c, const struct content_template *tpl,
-		   const struct lead *lead, struct render_out *out, char *err, size_t errlen)
+/* Renders a message; with `opt_out` (prospect mail) the text ends with that line instead of
+ * the sender's footer. */
+static int render_impl(const struct content *c, const struct content_template *tpl,
+		       const struct lead *lead, const char *opt_out,
+		       const struct render_tracking *trk, struct render_out *out, char *err,
+		       size_t errlen)
 {
 	struct render_ctx *rc = xcalloc(1, sizeof(*rc));
 	struct buf body, html, text;
@@ -369,6 +594,7 @@ int render_message(const struct content *c, const struct content_template *tpl,
 	memcpy(rc->ph, RENDER_PH, strlen(RENDER_PH));
 	util_random_hex(rc->ph + strlen(RENDER_PH), 8);
 	rc->attrs = cJSON_Parse(lead->attrs && *lead->attrs ? lead->attrs : "{}");
+	rc->tags = cJSON_Parse(lead->tags && *lead->tags ? lead->tags : "[]");
 
 	/* Subject and preheader: merge fields on one line each, no Markdown. */
 	if (render_placeholders(rc, tpl->subject, &body, err, errlen))
@@ -383,7 +609,7 @@ int render_message(const struct content *c, const struct content_template *tpl,
 	if (render_placeholders(rc, tpl->body, &body, err, errlen))
 		goto out;
 	doc = cmark_parse_document(body.data ? body.data : "", body.len, CMARK_OPT_DEFAULT);
-	render_fix_links(rc, doc);
+	render_fix_links(rc, doc, trk);
 
 	buf_adds(&html, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
 			"<meta name=\"viewport\" content=\"width=device-width\">\n<title>");
@@ -402,7 +628,9 @@ int render_message(const struct content *c, const struct content_template *tpl,
 	free(filled);
 	render_text_node(rc, doc, &text);
 	render_trim_end(&text);
-	if ((c->company && *c->company) || (c->postal_address && *c->postal_address)) {
+	if (opt_out) {
+		buf_printf(&text, "\n\n%s\n", opt_out);
+	} else if ((c->company && *c->company) || (c->postal_address && *c->postal_address)) {
 		buf_adds(&html, "<hr>\n<p style=\"font-size: smaller; color: #666;\">");
 		render_escaped(&html, c->company, RENDER_HTML);
 		if (*c->company && *c->postal_address)
@@ -416,6 +644,21 @@ int render_message(const struct content *c, const struct content_template *tpl,
 			buf_printf(&text, "%s\n", c->postal_address);
 	} else {
 		buf_adds(&text, "\n");
+	}
+	if (!opt_out && trk && trk->unsubscribe_url) {
+		buf_adds(&html,
+			 "<p style=\"font-size: smaller; color: #666;\">Not useful any more? "
+			 "<a href=\"");
+		render_escaped(&html, trk->unsubscribe_url, RENDER_HTML);
+		buf_adds(&html, "\">Unsubscribe</a> and we will not write again.</p>\n");
+		buf_printf(&text, "Unsubscribe: %s\n", trk->unsubscribe_url);
+	}
+	if (trk && trk->open_url) {
+		buf_adds(&html, "<img src=\"");
+		render_escaped(&html, trk->open_url, RENDER_HTML);
+		buf_adds(
+			&html,
+			"\" width=\"1\" height=\"1\" alt=\"\" style=\"display:block;border:0\">\n");
 	}
 	buf_adds(&html, "</body>\n</html>\n");
 	char *raw_text = buf_steal(&text);
@@ -432,6 +675,7 @@ out:
 		free(rc->fields[i].fallback);
 	}
 	cJSON_Delete(rc->attrs);
+	cJSON_Delete(rc->tags);
 	free(rc);
 	buf_free(&body);
 	buf_free(&html);
@@ -439,6 +683,21 @@ out:
 	if (ret)
 		render_out_clear(out);
 	return ret;
+}
+
+int render_message(const struct content *c, const struct content_template *tpl,
+		   const struct lead *lead, struct render_out *out, char *err, size_t errlen)
+{
+	return render_impl(c, tpl, lead, NULL, NULL, out, err, errlen);
+}
+
+int render_touch(const struct content *c, const struct content_sequence *seq,
+		 const struct content_template *tpl, const struct lead *lead,
+		 const struct render_tracking *trk, struct render_out *out, char *err,
+		 size_t errlen)
+{
+	return render_impl(c, tpl, lead, seq->mode == CONTENT_PROSPECT ? seq->opt_out : NULL, trk,
+			   out, err, errlen);
 }
 
 void render_out_clear(struct render_out *out)

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 
@@ -37,6 +38,7 @@ struct sched {
 	struct clock *clock;
 	struct mailer *mailer;
 	struct content *content;
+	const struct token_keys *keys;
 	bool draining;
 	void (*drain_cb)(void *arg);
 	void *drain_arg;
@@ -57,6 +59,11 @@ struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store 
 	uv_timer_init(loop, &s->timer);
 	s->timer.data = s;
 	return s;
+}
+
+void sched_set_keys(struct sched *s, const struct token_keys *keys)
+{
+	s->keys = keys;
 }
 
 void sched_set_content(struct sched *s, struct content *c)
@@ -111,21 +118,176 @@ static void sched_give_up(struct sched *s, const struct touch *t, const char *st
 	log_warn("sched: touch %lld %s: %s", (long long)t->id, state, reason);
 }
 
-/* Builds the job for a claimed touch and hands it over; false when it was not sent. */
+struct sched_tracker {
+	const struct token_keys *keys;
+	const char *base;
+	int64_t touch_id;
+	struct sched_mail *mail;
+};
+
+/* A signed tracking URL for `kind` ("c" clicks carry the link index). */
+static char *sched_token_url(const struct sched_tracker *tr, enum token_kind kind, uint32_t link)
+{
+	struct token_claims cl = { .kind = kind, .touch_id = tr->touch_id, .link = link };
+	char tok[TOKEN_MAX_LEN];
+	token_sign(tr->keys, &cl, TOKEN_URL, tok, sizeof(tok));
+	return xasprintf("%s/%c/%s", tr->base, (char)kind, tok);
+}
+
+static char *sched_click_url(void *arg, size_t index, const char *url, const char *tag)
+{
+	struct sched_tracker *tr = arg;
+	struct sched_mail *m = tr->mail;
+	m->links = xrealloc(m->links, (m->nlinks + 1) * sizeof(*m->links));
+	m->links[m->nlinks].url = xstrdup(url);
+	m->links[m->nlinks].tag = xstrdup(tag);
+	m->nlinks++;
+	return sched_token_url(tr, TOKEN_CLICK, (uint32_t)index);
+}
+
+void sched_mail_clear(struct sched_mail *m)
+{
+	for (size_t i = 0; i < m->nlinks; i++) {
+		free(m->links[i].url);
+		free(m->links[i].tag);
+	}
+	free(m->links);
+	free(m->message_id);
+	free(m->envelope_from);
+	free(m->subject);
+	buf_free(&m->data);
+	memset(m, 0, sizeof(*m));
+}
+
+int sched_compose(struct store *st, const struct content *c, const struct config *cfg,
+		  const struct token_keys *keys, const struct lead *lead, const struct touch *t,
+		  int64_t now, struct sched_mail *out, char *err, size_t errlen)
+{
+	const struct content_sequence *seq = content_sequence(c, t->sequence);
+	const struct content_step *step = seq ? content_step(seq, t->step, NULL) : NULL;
+	struct render_out r;
+	char *root_id = NULL, *root_subject = NULL, addr[256], to_name[600];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!step)
+		return errf(err, errlen, DRIP_ENOT_FOUND, "content has no step %s/%s any more",
+			    t->sequence, t->step);
+	out->variant = content_variant(step, lead->email);
+	/* Every message can be unsubscribed from; only tracked sequences get a pixel and
+	 * rewritten links. Without secrets (unit tests) nothing is signed. */
+	struct sched_tracker tr = {
+		.keys = keys, .base = cfg->tracking.base_url, .touch_id = t->id, .mail = out
+	};
+	char *open_url = NULL, *unsub_url = NULL;
+	struct render_tracking trk = { 0 };
+	if (keys) {
+		unsub_url = sched_token_url(&tr, TOKEN_UNSUBSCRIBE, 0);
+		trk.unsubscribe_url = unsub_url;
+		if (seq->track) {
+			open_url = sched_token_url(&tr, TOKEN_OPEN, 0);
+			trk.open_url = open_url;
+			trk.click_url = sched_click_url;
+			trk.arg = &tr;
+		}
+	}
+	rc = render_touch(c, seq, step->variants[out->variant], lead, &trk, &r, err, errlen);
+	free(open_url);
+	if (rc) {
+		free(unsub_url);
+		sched_mail_clear(out);
+		return rc;
+	}
+	const char *from = *seq->from ? seq->from : cfg->delivery.from;
+	message_address(from, addr, sizeof(addr));
+	snprintf(to_name, sizeof(to_name), "%s%s%s", lead->first_name,
+		 *lead->first_name && *lead->last_name ? " " : "", lead->last_name);
+	out->message_id = message_make_id(from, t->id);
+	out->envelope_from = xstrdup(addr);
+	out->subject = xstrdup(r.subject);
+	/* A prospect follow-up answers the first note of its thread: same subject, threaded. */
+	if (seq->mode == CONTENT_PROSPECT && t->step_index > 0 &&
+	    store_touch_thread_root(st, t->enrolment_id, &root_id, &root_subject) == 0) {
+		free(out->subject);
+		out->subject = strncasecmp(root_subject, "Re:", 3) == 0
+				       ? xstrdup(root_subject)
+				       : xasprintf("Re: %s", root_subject);
+	}
+	char *mailto = xasprintf("mailto:%s?subject=unsubscribe", addr);
+	struct message_spec spec = {
+		.unsubscribe_url = unsub_url,
+		.unsubscribe_mailto = unsub_url ? mailto : NULL,
+		.from = from,
+		.to_name = to_name,
+		.to_addr = lead->email,
+		.subject = out->subject,
+		.message_id = out->message_id,
+		.in_reply_to = root_id,
+		.references = root_id,
+		.date = now,
+		.text = r.text,
+		.html = seq->mode == CONTENT_NURTURE ? r.html : NULL,
+	};
+	rc = message_build(&spec, &out->data, err, errlen);
+	free(mailto);
+	free(unsub_url);
+	free(root_id);
+	free(root_subject);
+	render_out_clear(&r);
+	if (rc)
+		sched_mail_clear(out);
+	return rc;
+}
+
+int sched_conditions(struct store *st, const struct content *c, const struct lead *lead,
+		     const struct touch *t, bool *send, char *why, size_t whylen)
+{
+	const struct content_sequence *seq = content_sequence(c, t->sequence);
+	const struct content_step *step = seq ? content_step(seq, t->step, NULL) : NULL;
+	bool when = true, unless = false;
+	int rc;
+	*send = true;
+	if (!step)
+		return 0;
+	if ((rc = journey_cond_holds(st, lead, seq->name, step->when, &when)))
+		return rc;
+	if (step->unless && (rc = journey_cond_holds(st, lead, seq->name, step->unless, &unless)))
+		return rc;
+	if (!when)
+		snprintf(why, whylen, "skipped: the step's \"when\" does not hold");
+	else if (unless)
+		snprintf(why, whylen, "skipped: the step's \"unless\" holds");
+	*send = when && !unless;
+	return 0;
+}
+
+/* Finishes a step whose condition says no and moves the lead to the next one. */
+static void sched_skip(struct sched *s, const struct touch *t, const char *why, int64_t now)
+{
+	int rc = store_begin(s->store);
+	if (rc == 0 && (rc = store_touch_finish(s->store, t->id, "skipped", why, now)) == 0)
+		rc = journey_step_done(s->store, s->content, t, now);
+	if (rc == 0)
+		rc = store_commit(s->store);
+	else
+		store_rollback(s->store);
+	if (rc)
+		log_err("sched: cannot skip touch %lld: %s", (long long)t->id, drip_strerror(rc));
+	else
+		log_info("sched: touch %lld %s/%s %s", (long long)t->id, t->sequence, t->step, why);
+}
+
+/* Builds the job for a claimed touch and hands it over, or finishes it with the reason. */
 static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 {
 	struct touch t;
 	struct lead lead;
-	struct render_out r;
-	struct buf msg;
+	struct sched_mail mail;
 	char err[512];
-	char *message_id = NULL;
-	const struct content_sequence *seq;
-	const struct content_step *step;
+	bool send;
 
 	memset(&lead, 0, sizeof(lead));
-	memset(&r, 0, sizeof(r));
-	buf_init(&msg);
+	memset(&mail, 0, sizeof(mail));
 	if (store_touch_get(s->store, id, &t) != 0)
 		return;
 	if (store_lead_by_id(s->store, t.lead_id, &lead) != 0) {
@@ -137,58 +299,50 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 		sched_give_up(s, &t, "skipped", "error", err, now);
 		goto out;
 	}
-	seq = content_sequence(s->content, t.sequence);
-	step = seq ? content_step(seq, t.step, NULL) : NULL;
-	if (!step) {
-		snprintf(err, sizeof(err), "content has no step %s/%s any more", t.sequence,
-			 t.step);
-		sched_give_up(s, &t, "failed", "error", err, now);
+	if (sched_conditions(s->store, s->content, &lead, &t, &send, err, sizeof(err)) != 0) {
+		log_err("sched: cannot evaluate the conditions of touch %lld; left queued",
+			(long long)t.id);
 		goto out;
 	}
-	if (render_message(s->content, step->tpl, &lead, &r, err, sizeof(err)) != 0) {
-		sched_give_up(s, &t, "failed", "error", err, now);
+	if (!send) {
+		sched_skip(s, &t, err, now);
 		goto out;
 	}
-	char to_name[512];
-	snprintf(to_name, sizeof(to_name), "%s%s%s", lead.first_name,
-		 *lead.first_name && *lead.last_name ? " " : "", lead.last_name);
-	message_id = message_make_id(s->cfg->delivery.from, t.id);
-	struct message_spec spec = {
-		.from = s->cfg->delivery.from,
-		.to_name = to_name,
-		.to_addr = lead.email,
-		.subject = r.subject,
-		.message_id = message_id,
-		.date = now,
-		.text = r.text,
-		.html = seq->mode == CONTENT_NURTURE ? r.html : NULL,
-	};
-	if (message_build(&spec, &msg, err, sizeof(err)) != 0) {
+	if (sched_compose(s->store, s->content, s->cfg, s->keys, &lead, &t, now, &mail, err,
+			  sizeof(err)) != 0) {
 		sched_give_up(s, &t, "failed", "error", err, now);
 		goto out;
 	}
 	/* Committed as sending before any thread sees it: a crash from here on leaves the
 	 * touch uncertain, never silently re-sent. */
-	if (store_touch_sending(s->store, t.id, message_id, now) != 0) {
+	int rc = store_begin(s->store);
+	if (rc == 0 &&
+	    (rc = store_touch_note(s->store, t.id, mail.subject, (int64_t)mail.variant)) == 0)
+		rc = store_touch_sending(s->store, t.id, mail.message_id, now);
+	for (size_t i = 0; rc == 0 && i < mail.nlinks; i++)
+		rc = store_link_add(s->store, t.id, (int64_t)i, mail.links[i].url,
+				    mail.links[i].tag);
+	if (rc == 0)
+		rc = store_commit(s->store);
+	else
+		store_rollback(s->store);
+	if (rc) {
 		log_err("sched: cannot mark touch %lld sending; left for recovery",
 			(long long)t.id);
 		goto out;
 	}
-	char addr[256];
-	message_address(s->cfg->delivery.from, addr, sizeof(addr));
 	struct mailer_job *job = xcalloc(1, sizeof(*job));
 	job->touch_id = t.id;
-	job->envelope_from = xstrdup(addr);
+	job->envelope_from = mail.envelope_from;
+	mail.envelope_from = NULL;
 	job->rcpt = xstrdup(lead.email);
-	job->len = msg.len;
-	job->data = buf_steal(&msg);
+	job->len = mail.data.len;
+	job->data = buf_steal(&mail.data);
 	mailer_submit(s->mailer, job);
 	log_debug("sched: touch %lld (%s/%s) to %s handed to a sender thread", (long long)t.id,
 		  t.sequence, t.step, lead.email);
 out:
-	free(message_id);
-	buf_free(&msg);
-	render_out_clear(&r);
+	sched_mail_clear(&mail);
 	store_lead_clear(&lead);
 	store_touch_clear(&t);
 }
@@ -254,7 +408,7 @@ static int sched_next_step(struct sched *s, const struct touch *t, int64_t now)
 	int rc = store_part_begin(s->store);
 	if (rc)
 		return rc;
-	rc = journey_step_sent(s->store, s->content, t, now);
+	rc = journey_step_done(s->store, s->content, t, now);
 	if (store_part_end(s->store, rc == 0) != 0)
 		return DRIP_ESTORE;
 	if (rc) {

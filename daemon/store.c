@@ -100,6 +100,11 @@ static const char *const store_migrations[] = {
 	"  source TEXT NOT NULL DEFAULT '',"
 	"  at INTEGER NOT NULL"
 	") WITHOUT ROWID;",
+	/* 2: what a touch said (prospect follow-ups reply to the first one's subject) and
+	 * which variant of its step it used. */
+	"ALTER TABLE touches ADD COLUMN subject TEXT;"
+	"ALTER TABLE touches ADD COLUMN variant INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX events_touch ON events(touch_id, kind);",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -137,6 +142,15 @@ enum store_stmt_id {
 	STMT_EVENTS_FOR_LEAD,
 	STMT_TOUCHES_FOR_LEAD,
 	STMT_STATUS,
+	STMT_LEAD_SET_STATUS,
+	STMT_LEAD_ADD_SCORE,
+	STMT_LEAD_HAS_EVENT,
+	STMT_LEAD_HAS_STEP_EVENT,
+	STMT_TOUCH_NOTE,
+	STMT_TOUCH_THREAD_ROOT,
+	STMT_TOUCH_FIND,
+	STMT_TOUCH_NEXT_FOR_LEAD,
+	STMT_LINK_ADD,
 	STMT_COUNT
 };
 
@@ -147,7 +161,7 @@ enum store_stmt_id {
 	"id, lead_id, enrolment_id, sequence, step, step_index, state, due_at, " \
 	"coalesce(sent_at, 0), attempts, message_id, last_error"
 
-static const char *const store_sql[STMT_COUNT] = {
+static const char *const store_sql[STMT_STATUS + 1] = {
 	[STMT_BEGIN] = "BEGIN IMMEDIATE",
 	[STMT_COMMIT] = "COMMIT",
 	[STMT_ROLLBACK] = "ROLLBACK",
@@ -216,6 +230,29 @@ static const char *const store_sql[STMT_COUNT] = {
 
 static int store_touch_update(struct store *st, sqlite3_stmt *s);
 
+static const char *const store_sql_more[] = {
+	[STMT_LEAD_SET_STATUS] = "UPDATE leads SET status = ?2, updated_at = ?3 WHERE id = ?1",
+	[STMT_LEAD_ADD_SCORE] =
+		"UPDATE leads SET score = score + ?2, updated_at = ?3 WHERE id = ?1 "
+		"RETURNING score",
+	[STMT_LEAD_HAS_EVENT] = "SELECT 1 FROM events WHERE lead_id = ?1 AND kind = ?2 LIMIT 1",
+	[STMT_LEAD_HAS_STEP_EVENT] = "SELECT 1 FROM events e JOIN touches t ON t.id = e.touch_id "
+				     "WHERE e.lead_id = ?1 AND e.kind = ?2 AND t.sequence = ?3 "
+				     "AND t.step = ?4 LIMIT 1",
+	[STMT_TOUCH_NOTE] = "UPDATE touches SET subject = ?2, variant = ?3 WHERE id = ?1",
+	[STMT_TOUCH_THREAD_ROOT] =
+		"SELECT message_id, coalesce(subject, '') FROM touches "
+		"WHERE enrolment_id = ?1 AND message_id IS NOT NULL AND "
+		"state IN ('sending', 'sent', 'uncertain') ORDER BY step_index, id "
+		"LIMIT 1",
+	[STMT_TOUCH_FIND] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE lead_id = ?1 AND "
+			    "sequence = ?2 AND step = ?3",
+	[STMT_LINK_ADD] = "INSERT INTO links (touch_id, idx, url, tag) VALUES (?1, ?2, ?3, ?4)",
+	[STMT_TOUCH_NEXT_FOR_LEAD] =
+		"SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE lead_id = ?1 "
+		"AND state = 'pending' ORDER BY due_at, id LIMIT 1",
+};
+
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[STMT_COUNT];
@@ -237,9 +274,13 @@ static sqlite3_stmt *store_stmt(struct store *st, enum store_stmt_id id)
 {
 	sqlite3_stmt *s = st->stmt[id];
 	if (!s) {
-		if (sqlite3_prepare_v3(st->db, store_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-				       &st->stmt[id], NULL) != SQLITE_OK) {
-			store_fail(st, store_sql[id]);
+		const char *sql =
+			(size_t)id < sizeof(store_sql) / sizeof(store_sql[0]) && store_sql[id]
+				? store_sql[id]
+				: store_sql_more[id];
+		if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[id],
+				       NULL) != SQLITE_OK) {
+			store_fail(st, sql);
 			return NULL;
 		}
 		return st->stmt[id];
@@ -862,4 +903,128 @@ int store_status(struct store *st, struct store_status *out)
 	out->next_due = sqlite3_column_int64(s, 8);
 	sqlite3_reset(s);
 	return 0;
+}
+
+int store_lead_set_status(struct store *st, int64_t lead_id, const char *status, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEAD_SET_STATUS);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	store_bind_text(s, 2, status);
+	sqlite3_bind_int64(s, 3, now);
+	return store_touch_update(st, s);
+}
+
+int store_lead_add_score(struct store *st, int64_t lead_id, int64_t delta, int64_t now,
+			 int64_t *score)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEAD_ADD_SCORE);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	sqlite3_bind_int64(s, 2, delta);
+	sqlite3_bind_int64(s, 3, now);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*score = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "score");
+}
+
+int store_lead_has_event(struct store *st, int64_t lead_id, const char *kind, const char *sequence,
+			 const char *step, bool *found)
+{
+	sqlite3_stmt *s = store_stmt(st, sequence ? STMT_LEAD_HAS_STEP_EVENT : STMT_LEAD_HAS_EVENT);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	store_bind_text(s, 2, kind);
+	if (sequence) {
+		store_bind_text(s, 3, sequence);
+		store_bind_text(s, 4, step);
+	}
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	*found = rc == SQLITE_ROW;
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_fail(st, "has event");
+}
+
+int store_touch_note(struct store *st, int64_t id, const char *subject, int64_t variant)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_NOTE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	store_bind_text(s, 2, subject);
+	sqlite3_bind_int64(s, 3, variant);
+	return store_touch_update(st, s);
+}
+
+int store_touch_thread_root(struct store *st, int64_t enrolment_id, char **message_id,
+			    char **subject)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_THREAD_ROOT);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, enrolment_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*message_id = store_col_text(s, 0);
+		*subject = store_col_text(s, 1);
+	}
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "thread root");
+}
+
+static int store_touch_one(struct store *st, sqlite3_stmt *s, struct touch *out)
+{
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		store_touch_row(s, out);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "touch");
+}
+
+int store_touch_find(struct store *st, int64_t lead_id, const char *sequence, const char *step,
+		     struct touch *out)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_FIND);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	store_bind_text(s, 2, sequence);
+	store_bind_text(s, 3, step);
+	return store_touch_one(st, s, out);
+}
+
+int store_touch_next_for_lead(struct store *st, int64_t lead_id, struct touch *out)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_NEXT_FOR_LEAD);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	return store_touch_one(st, s, out);
+}
+
+int store_link_add(struct store *st, int64_t touch_id, int64_t index, const char *url,
+		   const char *tag)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LINK_ADD);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, touch_id);
+	sqlite3_bind_int64(s, 2, index);
+	store_bind_text(s, 3, url);
+	store_bind_text(s, 4, tag);
+	return store_exec_stmt(st, s);
 }

@@ -2,6 +2,7 @@
 #ifndef DRIPD_CONTENT_H
 #define DRIPD_CONTENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,12 +21,32 @@ struct content_template {
 	char *preheader; /* "" when absent */
 	char *body; /* Markdown with merge fields */
 	int body_line; /* the file's line where the body starts */
+	char **link_tags; /* the tags (link titles) of the body's links */
+	size_t nlink_tags;
+};
+
+/*
+ * A condition on a lead: every part that is set must hold. `attr` alone means the attribute
+ * is not empty; with `attr_value` it must equal it. `opened` and `clicked` name a step of
+ * the same sequence; `event` is any event kind recorded for the lead.
+ */
+struct content_cond {
+	char *tag;
+	char *attr;
+	char *attr_value;
+	char *opened;
+	char *clicked;
+	char *event;
 };
 
 struct content_step {
 	char *id;
 	int64_t delay; /* seconds after the previous step (after enrolment for the first) */
-	const struct content_template *tpl;
+	const struct content_template *tpl; /* the first variant */
+	const struct content_template **variants;
+	size_t nvariants; /* at least 1; a lead gets one by a stable hash */
+	struct content_cond *when; /* NULL: always */
+	struct content_cond *unless; /* NULL: never */
 };
 
 struct content_sequence {
@@ -33,8 +54,42 @@ struct content_sequence {
 	char *stage;
 	enum content_mode mode;
 	char *description;
+	char *from; /* "" for the config's delivery.from */
+	char *opt_out; /* prospect mode: the human opt-out line */
+	bool track; /* pixel and click-tracked links (default: nurture yes, prospect no) */
+	struct content_cond *when; /* which of a stage's sequences a lead gets; NULL: any */
 	struct content_step *steps;
 	size_t nsteps;
+	int line_of_stage; /* for errors found after loading */
+	char *file;
+};
+
+enum content_rule_on {
+	RULE_ON_SCORE,
+	RULE_ON_CLICK,
+	RULE_ON_REPLY,
+	RULE_ON_FINISHED,
+	RULE_ON_EVENT
+};
+enum content_rule_action { RULE_MOVE, RULE_HANDOFF, RULE_CUSTOMER };
+
+/* A stage-move rule of journey.json; the first rule that matches an event applies. */
+struct content_rule {
+	enum content_rule_on on;
+	int64_t at_least; /* RULE_ON_SCORE */
+	char *tag; /* RULE_ON_CLICK: the link's tag */
+	char *sequence; /* RULE_ON_FINISHED */
+	char *kind; /* RULE_ON_EVENT */
+	char **from; /* the stages where the rule applies; none: every stage */
+	size_t nfrom;
+	enum content_rule_action action;
+	char *move_to; /* RULE_MOVE */
+	int line;
+};
+
+struct content_score {
+	char *kind;
+	int64_t points;
 };
 
 struct content {
@@ -48,6 +103,12 @@ struct content {
 	size_t nseqs;
 	struct content_template *tpls; /* sorted by path */
 	size_t ntpls;
+	struct content_score *scores;
+	size_t nscores;
+	struct content_rule *rules;
+	size_t nrules;
+	char **attributes; /* attrs.KEY a template may use */
+	size_t nattributes;
 };
 
 /*
@@ -62,9 +123,13 @@ void content_unref(struct content *c);
 /* The stage's position in the journey, or -1. */
 int content_stage_index(const struct content *c, const char *stage);
 const struct content_sequence *content_sequence(const struct content *c, const char *name);
-/* The sequence a lead entering `stage` is enrolled in (the first by name), or NULL. */
+/* The stage's default sequence: the first by name without a `when` (else the first), or NULL. */
 const struct content_sequence *content_sequence_for_stage(const struct content *c,
 							  const char *stage);
+/* The points an event kind adds to a lead's score (0 when journey.json gives none). */
+int64_t content_score(const struct content *c, const char *kind);
+/* The variant of `step` a lead gets: a stable hash of the address and the step. */
+size_t content_variant(const struct content_step *step, const char *email);
 /* The step called `id` and its index, or NULL. */
 const struct content_step *content_step(const struct content_sequence *seq, const char *id,
 					size_t *index);

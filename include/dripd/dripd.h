@@ -16,6 +16,7 @@
 #define DRIPD_CLOCK_SETTING "clock_offset"
 
 struct mailer;
+struct token_keys;
 struct sched;
 struct control;
 
@@ -28,6 +29,7 @@ struct dripd {
 	struct mailer *mailer;
 	struct sched *sched;
 	struct control *control;
+	struct token_keys *keys; /* the tracking secrets, newest first */
 	int64_t started_at; /* business time at start */
 	uint64_t started_mono_ms;
 	bool stopping;

@@ -1,7 +1,8 @@
-/* journey.h - where a lead is in the buyer's journey: stage moves, enrolment, progress. */
+/* journey.h - the buyer's journey: stage moves, enrolment, conditions, scoring and rules. */
 #ifndef DRIPD_JOURNEY_H
 #define DRIPD_JOURNEY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,28 +10,41 @@
 #include "dripd/store.h"
 
 /*
- * The journey module decides what a lead receives next; it runs on the loop thread inside
- * the caller's transaction and records each decision as an event. The skeleton moves a lead
- * into a stage and walks it through that stage's sequence; scoring and stage-move rules on
- * events extend it.
+ * The journey module decides what a lead receives next. It runs on the loop thread inside
+ * the caller's transaction and records each decision as an event. Functions that take an
+ * err buffer fill it with a sentence a person can read.
  */
 
 /*
- * Puts `lead` in `stage`: ends its active enrolment (as exited), enrols it in `sequence` (or
- * the stage's sequence when NULL) with the first step due after that step's delay, and
- * records a "stage" event. A stage without a sequence leaves the lead there, enrolled in
- * nothing. Errors (unknown stage or sequence) fill err with a sentence.
+ * Puts `lead` in `stage`: ends its active enrolment (as exited, its pending touches
+ * skipped), enrols it in `sequence` (or the first of the stage's sequences whose `when`
+ * holds, when NULL) with the first step due after that step's delay, and records a "stage"
+ * event. A stage without a matching sequence leaves the lead there, enrolled in nothing.
  */
 int journey_enter_stage(struct store *st, const struct content *c, const struct lead *lead,
 			const char *stage, const char *sequence, int64_t now, char *err,
 			size_t errlen);
 
 /*
- * After touch `t` was sent at `now`: schedules the sequence's next step after its delay, or
- * marks the enrolment completed when `t` was the last step. Nothing follows when the
- * enrolment ended while `t` was in flight (the lead moved on).
+ * Records an event of `kind` for the lead (touch_id 0 when not about one message), adds the
+ * journey's points for it, and applies the first matching rule of journey.json. An opt-out
+ * (unsubscribe, bounce, complaint) stops the drip whatever the rules say; a reply that no
+ * rule handles hands the lead to a person. lead->score is updated.
  */
-int journey_step_sent(struct store *st, const struct content *c, const struct touch *t,
+int journey_on_event(struct store *st, const struct content *c, struct lead *lead, int64_t touch_id,
+		     const char *kind, const char *detail_json, int64_t now, char *err,
+		     size_t errlen);
+
+/* Whether a step's or sequence's condition holds for the lead (true when cond is NULL). */
+int journey_cond_holds(struct store *st, const struct lead *lead, const char *sequence,
+		       const struct content_cond *cond, bool *holds);
+
+/*
+ * After touch `t` was sent (or skipped by its condition) at `now`: schedules the sequence's
+ * next step after its delay, or completes the enrolment (applying any "finished" rule) when
+ * `t` was the last step. Nothing follows when the enrolment ended while `t` was in flight.
+ */
+int journey_step_done(struct store *st, const struct content *c, const struct touch *t,
 		      int64_t now);
 
 #endif

@@ -19,6 +19,10 @@ struct message_spec {
 	const char *subject;
 	const char *message_id; /* "<…@…>" */
 	const char *reply_to; /* NULL or "" for none */
+	const char *in_reply_to; /* a Message-ID this one answers (threading), or NULL */
+	const char *references; /* the thread's Message-IDs, or NULL */
+	const char *unsubscribe_url; /* List-Unsubscribe https target (with RFC 8058 one-click) */
+	const char *unsubscribe_mailto; /* List-Unsubscribe mailto target, or NULL */
 	int64_t date; /* UTC seconds */
 	const char *text;
 	const char *html; /* NULL for text/plain alone */

@@ -12,6 +12,8 @@
 #include "dripd/content.h"
 #include "dripd/mailer.h"
 #include "dripd/store.h"
+#include "dripd/token.h"
+#include "dripd/util.h"
 
 /*
  * The scheduler follows OpenSMTPD's shape: take due touches up to the free sender threads,
@@ -23,6 +25,8 @@ struct sched;
 
 struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store *st,
 			struct clock *clk, struct mailer *m);
+/* The tracking secrets that sign the links of every message from now on (not owned). */
+void sched_set_keys(struct sched *s, const struct token_keys *keys);
 /* The content to render with from now on (takes a reference, drops the old one). */
 void sched_set_content(struct sched *s, struct content *c);
 /* Something changed: look for due work on the next loop turn. */
@@ -33,6 +37,35 @@ void sched_on_result(struct sched *s, const struct mailer_result *r);
 void sched_drain(struct sched *s, void (*done)(void *arg), void *arg);
 /* Frees the scheduler (after the drain). */
 void sched_close(struct sched *s);
+/* A message as a touch would send it. */
+struct sched_link {
+	char *url;
+	char *tag;
+};
+
+struct sched_mail {
+	struct sched_link *links; /* the message's tracked links, by index */
+	size_t nlinks;
+	char *message_id;
+	char *envelope_from;
+	char *subject;
+	size_t variant; /* which of the step's variants */
+	struct buf data; /* the complete RFC 5322 message */
+};
+
+/*
+ * Builds the message touch `t` would send to `lead` now: the step's variant for this lead,
+ * rendered, threaded under the first note in prospect mode, built. The one path for a real
+ * send and for `dripctl preview`. 0, or an error with a sentence in err.
+ */
+int sched_compose(struct store *st, const struct content *c, const struct config *cfg,
+		  const struct token_keys *keys, const struct lead *lead, const struct touch *t,
+		  int64_t now, struct sched_mail *out, char *err, size_t errlen);
+void sched_mail_clear(struct sched_mail *m);
+/* Whether the step's when/unless let touch `t` go to `lead`; when not, why says so. */
+int sched_conditions(struct store *st, const struct content *c, const struct lead *lead,
+		     const struct touch *t, bool *send, char *why, size_t whylen);
+
 /* Business time of the next wake-up, 0 when asleep with nothing pending. */
 int64_t sched_next_wake(const struct sched *s);
 

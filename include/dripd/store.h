@@ -138,6 +138,32 @@ int store_touch_release(struct store *st, int64_t id);
  */
 int store_recover(struct store *st, int64_t *requeued, int64_t *uncertain);
 
+/* Sets a lead's status ("active", "paused", "handoff", "customer", …). */
+int store_lead_set_status(struct store *st, int64_t lead_id, const char *status, int64_t now);
+/* Adds `delta` to a lead's score; the new score in *score. */
+int store_lead_add_score(struct store *st, int64_t lead_id, int64_t delta, int64_t now,
+			 int64_t *score);
+/*
+ * Whether the lead has an event of `kind`; with `sequence` and `step`, one recorded against
+ * the touch of that step (an open or a click of step 2, say).
+ */
+int store_lead_has_event(struct store *st, int64_t lead_id, const char *kind, const char *sequence,
+			 const char *step, bool *found);
+/* Records what a touch is about to say: its subject and the variant of its step. */
+int store_touch_note(struct store *st, int64_t id, const char *subject, int64_t variant);
+/* The first touch of an enrolment that went out: its Message-ID and subject (threading). */
+int store_touch_thread_root(struct store *st, int64_t enrolment_id, char **message_id,
+			    char **subject);
+/* The lead's touch for a step, whatever its state. */
+int store_touch_find(struct store *st, int64_t lead_id, const char *sequence, const char *step,
+		     struct touch *out);
+/* The lead's next pending touch (earliest due). */
+int store_touch_next_for_lead(struct store *st, int64_t lead_id, struct touch *out);
+
+/* Records link `index` of a touch (the URL a click on it may redirect to, and its tag). */
+int store_link_add(struct store *st, int64_t touch_id, int64_t index, const char *url,
+		   const char *tag);
+
 int store_event_add(struct store *st, int64_t lead_id, int64_t touch_id, const char *kind,
 		    int64_t at, const char *detail_json);
 

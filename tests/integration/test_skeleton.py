@@ -18,6 +18,7 @@ THREE_STEPS = {
         "stages": ["awareness", "consideration", "decision", "customer"],
         "sender": {"company": "Northwind Pipeline Coaching",
                    "postal_address": "12 Harbour Street, Bristol BS1 4QA"},
+        "attributes": ["plan"],
     }),
     "sequences/welcome.json": json.dumps({
         "stage": "awareness", "mode": "nurture",
@@ -100,8 +101,20 @@ def test_lead_walks_a_three_step_sequence_into_the_maildir(daemon_factory, tmp_p
     assert "12 Harbour Street" in text and "12 Harbour Street" in html
     text2, html2 = bodies(msgs[1])
     assert "- first tip\n- second tip" in text2
-    assert "Read the guide <https://example.com/guide>" in text2
-    assert 'href="https://example.com/guide"' in html2
+    # Links go through the tracker and only to what the message had; the tag stays ours.
+    click = re.search(r"Read the guide <(http://127\.0\.0\.1:8025/c/[A-Za-z0-9_-]+)>", text2)
+    assert click, text2
+    assert f'href="{click.group(1)}"' in html2
+    assert "example.com/guide" not in html2 and 'title="guide"' not in html2
+    assert d.sql("SELECT l.url, l.tag FROM links l JOIN touches t ON t.id = l.touch_id "
+                 "WHERE t.step = 'tips'") == [("https://example.com/guide", "guide")]
+    for m in msgs:
+        text, html = bodies(m)
+        unsub = re.search(r"Unsubscribe: (http://127\.0\.0\.1:8025/u/[A-Za-z0-9_-]+)", text)
+        assert unsub, text
+        assert m["List-Unsubscribe"].startswith(f"<{unsub.group(1)}>, <mailto:ana@example.com")
+        assert m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert re.search(r'<img src="http://127\.0\.0\.1:8025/o/[A-Za-z0-9_-]+" width="1"', html)
 
     shown = d.ctl("lead", "show", "maya@example.org")
     assert [t["state"] for t in shown["touches"]] == ["sent", "sent", "sent"]

@@ -8,42 +8,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include "testutil.h"
 
 #include "dripd/content.h"
 #include "dripd/error.h"
 
-#define assert_contains(hay, needle)                                                           \
-	do {                                                                                   \
-		const char *h_ = (hay), *n_ = (needle);                                        \
-		if (!h_ || !strstr(h_, n_))                                                    \
-			fail_msg("expected \"%s\" to contain \"%s\"", h_ ? h_ : "(null)", n_); \
-	} while (0)
-
 struct fixture {
-	char root[64];
-	char dir[128]; /* root/content, a copy of the sample */
+	char root[128];
+	char dir[192]; /* root/content, a copy of the sample */
 	char err[1024];
 };
 
 static const char *sample_dir(void)
 {
 	static char path[1024];
-	const char *src = getenv("DRIPD_SOURCE_DIR");
-	if (!src)
-		fail_msg("DRIPD_SOURCE_DIR is not set (run the tests through ctest)");
-	snprintf(path, sizeof(path), "%s/content", src);
-	return path;
+	return testutil_source_path(path, sizeof(path), "content");
 }
 
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	char cmd[2048];
-	snprintf(f->root, sizeof(f->root), "/tmp/dripd-test-content-XXXXXX");
-	if (!mkdtemp(f->root))
-		return -1;
+	testutil_mkdtemp(f->root, sizeof(f->root), "content");
 	snprintf(f->dir, sizeof(f->dir), "%s/content", f->root);
 	snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s'", sample_dir(), f->dir);
 	if (system(cmd) != 0)
@@ -55,11 +43,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[256];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->root);
-	int rc = system(cmd);
-	free(f);
-	return rc == 0 ? 0 : -1;
+	return testutil_rmtree_free(f->root, f);
 }
 
 /* Writes `text` to DIR/rel (replacing it) and returns the full path in `path`. */
@@ -71,11 +55,7 @@ static void put(struct fixture *f, const char *rel, const char *text, char *path
 		pathlen = sizeof(local);
 	}
 	snprintf(path, pathlen, "%s/%s", f->dir, rel);
-	FILE *fp = fopen(path, "w");
-	if (!fp)
-		fail_msg("cannot write %s", path);
-	assert_int_equal(fwrite(text, 1, strlen(text), fp), strlen(text));
-	assert_int_equal(fclose(fp), 0);
+	testutil_write_file(path, text);
 }
 
 /* Loads the copy, which must be refused with an error starting "FILE:LINE: " and naming what. */
@@ -111,12 +91,22 @@ static void test_sample_content_loads_whole(void **state)
 	assert_string_equal(c->company, "Northwind Pipeline Coaching");
 	assert_string_equal(c->postal_address, "Northwind Pipeline Coaching, 12 Harbour Street, "
 					       "Bristol BS1 4QA, United Kingdom");
-	assert_int_equal(c->ntpls, 10);
+	assert_int_equal(c->ntpls, 14);
 	/* Sequences are sorted by name; so are templates by path. */
-	assert_int_equal(c->nseqs, 3);
+	assert_int_equal(c->nseqs, 4);
 	assert_string_equal(c->seqs[0].name, "awareness-basics");
-	assert_string_equal(c->seqs[1].name, "consideration-playbook");
-	assert_string_equal(c->seqs[2].name, "decision-next-step");
+	assert_string_equal(c->seqs[1].name, "consideration-1to1");
+	assert_string_equal(c->seqs[2].name, "consideration-playbook");
+	assert_string_equal(c->seqs[3].name, "decision-next-step");
+	/* The journey's rules, scores and the prospect sequence's settings. */
+	assert_int_equal(c->nrules, 7);
+	assert_int_equal(content_score(c, "click"), 3);
+	assert_int_equal(content_score(c, "bounce"), 0);
+	assert_int_equal(c->seqs[1].mode, CONTENT_PROSPECT);
+	assert_false(c->seqs[1].track);
+	assert_true(c->seqs[2].track);
+	assert_non_null(c->seqs[1].when);
+	assert_string_equal(c->seqs[1].when->tag, "prospect");
 	for (size_t i = 1; i < c->ntpls; i++)
 		if (strcmp(c->tpls[i - 1].path, c->tpls[i].path) >= 0)
 			fail_msg("templates out of order: %s before %s", c->tpls[i - 1].path,
@@ -197,7 +187,7 @@ static void test_first_sequence_by_name_wins_a_stage(void **state)
 {
 	struct fixture *f = *state;
 	put(f, "sequences/aaa-early.json",
-	    "{\"stage\": \"awareness\", \"mode\": \"prospect\",\n"
+	    "{\"stage\": \"awareness\", \"mode\": \"prospect\", \"opt_out\": \"Reply no.\",\n"
 	    " \"steps\": [{\"id\": \"one\", \"delay\": \"1h\", \"template\": "
 	    "\"awareness/welcome.md\"}]}\n",
 	    NULL, 0);
@@ -208,8 +198,23 @@ static void test_first_sequence_by_name_wins_a_stage(void **state)
 	assert_string_equal(s->name, "aaa-early");
 	assert_int_equal(s->mode, CONTENT_PROSPECT);
 	assert_string_equal(s->description, "");
+	assert_string_equal(s->opt_out, "Reply no.");
+	assert_false(s->track);
 	assert_int_equal(s->steps[0].delay, 3600);
 	content_unref(c);
+}
+
+static void test_prospect_sequence_without_an_opt_out_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	put(f, "sequences/cold.json",
+	    "{\"stage\": \"awareness\",\n \"mode\": \"prospect\",\n"
+	    " \"steps\": [{\"id\": \"one\", \"delay\": \"1h\", \"template\": "
+	    "\"awareness/welcome.md\"}]}\n",
+	    NULL, 0);
+	assert_null(content_load(f->dir, f->err, sizeof(f->err)));
+	assert_contains(f->err,
+			"sequences/cold.json:1: sequence: prospect mail needs an \"opt_out\"");
 }
 
 static void test_ref_and_unref_count_holders(void **state)
@@ -567,8 +572,8 @@ static void test_files_that_are_not_sequences_are_ignored(void **state)
 	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
 	if (!c)
 		fail_msg("expected the content to load, got \"%s\"", f->err);
-	assert_int_equal(c->nseqs, 3);
-	assert_int_equal(c->ntpls, 10);
+	assert_int_equal(c->nseqs, 4);
+	assert_int_equal(c->ntpls, 14);
 	content_unref(c);
 }
 
@@ -583,6 +588,7 @@ int main(void)
 		cmocka_unit_test(test_ref_and_unref_count_holders),
 		cmocka_unit_test(test_content_name_rules),
 		T(test_first_sequence_by_name_wins_a_stage),
+		T(test_prospect_sequence_without_an_opt_out_is_refused),
 		T(test_unknown_key_in_a_sequence_names_file_and_line),
 		T(test_unknown_key_in_a_step_names_file_and_line),
 		T(test_duplicate_key_in_a_sequence_names_file_and_line),

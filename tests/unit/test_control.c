@@ -11,6 +11,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "testutil.h"
+
 #include "dripd/clock.h"
 #include "dripd/config.h"
 #include "dripd/content.h"
@@ -24,48 +26,11 @@
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-/* "0 (ok)", "-3 (exists)": a return code as a failure message should show it. */
-static const char *rc_name(int rc, char *out, size_t outlen)
-{
-	snprintf(out, outlen, "%d (%s)", rc, rc == 0 ? "ok" : drip_errname(rc));
-	return out;
-}
-
-#define assert_rc(expr, want)                                               \
-	do {                                                                \
-		char got_[48], want_[48];                                   \
-		assert_string_equal(rc_name((expr), got_, sizeof(got_)),    \
-				    rc_name((want), want_, sizeof(want_))); \
-	} while (0)
-
-/* The sample content of the source tree (ctest sets DRIPD_SOURCE_DIR). */
-static char *content_dir(void)
-{
-	const char *src = getenv("DRIPD_SOURCE_DIR");
-	if (src && *src)
-		return xasprintf("%s/content", src);
-	/* Run by hand: the source tree is three levels above this file. */
-	const char *file = __FILE__;
-	const char *end = strstr(file, "/tests/unit/");
-	if (!end)
-		fail_msg("set DRIPD_SOURCE_DIR to the source tree");
-	return xasprintf("%.*s/content", (int)(end - file), file);
-}
-
+/* A struct dripd on ":memory:" with the default config and the sample content. */
 static int setup_dripd(void **state)
 {
-	char err[512] = "";
 	struct dripd *d = xcalloc(1, sizeof(*d));
-	char *dir = content_dir();
-	d->cfg = config_defaults();
-	d->store = store_open(":memory:", err, sizeof(err));
-	if (!d->store)
-		fail_msg("store_open: %s", err);
-	d->content = content_load(dir, err, sizeof(err));
-	if (!d->content)
-		fail_msg("content_load %s: %s", dir, err);
-	free(dir);
-	clock_init(&d->clock, true, 1.0, 0, clock_wall_ms(), clock_mono_ms());
+	testutil_dripd_init(d, config_defaults(), ":memory:");
 	d->started_mono_ms = clock_mono_ms();
 	d->started_at = clock_now(&d->clock);
 	d->sched = NULL; /* handlers skip the kick */
@@ -76,9 +41,7 @@ static int setup_dripd(void **state)
 static int teardown_dripd(void **state)
 {
 	struct dripd *d = *state;
-	store_close(d->store);
-	content_unref(d->content);
-	config_free(d->cfg);
+	testutil_dripd_fini(d);
 	free(d);
 	return 0;
 }
@@ -164,33 +127,6 @@ static struct store_status status_of(struct dripd *d)
 	struct store_status s;
 	assert_rc(store_status(d->store, &s), 0);
 	return s;
-}
-
-struct touches {
-	int n;
-	struct touch t[4];
-};
-
-static int collect_touch(void *arg, const struct touch *t)
-{
-	struct touches *w = arg;
-	if (w->n < 4) {
-		w->t[w->n] = *t;
-		w->t[w->n].sequence = xstrdup(t->sequence);
-		w->t[w->n].step = xstrdup(t->step);
-		w->t[w->n].state = xstrdup(t->state);
-		w->t[w->n].message_id = xstrdup(t->message_id);
-		w->t[w->n].last_error = xstrdup(t->last_error);
-	}
-	w->n++;
-	return 0;
-}
-
-static void touches_clear(struct touches *w)
-{
-	for (int i = 0; i < w->n && i < 4; i++)
-		store_touch_clear(&w->t[i]);
-	w->n = 0;
 }
 
 /* Whether nothing at all is in the database, after a refused lead.add. */
@@ -355,15 +291,15 @@ static void test_lead_add_returns_the_lead_and_schedules_its_first_touch_now(voi
 	assert_string_equal(stored.stage, "awareness");
 	store_lead_clear(&stored);
 
-	struct touches w = { 0 };
-	assert_rc(store_touches_for_lead(d->store, id, collect_touch, &w), 0);
+	struct testutil_touches w;
+	testutil_touches_of(d->store, id, &w);
 	assert_int_equal(w.n, 1);
 	assert_string_equal(w.t[0].sequence, "awareness-basics");
 	assert_string_equal(w.t[0].step, "welcome");
 	assert_int_equal(w.t[0].step_index, 0);
 	assert_string_equal(w.t[0].state, "pending");
 	assert_in_range(w.t[0].due_at, before, after);
-	touches_clear(&w);
+	testutil_touches_clear(&w);
 
 	struct store_status s = status_of(d);
 	assert_int_equal(s.leads, 1);
@@ -406,12 +342,12 @@ static void test_lead_add_in_a_stage_enrols_in_that_stages_sequence(void **state
 	assert_string_equal(str(l, "stage"), "decision");
 	int64_t id = (int64_t)num(l, "id");
 	cJSON_Delete(a);
-	struct touches w = { 0 };
-	assert_rc(store_touches_for_lead(d->store, id, collect_touch, &w), 0);
+	struct testutil_touches w;
+	testutil_touches_of(d->store, id, &w);
 	assert_int_equal(w.n, 1);
 	assert_string_equal(w.t[0].sequence, "decision-next-step");
 	assert_string_equal(w.t[0].step, "pipeline-review");
-	touches_clear(&w);
+	testutil_touches_clear(&w);
 }
 
 static void test_lead_add_with_a_sequence_enrols_in_that_sequence(void **state)
@@ -420,15 +356,22 @@ static void test_lead_add_with_a_sequence_enrols_in_that_sequence(void **state)
 	cJSON *a = ask(d, "{\"v\":1,\"cmd\":\"lead.add\",\"args\":{\"email\":\"sam@example.org\","
 			  "\"sequence\":\"consideration-playbook\"}}");
 	const cJSON *l = item(ok_result(a), "lead");
-	assert_string_equal(str(l, "stage"), "awareness");
+	/* A sequence given without a stage puts the lead in that sequence's stage. */
+	assert_string_equal(str(l, "stage"), "consideration");
 	int64_t id = (int64_t)num(l, "id");
 	cJSON_Delete(a);
-	struct touches w = { 0 };
-	assert_rc(store_touches_for_lead(d->store, id, collect_touch, &w), 0);
+	struct testutil_touches w;
+	testutil_touches_of(d->store, id, &w);
 	assert_int_equal(w.n, 1);
 	assert_string_equal(w.t[0].sequence, "consideration-playbook");
 	assert_string_equal(w.t[0].step, "nine-attempts");
-	touches_clear(&w);
+	testutil_touches_clear(&w);
+	/* A sequence of another stage than the one asked for is refused, and nothing added. */
+	a = ask(d, "{\"v\":1,\"cmd\":\"lead.add\",\"args\":{\"email\":\"kim@example.org\","
+		   "\"stage\":\"awareness\",\"sequence\":\"consideration-playbook\"}}");
+	assert_error(a, "invalid");
+	cJSON_Delete(a);
+	assert_int_equal(status_of(d).leads, 1);
 }
 
 static void test_lead_add_in_a_stage_without_sequence_schedules_nothing(void **state)
@@ -540,11 +483,11 @@ static void test_lead_add_of_a_known_address_is_exists_and_changes_nothing(void 
 	assert_string_equal(l.first_name, "");
 	assert_string_equal(l.stage, "awareness");
 	store_lead_clear(&l);
-	struct touches w = { 0 };
-	assert_rc(store_touches_for_lead(d->store, id, collect_touch, &w), 0);
+	struct testutil_touches w;
+	testutil_touches_of(d->store, id, &w);
 	assert_int_equal(w.n, 1);
 	assert_string_equal(w.t[0].sequence, "awareness-basics");
-	touches_clear(&w);
+	testutil_touches_clear(&w);
 }
 
 static void test_lead_add_with_an_unknown_argument_is_invalid(void **state)

@@ -6,7 +6,6 @@
 #include <cmocka.h>
 
 #include <dirent.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,8 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 #include <uv.h>
+
+#include "testutil.h"
 
 #include "dripd/clock.h"
 #include "dripd/config.h"
@@ -35,25 +36,11 @@
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-/* "0 (ok)", "-3 (exists)": a return code as a failure message should show it. */
-static const char *rc_name(int rc, char *out, size_t outlen)
-{
-	snprintf(out, outlen, "%d (%s)", rc, rc == 0 ? "ok" : drip_errname(rc));
-	return out;
-}
-
-#define assert_rc(expr, want)                                               \
-	do {                                                                \
-		char got_[48], want_[48];                                   \
-		assert_string_equal(rc_name((expr), got_, sizeof(got_)),    \
-				    rc_name((want), want_, sizeof(want_))); \
-	} while (0)
-
 struct fixture {
 	uv_loop_t loop;
 	uv_prepare_t prepare;
 	struct dripd d; /* loop, cfg, content, store, clock, mailer, sched: one of each */
-	char *dir; /* the temp folder: dripd.db and mail/ */
+	char dir[256]; /* the temp folder: dripd.db and mail/ */
 	char *db;
 	char *maildir;
 	int results; /* outcomes handed back by the mailer */
@@ -86,26 +73,11 @@ static void prepare_cb(uv_prepare_t *h)
 	}
 }
 
-static char *content_dir(void)
-{
-	const char *src = getenv("DRIPD_SOURCE_DIR");
-	if (src && *src)
-		return xasprintf("%s/content", src);
-	const char *file = __FILE__;
-	const char *end = strstr(file, "/tests/unit/");
-	if (!end)
-		fail_msg("set DRIPD_SOURCE_DIR to the source tree");
-	return xasprintf("%.*s/content", (int)(end - file), file);
-}
-
 static int setup(void **state)
 {
 	char err[512] = "";
 	struct fixture *f = xcalloc(1, sizeof(*f));
-	const char *base = getenv("TMPDIR");
-	f->dir = xasprintf("%s/dripd-test-sched-XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(f->dir))
-		fail_msg("mkdtemp %s failed", f->dir);
+	testutil_mkdtemp(f->dir, sizeof(f->dir), "sched");
 	f->db = xasprintf("%s/dripd.db", f->dir);
 	f->maildir = xasprintf("%s/mail", f->dir);
 
@@ -115,19 +87,9 @@ static int setup(void **state)
 	free(cfg->delivery.from);
 	cfg->delivery.from = xstrdup("Ana Ruiz <ana@example.com>");
 	cfg->test_clock = true;
-	f->d.cfg = cfg;
-
 	/* A file rather than ":memory:" so the tests can look at rows the store API does not
 	 * expose (enrolment states) and set a lead's status, through a second connection. */
-	f->d.store = store_open(f->db, err, sizeof(err));
-	if (!f->d.store)
-		fail_msg("store_open: %s", err);
-	char *dir = content_dir();
-	f->d.content = content_load(dir, err, sizeof(err));
-	free(dir);
-	if (!f->d.content)
-		fail_msg("content_load: %s", err);
-	clock_init(&f->d.clock, true, 1.0, 0, clock_wall_ms(), clock_mono_ms());
+	testutil_dripd_init(&f->d, cfg, f->db);
 
 	assert_int_equal(uv_loop_init(&f->loop), 0);
 	f->d.loop = &f->loop;
@@ -141,12 +103,6 @@ static int setup(void **state)
 	uv_prepare_start(&f->prepare, prepare_cb);
 	*state = f;
 	return 0;
-}
-
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	return remove(path);
 }
 
 static void drained_cb(void *arg)
@@ -182,11 +138,8 @@ static int teardown(void **state)
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&f->loop), 0); /* no handle left behind */
 
-	store_close(f->d.store);
-	content_unref(f->d.content);
-	config_free(f->d.cfg);
-	nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-	free(f->dir);
+	testutil_dripd_fini(&f->d);
+	testutil_rmtree(f->dir);
 	free(f->db);
 	free(f->maildir);
 	free(f);
@@ -222,13 +175,10 @@ static char *read_new(struct fixture *f)
 		if (e->d_name[0] == '.')
 			continue;
 		char *file = xasprintf("%s/%s", path, e->d_name);
-		FILE *fp = fopen(file, "rb");
-		assert_non_null(fp);
-		char chunk[4096];
 		size_t n;
-		while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-			buf_add(&all, chunk, n);
-		fclose(fp);
+		char *text = testutil_read_file_len(file, &n);
+		buf_add(&all, text, n);
+		free(text);
 		free(file);
 	}
 	closedir(dir);
@@ -347,64 +297,6 @@ static int64_t add_lead_quietly(struct fixture *f, const char *email)
 	return l.id;
 }
 
-struct touch_list {
-	int n;
-	struct touch t[8];
-};
-
-static int collect_touch(void *arg, const struct touch *t)
-{
-	struct touch_list *w = arg;
-	if (w->n < 8) {
-		w->t[w->n] = *t;
-		w->t[w->n].sequence = xstrdup(t->sequence);
-		w->t[w->n].step = xstrdup(t->step);
-		w->t[w->n].state = xstrdup(t->state);
-		w->t[w->n].message_id = xstrdup(t->message_id);
-		w->t[w->n].last_error = xstrdup(t->last_error);
-	}
-	w->n++;
-	return 0;
-}
-
-static void touches_of(struct fixture *f, int64_t lead, struct touch_list *w)
-{
-	memset(w, 0, sizeof(*w));
-	assert_rc(store_touches_for_lead(f->d.store, lead, collect_touch, w), 0);
-}
-
-static void touches_clear(struct touch_list *w)
-{
-	for (int i = 0; i < w->n && i < 8; i++)
-		store_touch_clear(&w->t[i]);
-	w->n = 0;
-}
-
-struct event_list {
-	int n;
-	char kind[8][16];
-	char detail[8][512];
-	int64_t touch[8];
-};
-
-static int collect_event(void *arg, const struct store_event *ev)
-{
-	struct event_list *w = arg;
-	if (w->n < 8) {
-		snprintf(w->kind[w->n], sizeof(w->kind[0]), "%s", ev->kind);
-		snprintf(w->detail[w->n], sizeof(w->detail[0]), "%s", ev->detail);
-		w->touch[w->n] = ev->touch_id;
-	}
-	w->n++;
-	return 0;
-}
-
-static void events_of(struct fixture *f, int64_t lead, struct event_list *w)
-{
-	memset(w, 0, sizeof(*w));
-	assert_rc(store_events_for_lead(f->d.store, lead, collect_event, w), 0);
-}
-
 /* The string `key` of an event's detail JSON ("" when absent). */
 static char *detail_str(const char *detail, const char *key)
 {
@@ -456,8 +348,8 @@ static void test_first_step_is_delivered_and_recorded_as_sent(void **state)
 	assert_int_equal(count_files(f, "new"), 1);
 	assert_int_equal(count_files(f, "tmp"), 0);
 
-	struct touch_list w;
-	touches_of(f, lead, &w);
+	struct testutil_touches w;
+	testutil_touches_of(f->d.store, lead, &w);
 	assert_int_equal(w.n, 2);
 	const struct touch *first = &w.t[0], *second = &w.t[1];
 	assert_string_equal(first->step, "welcome");
@@ -479,8 +371,8 @@ static void test_first_step_is_delivered_and_recorded_as_sent(void **state)
 	assert_non_null(strstr(msg, "Subject: "));
 	free(msg);
 
-	struct event_list ev;
-	events_of(f, lead, &ev);
+	struct testutil_events ev;
+	testutil_events_of(f->d.store, lead, &ev);
 	assert_int_equal(ev.n, 2);
 	assert_string_equal(ev.kind[0], "stage");
 	assert_string_equal(ev.kind[1], "sent");
@@ -492,7 +384,7 @@ static void test_first_step_is_delivered_and_recorded_as_sent(void **state)
 	/* Asleep until the next step is due, on the one timer. */
 	assert_int_equal(sched_next_wake(f->d.sched), second->due_at);
 	assert_int_equal(active_timers(f), 1);
-	touches_clear(&w);
+	testutil_touches_clear(&w);
 }
 
 static void test_next_step_is_delivered_after_its_delay_and_not_before(void **state)
@@ -509,15 +401,15 @@ static void test_next_step_is_delivered_after_its_delay_and_not_before(void **st
 	advance(f, 120);
 	assert_true(wait_results(f, 2));
 	assert_int_equal(count_files(f, "new"), 2);
-	struct touch_list w;
-	touches_of(f, lead, &w);
+	struct testutil_touches w;
+	testutil_touches_of(f->d.store, lead, &w);
 	assert_int_equal(w.n, 3);
 	assert_string_equal(w.t[1].step, "two-jobs");
 	assert_string_equal(w.t[1].state, "sent");
 	assert_string_equal(w.t[2].step, "healthy-or-thin");
 	assert_string_equal(w.t[2].state, "pending");
 	assert_int_equal(w.t[2].due_at, w.t[1].sent_at + 4 * DAY);
-	touches_clear(&w);
+	testutil_touches_clear(&w);
 }
 
 static void test_whole_sequence_completes_the_enrolment(void **state)
@@ -525,37 +417,49 @@ static void test_whole_sequence_completes_the_enrolment(void **state)
 	struct fixture *f = *state;
 	int64_t lead = add_lead(f, "maya@example.org", NULL);
 	const struct content_sequence *seq = content_sequence(f->d.content, "awareness-basics");
+	const struct content_sequence *next =
+		content_sequence(f->d.content, "consideration-playbook");
 	assert_non_null(seq);
+	assert_non_null(next);
 	assert_int_equal(seq->nsteps, 4);
 	assert_true(wait_results(f, 1));
 	for (size_t i = 1; i < seq->nsteps; i++) {
 		advance(f, seq->steps[i].delay);
 		assert_true(wait_results(f, (int)i + 1));
 	}
+	/* The sample journey's "finished" rule moves the lead on to consideration, whose first
+	 * step is due at once. */
+	assert_true(wait_results(f, 5));
 	assert_int_equal(f->tempfails, 0);
-	assert_int_equal(count_files(f, "new"), 4);
+	assert_int_equal(count_files(f, "new"), 5);
 
-	struct touch_list w;
-	touches_of(f, lead, &w);
-	assert_int_equal(w.n, 4);
+	struct testutil_touches w;
+	testutil_touches_of(f->d.store, lead, &w);
+	assert_int_equal(w.n, 6);
 	for (int i = 0; i < 4; i++) {
+		assert_string_equal(w.t[i].sequence, "awareness-basics");
 		assert_string_equal(w.t[i].step, seq->steps[i].id);
 		assert_string_equal(w.t[i].state, "sent");
 	}
-	touches_clear(&w);
+	assert_string_equal(w.t[4].step, next->steps[0].id);
+	assert_string_equal(w.t[4].state, "sent");
+	assert_string_equal(w.t[5].step, next->steps[1].id);
+	assert_string_equal(w.t[5].state, "pending");
+	testutil_touches_clear(&w);
 	struct store_status s;
 	assert_rc(store_status(f->d.store, &s), 0);
-	assert_int_equal(s.sent, 4);
-	assert_int_equal(s.pending, 0);
+	assert_int_equal(s.sent, 5);
+	assert_int_equal(s.pending, 1);
 	assert_int_equal(s.queued, 0);
 	assert_int_equal(s.sending, 0);
-	assert_int_equal(s.active_enrolments, 0);
+	assert_int_equal(s.active_enrolments, 1);
 	assert_query(f, "SELECT group_concat(sequence || ':' || state) FROM enrolments",
-		     "awareness-basics:completed");
+		     "awareness-basics:completed,consideration-playbook:active");
+	assert_query(f, "SELECT stage FROM leads", "consideration");
 
-	/* Nothing left to do: asleep with no timer armed. */
-	assert_int_equal(sched_next_wake(f->d.sched), 0);
-	assert_int_equal(active_timers(f), 0);
+	/* Asleep until the next step of the new sequence. */
+	assert_true(sched_next_wake(f->d.sched) > 0);
+	assert_int_equal(active_timers(f), 1);
 }
 
 static void test_scheduler_is_idle_with_nothing_due(void **state)
@@ -602,8 +506,8 @@ static void test_step_missing_from_the_content_fails_with_an_error_event(void **
 	assert_int_equal(t.attempts, 0);
 	store_touch_clear(&t);
 
-	struct event_list ev;
-	events_of(f, l.id, &ev);
+	struct testutil_events ev;
+	testutil_events_of(f->d.store, l.id, &ev);
 	assert_int_equal(ev.n, 1);
 	assert_string_equal(ev.kind[0], "error");
 	assert_int_equal(ev.touch[0], tid);
@@ -624,25 +528,25 @@ static void test_lead_that_is_not_active_is_skipped(void **state)
 			      (long long)lead);
 	assert_query(f, sql, "paused");
 	free(sql);
-	struct touch_list w;
-	touches_of(f, lead, &w);
+	struct testutil_touches w;
+	testutil_touches_of(f->d.store, lead, &w);
 	assert_int_equal(w.n, 1);
 	int64_t tid = w.t[0].id;
-	touches_clear(&w);
+	testutil_touches_clear(&w);
 
 	sched_kick(f->d.sched);
 	assert_true(wait_touch_state(f, tid, "skipped"));
 	assert_int_equal(f->results, 0);
 	assert_int_equal(count_files(f, "new"), 0);
-	struct event_list ev;
-	events_of(f, lead, &ev);
+	struct testutil_events ev;
+	testutil_events_of(f->d.store, lead, &ev);
 	assert_int_equal(ev.n, 2);
 	assert_string_equal(ev.kind[1], "error");
 	assert_detail(ev.detail[1], "reason", "lead is paused");
 	/* A skipped touch does not schedule the next step. */
-	touches_of(f, lead, &w);
+	testutil_touches_of(f->d.store, lead, &w);
 	assert_int_equal(w.n, 1);
-	touches_clear(&w);
+	testutil_touches_clear(&w);
 }
 
 static void test_tempfail_defers_the_touch_and_it_is_sent_when_due_again(void **state)
@@ -651,9 +555,7 @@ static void test_tempfail_defers_the_touch_and_it_is_sent_when_due_again(void **
 	/* new/ becomes a plain file: the rename into it fails, as a full disk would. */
 	char *new_dir = xasprintf("%s/new", f->maildir);
 	assert_int_equal(rmdir(new_dir), 0);
-	FILE *fp = fopen(new_dir, "w");
-	assert_non_null(fp);
-	fclose(fp);
+	testutil_write_file(new_dir, "");
 
 	int64_t lead = add_lead(f, "maya@example.org", NULL);
 	int64_t before = clock_now(&f->d.clock);
@@ -662,8 +564,8 @@ static void test_tempfail_defers_the_touch_and_it_is_sent_when_due_again(void **
 	assert_int_equal(f->tempfails, 1);
 	assert_int_equal(count_files(f, "tmp"), 0); /* the half-delivered copy was removed */
 
-	struct touch_list w;
-	touches_of(f, lead, &w);
+	struct testutil_touches w;
+	testutil_touches_of(f->d.store, lead, &w);
 	assert_int_equal(w.n, 1);
 	assert_string_equal(w.t[0].state, "pending");
 	assert_int_equal(w.t[0].attempts, 1);
@@ -671,9 +573,9 @@ static void test_tempfail_defers_the_touch_and_it_is_sent_when_due_again(void **
 	assert_in_range(w.t[0].due_at, before + 600, after + 600);
 	assert_non_null(strstr(w.t[0].last_error, "maildir"));
 	int64_t due = w.t[0].due_at;
-	touches_clear(&w);
-	struct event_list ev;
-	events_of(f, lead, &ev);
+	testutil_touches_clear(&w);
+	struct testutil_events ev;
+	testutil_events_of(f->d.store, lead, &ev);
 	assert_int_equal(ev.n, 2);
 	assert_string_equal(ev.kind[1], "deferred");
 	char *reason = detail_str(ev.detail[1], "reason");
@@ -689,11 +591,11 @@ static void test_tempfail_defers_the_touch_and_it_is_sent_when_due_again(void **
 	assert_true(wait_results(f, 2));
 	assert_int_equal(f->tempfails, 1);
 	assert_int_equal(count_files(f, "new"), 1);
-	touches_of(f, lead, &w);
+	testutil_touches_of(f->d.store, lead, &w);
 	assert_int_equal(w.n, 2);
 	assert_string_equal(w.t[0].state, "sent");
 	assert_int_equal(w.t[0].attempts, 2);
-	touches_clear(&w);
+	testutil_touches_clear(&w);
 }
 
 /* ---- draining ------------------------------------------------------------------------- */
@@ -731,20 +633,20 @@ static void test_drain_calls_back_only_after_in_flight_jobs_come_back(void **sta
 	assert_int_equal(f->results, 1);
 	assert_int_equal(mailer_busy(f->d.mailer), 0);
 	/* The outcome was recorded before the callback. */
-	struct touch_list w;
-	touches_of(f, lead, &w);
+	struct testutil_touches w;
+	testutil_touches_of(f->d.store, lead, &w);
 	assert_string_equal(w.t[0].state, "sent");
-	touches_clear(&w);
+	testutil_touches_clear(&w);
 
 	/* Drained means no more dispatching, even for work that is due. */
 	int64_t other = add_lead(f, "sam@example.org", NULL);
 	run_for(f, 100);
 	assert_int_equal(f->results, 1);
 	assert_int_equal(count_files(f, "new"), 1);
-	touches_of(f, other, &w);
+	testutil_touches_of(f->d.store, other, &w);
 	assert_int_equal(w.n, 1);
 	assert_string_equal(w.t[0].state, "pending");
-	touches_clear(&w);
+	testutil_touches_clear(&w);
 }
 
 static void test_drain_with_nothing_in_flight_calls_back_at_once(void **state)
@@ -756,18 +658,24 @@ static void test_drain_with_nothing_in_flight_calls_back_at_once(void **state)
 
 /* ---- a stage change while a step is in flight ----------------------------------------- */
 
-static void move_to_consideration(struct fixture *f)
+/* Moves maya@example.org to `stage` through the journey, in one transaction, no kick. */
+static void move_maya_to(struct fixture *f, const char *stage)
 {
 	char err[256] = "";
 	struct lead l;
 	int64_t now = clock_now(&f->d.clock);
 	assert_rc(store_lead_by_email(f->d.store, "maya@example.org", &l), 0);
 	assert_rc(store_begin(f->d.store), 0);
-	if (journey_enter_stage(f->d.store, f->d.content, &l, "consideration", NULL, now, err,
-				sizeof(err)) != 0)
+	if (journey_enter_stage(f->d.store, f->d.content, &l, stage, NULL, now, err, sizeof(err)) !=
+	    0)
 		fail_msg("journey_enter_stage: %s", err);
 	assert_rc(store_commit(f->d.store), 0);
 	store_lead_clear(&l);
+}
+
+static void move_to_consideration(struct fixture *f)
+{
+	move_maya_to(f, "consideration");
 	sched_kick(f->d.sched);
 }
 
@@ -782,8 +690,8 @@ static void test_step_in_flight_at_a_stage_change_schedules_nothing_more_of_the_
 	assert_true(f->busy_seen);
 	assert_int_equal(count_files(f, "new"), 2);
 
-	struct touch_list w;
-	touches_of(f, lead, &w);
+	struct testutil_touches w;
+	testutil_touches_of(f->d.store, lead, &w);
 	int pending = 0;
 	for (int i = 0; i < w.n && i < 8; i++) {
 		if (strcmp(w.t[i].state, "pending") != 0)
@@ -795,7 +703,7 @@ static void test_step_in_flight_at_a_stage_change_schedules_nothing_more_of_the_
 	assert_int_equal(w.n, 3); /* welcome, nine-attempts (both sent), six-moments */
 	assert_string_equal(w.t[0].step, "welcome");
 	assert_string_equal(w.t[0].state, "sent");
-	touches_clear(&w);
+	testutil_touches_clear(&w);
 	assert_query(f,
 		     "SELECT group_concat(sequence || ':' || state, ' ') FROM "
 		     "(SELECT * FROM enrolments ORDER BY id)",
@@ -804,16 +712,7 @@ static void test_step_in_flight_at_a_stage_change_schedules_nothing_more_of_the_
 
 static void move_to_customer(struct fixture *f)
 {
-	char err[256] = "";
-	struct lead l;
-	int64_t now = clock_now(&f->d.clock);
-	assert_rc(store_lead_by_email(f->d.store, "maya@example.org", &l), 0);
-	assert_rc(store_begin(f->d.store), 0);
-	if (journey_enter_stage(f->d.store, f->d.content, &l, "customer", NULL, now, err,
-				sizeof(err)) != 0)
-		fail_msg("journey_enter_stage: %s", err);
-	assert_rc(store_commit(f->d.store), 0);
-	store_lead_clear(&l);
+	move_maya_to(f, "customer");
 }
 
 static void test_last_step_in_flight_at_a_stage_change_is_still_recorded_as_sent(void **state)
@@ -836,8 +735,8 @@ static void test_last_step_in_flight_at_a_stage_change_is_still_recorded_as_sent
 	assert_int_equal(count_files(f, "new"), 1);
 	/* Delivered, so "sent" — never left "sending" to become "uncertain" at a restart. */
 	assert_touch_state(f, tid, "sent");
-	struct event_list ev;
-	events_of(f, l.id, &ev);
+	struct testutil_events ev;
+	testutil_events_of(f->d.store, l.id, &ev);
 	assert_int_equal(ev.n, 2);
 	assert_string_equal(ev.kind[0], "stage");
 	assert_string_equal(ev.kind[1], "sent");

@@ -1,0 +1,284 @@
+#!/usr/bin/python3
+"""The journey: events, scores and rules move leads between stages; step conditions,
+sections, variants, prospect threading and preview, all through the real daemon."""
+import json
+import re
+import time
+from pathlib import Path
+
+from conftest import wait_for
+from test_skeleton import run_check, write_content
+
+JOURNEY = {
+    "journey.json": json.dumps({
+        "stages": ["awareness", "consideration", "decision", "customer"],
+        "sender": {"company": "Northwind", "postal_address": "1 Quay, Bristol"},
+        "scores": {"open": 1, "click": 3, "webinar": 5},
+        "attributes": ["plan"],
+        "rules": [
+            {"on": "click", "tag": "pricing", "move_to": "decision"},
+            {"on": "score", "at_least": 6, "from": ["awareness"], "move_to": "consideration"},
+            {"on": "finished", "sequence": "aware", "move_to": "consideration"},
+            {"on": "event", "kind": "purchase", "action": "customer"},
+            {"on": "reply", "action": "handoff"},
+        ],
+    }),
+    "sequences/aware.json": json.dumps({
+        "stage": "awareness", "mode": "nurture",
+        "steps": [
+            {"id": "one", "delay": "0d", "template": "a/one.md"},
+            {"id": "two", "delay": "2d", "template": "a/two.md",
+             "unless": {"clicked": "one"}},
+            {"id": "three", "delay": "2d", "template": "a/three.md",
+             "when": {"tag": "vip"}},
+            {"id": "four", "delay": "2d",
+             "variants": ["a/four-a.md", "a/four-b.md"]},
+        ],
+    }),
+    "sequences/consider.json": json.dumps({
+        "stage": "consideration", "mode": "nurture",
+        "steps": [{"id": "c1", "delay": "0d", "template": "c/c1.md"}],
+    }),
+    "sequences/consider-1to1.json": json.dumps({
+        "stage": "consideration", "mode": "prospect",
+        "from": "Ana Ruiz <ana@example.com>",
+        "opt_out": "Not the right time? Reply \"no thanks\" and I will stop.",
+        "when": {"tag": "prospect"},
+        "steps": [
+            {"id": "p1", "delay": "0d", "template": "p/p1.md"},
+            {"id": "p2", "delay": "3d", "template": "p/p2.md"},
+            {"id": "p3", "delay": "3d", "template": "p/p3.md"},
+        ],
+    }),
+    "sequences/decide.json": json.dumps({
+        "stage": "decision", "mode": "nurture",
+        "steps": [{"id": "d1", "delay": "0d", "template": "d/d1.md"}],
+    }),
+    "templates/a/one.md": "---\nsubject: One for {{first_name}}\n---\n"
+                          "See [our prices](https://example.com/pricing \"pricing\") or "
+                          "[a guide](https://example.com/guide?who={{first_name}} \"guide\").\n"
+                          "{{#tag vip}}You are a VIP.{{/tag}}{{^tag vip}}Welcome aboard.{{/tag}}\n"
+                          "{{#if attrs.plan}}Your plan: {{attrs.plan}}.{{/if}}\n",
+    "templates/a/two.md": "---\nsubject: Two\n---\nSecond step.\n",
+    "templates/a/three.md": "---\nsubject: Three, VIPs only\n---\nThird step.\n",
+    "templates/a/four-a.md": "---\nsubject: Four A\n---\nVariant A.\n",
+    "templates/a/four-b.md": "---\nsubject: Four B\n---\nVariant B.\n",
+    "templates/c/c1.md": "---\nsubject: Considering\n---\nCompare.\n",
+    "templates/d/d1.md": "---\nsubject: Deciding\n---\nBook a call.\n",
+    "templates/p/p1.md": "---\nsubject: Quick question, {{first_name}}\n---\n"
+                         "Hi {{first_name}},\n\nA short personal note.\n\nAna\n",
+    "templates/p/p2.md": "---\nsubject: ignored for a follow-up\n---\nJust bumping this up.\n",
+    "templates/p/p3.md": "---\nsubject: ignored too\n---\nLast note from me.\n",
+}
+
+
+def journey_daemon(daemon_factory, tmp_path):
+    content = write_content(tmp_path / "content", JOURNEY)
+    return daemon_factory(content=content).start()
+
+
+def subjects(d):
+    return [m["Subject"] for m in d.messages()]
+
+
+def settle(d, n):
+    d.wait_messages(n)
+    time.sleep(0.3)
+    assert len(d.messages()) == n, subjects(d)
+
+
+def test_conditions_skip_steps_and_variants_are_stable(daemon_factory, tmp_path):
+    d = journey_daemon(daemon_factory, tmp_path)
+    # Maya clicks step one's guide: "two" is skipped (unless clicked one); not a VIP: no "three".
+    d.ctl("lead", "add", "maya@example.org", "--first-name", "Maya", "--attr", "plan=pro")
+    d.ctl("lead", "add", "sam@example.org", "--first-name", "Sam", "--tag", "vip")
+    settle(d, 2)
+    d.ctl("event", "maya@example.org", "click", "--step", "aware/one",
+          "--detail", '{"tag": "guide"}')
+    for _ in range(3):
+        d.advance("2d")
+        time.sleep(0.4)
+    d.advance("2d")
+    time.sleep(0.5)
+    by_lead = {}
+    for m in d.messages():
+        by_lead.setdefault(m["To"].addresses[0].addr_spec, []).append(m["Subject"])
+    maya, sam = by_lead["maya@example.org"], by_lead["sam@example.org"]
+    assert maya[0] == "One for Maya" and sam[0] == "One for Sam"
+    assert "Two" not in maya and "Three, VIPs only" not in maya, maya
+    assert sam[1:3] == ["Two", "Three, VIPs only"], sam
+    # After the last step, finishing "aware" moves both on to consideration's first step.
+    assert maya[-2] in ("Four A", "Four B") and sam[-2] in ("Four A", "Four B")
+    assert maya[-1] == sam[-1] == "Considering"
+    shown = d.ctl("lead", "show", "maya@example.org")
+    states = {t["step"]: t["state"] for t in shown["touches"]}
+    assert states["two"] == "skipped" and states["three"] == "skipped", states
+    assert "unless" in next(t for t in shown["touches"] if t["step"] == "two")["last_error"]
+    # Sections: the text follows the lead's tags and attributes.
+    one = {m["To"].addresses[0].addr_spec: m for m in d.messages() if m["Subject"].startswith("One")}
+    maya_text = one["maya@example.org"].get_body(("plain",)).get_content()
+    sam_text = one["sam@example.org"].get_body(("plain",)).get_content()
+    assert "Welcome aboard." in maya_text and "VIP" not in maya_text
+    assert "You are a VIP." in sam_text and "Welcome aboard." not in sam_text
+    assert "Your plan: pro." in maya_text and "Your plan" not in sam_text
+    # The variant is a stable function of the lead: preview of the same step agrees.
+    for who, subj in (("maya@example.org", maya[-2]), ("sam@example.org", sam[-2])):
+        p = d.ctl("preview", who, "--step", "aware/four")
+        assert f"Subject: {subj}" in p["message"]
+
+
+def test_a_tagged_click_moves_the_lead_and_scores_add_up(daemon_factory, tmp_path):
+    d = journey_daemon(daemon_factory, tmp_path)
+    d.ctl("lead", "add", "ola@example.org", "--first-name", "Ola")
+    settle(d, 1)
+    r = d.ctl("event", "ola@example.org", "open", "--step", "aware/one")
+    assert r["lead"]["score"] == 1 and r["lead"]["stage"] == "awareness"
+    r = d.ctl("event", "ola@example.org", "click", "--step", "aware/one",
+              "--detail", '{"tag": "pricing"}')
+    assert r["lead"]["stage"] == "decision" and r["lead"]["score"] == 4
+    settle(d, 2)
+    assert subjects(d)[-1] == "Deciding"
+    shown = d.ctl("lead", "show", "ola@example.org")
+    moves = [e["detail"] for e in shown["events"] if e["kind"] == "stage"]
+    assert moves[-1] == {"from": "awareness", "to": "decision", "sequence": "decide"}
+    # The awareness sequence's pending step was dropped, not sent later.
+    d.advance("10d")
+    time.sleep(0.5)
+    assert len(d.messages()) == 2
+    assert d.ctl("event", "ola@example.org", "purchase")["lead"]["status"] == "customer"
+    assert d.ctl("lead", "show", "ola@example.org")["lead"]["stage"] == "customer"
+
+
+def test_a_score_threshold_and_finishing_a_sequence_move_leads(daemon_factory, tmp_path):
+    d = journey_daemon(daemon_factory, tmp_path)
+    d.ctl("lead", "add", "kim@example.org")
+    d.ctl("lead", "add", "lee@example.org")
+    settle(d, 2)
+    d.ctl("event", "kim@example.org", "webinar")
+    r = d.ctl("event", "kim@example.org", "open")
+    assert r["lead"]["score"] == 6 and r["lead"]["stage"] == "consideration"
+    # Lee walks the whole awareness sequence; finishing it moves Lee on.
+    for _ in range(4):
+        d.advance("2d")
+        time.sleep(0.4)
+    wait_for(lambda: d.ctl("lead", "show", "lee@example.org")["lead"]["stage"] ==
+             "consideration", 10, "lee to reach consideration")
+
+
+def test_a_reply_hands_the_lead_to_a_person_and_stops_the_drip(daemon_factory, tmp_path):
+    d = journey_daemon(daemon_factory, tmp_path)
+    d.ctl("lead", "add", "rae@example.org")
+    settle(d, 1)
+    r = d.ctl("event", "rae@example.org", "reply", "--detail", '{"subject": "Re: One"}')
+    assert r["lead"]["status"] == "handoff"
+    d.advance("20d")
+    time.sleep(0.5)
+    assert len(d.messages()) == 1
+    kinds = [e["kind"] for e in d.ctl("lead", "show", "rae@example.org")["events"]]
+    assert kinds[-2:] == ["reply", "handoff"]
+
+
+def test_prospect_follow_ups_are_threaded_plain_text_with_an_opt_out(daemon_factory, tmp_path):
+    d = journey_daemon(daemon_factory, tmp_path)
+    d.ctl("lead", "add", "jo@example.org", "--first-name", "Jo", "--tag", "prospect",
+          "--stage", "consideration")
+    settle(d, 1)
+    d.advance("3d")
+    settle(d, 2)
+    d.advance("3d")
+    settle(d, 3)
+    first, second, third = d.messages()
+    assert first["Subject"] == "Quick question, Jo"
+    assert second["Subject"] == third["Subject"] == "Re: Quick question, Jo"
+    assert second["In-Reply-To"] == first["Message-ID"] == third["In-Reply-To"]
+    assert second["References"] == first["Message-ID"]
+    for m in (first, second, third):
+        assert m.get_content_type() == "text/plain"
+        body = m.get_content()
+        assert body.rstrip().endswith('Not the right time? Reply "no thanks" and I will stop.')
+        assert "/o/" not in body and "/c/" not in body, "prospect mail must not be tracked"
+        assert m["List-Unsubscribe"].startswith("<http://127.0.0.1:8025/u/")
+    # A lead without the tag gets the stage's default sequence instead.
+    d.ctl("lead", "add", "pat@example.org", "--stage", "consideration")
+    settle(d, 4)
+    assert d.messages()[-1]["Subject"] == "Considering"
+
+
+def test_preview_shows_the_message_as_it_would_be_sent_and_sends_nothing(daemon_factory,
+                                                                          tmp_path):
+    d = journey_daemon(daemon_factory, tmp_path)
+    d.ctl("lead", "add", "eve@example.org", "--first-name", "<Eve>")
+    settle(d, 1)
+    p = d.ctl("preview", "eve@example.org")
+    assert p["step"] == "two" and p["would_send"] is True
+    assert "Subject: Two" in p["message"] and "MIME-Version: 1.0" in p["message"]
+    p = d.ctl("preview", "eve@example.org", "--step", "aware/three")
+    assert p["would_send"] is False and "when" in p["reason"]
+    p = d.ctl("preview", "eve@example.org", "--step", "aware/one")
+    assert "&lt;Eve&gt;" in p["message"].replace("=\n", "")
+    human = d.ctl_raw("preview", "eve@example.org")
+    assert human.returncode == 0 and "Subject: Two" in human.stdout
+    r = d.ctl_raw("preview", "eve@example.org", "--step", "aware/nine")
+    assert r.returncode == 1 and "no step" in r.stderr
+    time.sleep(0.3)
+    assert len(d.messages()) == 1, "preview sent something"
+
+
+def test_lead_stage_and_enroll_move_leads_by_hand(daemon_factory, tmp_path):
+    d = journey_daemon(daemon_factory, tmp_path)
+    d.ctl("lead", "add", "al@example.org", "--first-name", "Al")
+    settle(d, 1)
+    assert d.ctl("lead", "stage", "al@example.org", "decision")["lead"]["stage"] == "decision"
+    settle(d, 2)
+    assert subjects(d)[-1] == "Deciding"
+    r = d.ctl("lead", "enroll", "al@example.org", "consider-1to1")
+    assert r["lead"]["stage"] == "consideration"
+    settle(d, 3)
+    assert subjects(d)[-1] == "Quick question, Al"
+    r = d.ctl_raw("lead", "stage", "al@example.org", "nowhere")
+    assert r.returncode == 1 and "unknown stage" in r.stderr
+    r = d.ctl_raw("event", "al@example.org", "sent")
+    assert r.returncode == 1 and "recorded by dripd itself" in r.stderr
+    r = d.ctl_raw("event", "al@example.org", "open", "--detail", "[1]")
+    assert r.returncode == 1 and "JSON object" in r.stderr
+
+
+def test_content_rules_are_validated_with_file_and_line(daemon_factory, tmp_path):
+    content = write_content(tmp_path / "content", JOURNEY)
+    d = daemon_factory(content=content)
+    journey = json.loads(JOURNEY["journey.json"])
+
+    def check_with(j):
+        (content / "journey.json").write_text(json.dumps(j, indent=1))
+        return run_check(d.config_path)
+
+    bad = dict(journey, rules=journey["rules"] + [{"on": "click", "tag": "nowhere",
+                                                     "move_to": "decision"}])
+    r = check_with(bad)
+    assert r.returncode == 1 and 'no link in any template carries the tag "nowhere"' in r.stderr
+    bad = dict(journey, rules=[{"on": "reply", "action": "handoff"}])
+    r = check_with(bad)
+    assert r.returncode == 1 and 'stage "consideration" is reached by no rule' in r.stderr
+    bad = dict(journey, rules=journey["rules"] + [{"on": "reply", "move_to": "limbo"}])
+    r = check_with(bad)
+    assert r.returncode == 1 and 'stage "limbo"' in r.stderr and "journey.json:" in r.stderr
+    bad = dict(journey, attributes=[])
+    r = check_with(bad)
+    assert r.returncode == 1 and 'one.md:6: merge field "attrs.plan"' in r.stderr, r.stderr
+    check_with(journey)
+    seq = content / "sequences/consider-1to1.json"
+    s = json.loads(JOURNEY["sequences/consider-1to1.json"])
+    del s["opt_out"]
+    seq.write_text(json.dumps(s))
+    r = run_check(d.config_path)
+    assert r.returncode == 1 and "opt_out" in r.stderr
+    s = json.loads(JOURNEY["sequences/aware.json"])
+    s["steps"][1]["unless"] = {"clicked": "zero"}
+    seq.write_text(JOURNEY["sequences/consider-1to1.json"])
+    (content / "sequences/aware.json").write_text(json.dumps(s, indent=1))
+    r = run_check(d.config_path)
+    assert r.returncode == 1 and '"zero" names no step' in r.stderr, r.stderr
+    (content / "sequences/aware.json").write_text(JOURNEY["sequences/aware.json"])
+    (content / "templates/a/two.md").write_text("---\nsubject: Two\n---\n{{#if first_name}}open\n")
+    r = run_check(d.config_path)
+    assert r.returncode == 1 and "two.md:4: this section is never closed" in r.stderr, r.stderr

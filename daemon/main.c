@@ -121,6 +121,24 @@ static void main_reload_warn(const struct config *old, const struct config *cfg)
 			 "at the next restart");
 }
 
+struct main_orphans {
+	const struct content *c;
+	int64_t touches;
+};
+
+static int main_orphan_cb(void *arg, const char *sequence, const char *step, int64_t touches)
+{
+	struct main_orphans *o = arg;
+	const struct content_sequence *seq = content_sequence(o->c, sequence);
+	if (seq && content_step(seq, step, NULL))
+		return 0;
+	log_warn("dripd: %lld lead(s) wait for step %s/%s, which the new content does not have: "
+		 "when due, each fails with an error event (see dripctl lead show)",
+		 (long long)touches, sequence, step);
+	o->touches += touches;
+	return 0;
+}
+
 static void main_reload(struct dripd *d)
 {
 	char err[1024];
@@ -136,6 +154,9 @@ static void main_reload(struct dripd *d)
 		return;
 	}
 	main_reload_warn(d->cfg, cfg);
+	/* Leads keep their place by step id; one whose step is gone is reported, not dropped. */
+	struct main_orphans orphans = { .c = c };
+	store_pending_steps(d->store, main_orphan_cb, &orphans);
 	/* The running config object stays (modules hold pointers into it); only what a
 	 * reload may change is taken from the new one. */
 	free(d->cfg->content_dir);

@@ -151,6 +151,7 @@ enum store_stmt_id {
 	STMT_TOUCH_FIND,
 	STMT_TOUCH_NEXT_FOR_LEAD,
 	STMT_LINK_ADD,
+	STMT_PENDING_STEPS,
 	STMT_COUNT
 };
 
@@ -247,6 +248,8 @@ static const char *const store_sql_more[] = {
 		"LIMIT 1",
 	[STMT_TOUCH_FIND] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE lead_id = ?1 AND "
 			    "sequence = ?2 AND step = ?3",
+	[STMT_PENDING_STEPS] = "SELECT sequence, step, count(*) FROM touches "
+			       "WHERE state IN ('pending', 'queued') GROUP BY sequence, step",
 	[STMT_LINK_ADD] = "INSERT INTO links (touch_id, idx, url, tag) VALUES (?1, ?2, ?3, ?4)",
 	[STMT_TOUCH_NEXT_FOR_LEAD] =
 		"SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE lead_id = ?1 "
@@ -1027,4 +1030,19 @@ int store_link_add(struct store *st, int64_t touch_id, int64_t index, const char
 	store_bind_text(s, 3, url);
 	store_bind_text(s, 4, tag);
 	return store_exec_stmt(st, s);
+}
+
+int store_pending_steps(struct store *st, store_step_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_PENDING_STEPS);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (cb(arg, (const char *)sqlite3_column_text(s, 0),
+		       (const char *)sqlite3_column_text(s, 1), sqlite3_column_int64(s, 2)))
+			break;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, "pending steps");
 }

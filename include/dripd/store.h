@@ -176,4 +176,8 @@ int store_touches_for_lead(struct store *st, int64_t lead_id, store_touch_cb cb,
 
 int store_status(struct store *st, struct store_status *out);
 
+typedef int (*store_step_cb)(void *arg, const char *sequence, const char *step, int64_t touches);
+/* Calls cb for each step that pending or queued touches wait for, with how many wait. */
+int store_pending_steps(struct store *st, store_step_cb cb, void *arg);
+
 #endif

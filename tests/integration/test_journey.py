@@ -282,3 +282,25 @@ def test_content_rules_are_validated_with_file_and_line(daemon_factory, tmp_path
     (content / "templates/a/two.md").write_text("---\nsubject: Two\n---\n{{#if first_name}}open\n")
     r = run_check(d.config_path)
     assert r.returncode == 1 and "two.md:4: this section is never closed" in r.stderr, r.stderr
+
+
+def test_a_reload_that_drops_a_waiting_step_reports_the_leads(daemon_factory, tmp_path):
+    import signal
+    d = journey_daemon(daemon_factory, tmp_path)
+    d.ctl("lead", "add", "zoe@example.org")
+    d.ctl("lead", "add", "zed@example.org")
+    settle(d, 2)
+    seq = json.loads(JOURNEY["sequences/aware.json"])
+    seq["steps"] = [s for s in seq["steps"] if s["id"] != "two"]
+    (d.folder.parent / "content" / "sequences" / "aware.json").write_text(json.dumps(seq))
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded" in d.log_text(), 10, "the reload")
+    assert "2 lead(s) wait for step aware/two" in d.log_text()
+    # When due, the orphaned step is reported on the lead, not silently dropped.
+    d.advance("2d")
+    wait_for(lambda: any(t["step"] == "two" and t["state"] == "failed"
+                         for t in d.ctl("lead", "show", "zoe@example.org")["touches"]),
+             10, "the orphaned step to be reported")
+    events = d.ctl("lead", "show", "zoe@example.org")["events"]
+    assert any(e["kind"] == "error" and "no step aware/two" in e["detail"]["reason"]
+               for e in events), events

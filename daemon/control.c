@@ -599,6 +599,62 @@ out:
 	return rc;
 }
 
+static void control_funnel_row(void *arg, const char *stage, const char *status, int64_t n)
+{
+	cJSON *funnel = arg, *row = cJSON_GetObjectItemCaseSensitive(funnel, stage);
+	cJSON *by = row ? cJSON_GetObjectItemCaseSensitive(row, "by_status") : NULL;
+	if (!row) {
+		row = cJSON_AddObjectToObject(funnel, stage);
+		cJSON_AddNumberToObject(row, "leads", 0);
+		by = cJSON_AddObjectToObject(row, "by_status");
+	}
+	cJSON *leads = cJSON_GetObjectItemCaseSensitive(row, "leads");
+	cJSON_SetNumberValue(leads, leads->valuedouble + (double)n);
+	cJSON_AddNumberToObject(by, status, (double)n);
+}
+
+static void control_step_row(void *arg, const struct store_step_stats *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "sequence", r->sequence);
+	cJSON_AddStringToObject(o, "step", r->step);
+	cJSON_AddNumberToObject(o, "variant", (double)r->variant);
+	cJSON_AddNumberToObject(o, "sent", (double)r->sent);
+	cJSON_AddNumberToObject(o, "opened", (double)r->opened);
+	cJSON_AddNumberToObject(o, "clicked", (double)r->clicked);
+	cJSON_AddNumberToObject(o, "replied", (double)r->replied);
+	cJSON_AddNumberToObject(o, "bounced", (double)r->bounced);
+	cJSON_AddNumberToObject(o, "unsubscribed", (double)r->unsubscribed);
+	cJSON_AddItemToArray(arg, o);
+}
+
+static int control_stats(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			 size_t errlen)
+{
+	cJSON *funnel = cJSON_CreateObject(), *ordered = cJSON_AddArrayToObject(result, "funnel");
+	int rc;
+	(void)args;
+	if ((rc = store_stats_funnel(d->store, control_funnel_row, funnel)) ||
+	    (rc = store_stats_steps(d->store, control_step_row,
+				    cJSON_AddArrayToObject(result, "steps")))) {
+		cJSON_Delete(funnel);
+		return errf(err, errlen, rc, "cannot read the statistics");
+	}
+	/* The funnel in the journey's order, every stage present even when empty. */
+	for (size_t i = 0; i < d->content->nstages; i++) {
+		cJSON *row = cJSON_DetachItemFromObjectCaseSensitive(funnel, d->content->stages[i]);
+		if (!row) {
+			row = cJSON_CreateObject();
+			cJSON_AddNumberToObject(row, "leads", 0);
+			cJSON_AddObjectToObject(row, "by_status");
+		}
+		cJSON_AddItemToObject(row, "stage", cJSON_CreateString(d->content->stages[i]));
+		cJSON_AddItemToArray(ordered, row);
+	}
+	cJSON_Delete(funnel); /* stages the content no longer has are not part of the funnel */
+	return 0;
+}
+
 /* clang-format off */
 const struct control_cmd control_cmds[] = {
 	{ "status", "status", "what the daemon is doing: leads, touches by state, next due",
@@ -636,6 +692,8 @@ const struct control_cmd control_cmds[] = {
 	  0,
 	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
 	    { "--step", "step", CONTROL_ARG_STRING, false, "SEQUENCE/STEP" } }, control_preview },
+	{ "stats", "stats", "funnel by stage; per step and variant: sent, opened, clicked, replied",
+	  0, { { 0 } }, control_stats },
 	{ "clock.advance", "clock advance", "move the test clock forward (test clock only)",
 	  CONTROL_CHANGES_STATE | CONTROL_TEST_CLOCK,
 	  { { NULL, "duration", CONTROL_ARG_STRING, true, "DURATION" } }, control_clock_advance },

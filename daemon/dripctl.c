@@ -307,6 +307,36 @@ static void dripctl_print(const char *cmd, const cJSON *res)
 			printf("  %s  %-10s %s\n", when, dripctl_s(o, "kind"), detail);
 			cJSON_free(detail);
 		}
+	} else if (strcmp(cmd, "stats") == 0) {
+		double most = 1;
+		cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(
+					      res, "funnel")) if (dripctl_n(o, "leads") > most)
+			most = dripctl_n(o, "leads");
+		printf("funnel\n");
+		cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(res, "funnel"))
+		{
+			char bar[41];
+			int len = (int)(dripctl_n(o, "leads") * 40 / most + 0.5);
+			memset(bar, '#', (size_t)len);
+			bar[len] = '\0';
+			printf("  %-16s %6.0f  %s\n", dripctl_s(o, "stage"), dripctl_n(o, "leads"),
+			       bar);
+		}
+		printf("\n  %-48s %3s %6s %7s %8s %8s %8s\n", "sequence/step", "var", "sent",
+		       "opened", "clicked", "replied", "bounced");
+		cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(res, "steps"))
+		{
+			char name[128];
+			double sent = dripctl_n(o, "sent");
+			snprintf(name, sizeof(name), "%s/%s", dripctl_s(o, "sequence"),
+				 dripctl_s(o, "step"));
+			printf("  %-48.48s %3c %6.0f %6.0f%% %7.0f%% %7.0f%% %7.0f%%\n", name,
+			       'A' + (int)dripctl_n(o, "variant"), sent,
+			       100 * dripctl_n(o, "opened") / sent,
+			       100 * dripctl_n(o, "clicked") / sent,
+			       100 * dripctl_n(o, "replied") / sent,
+			       100 * dripctl_n(o, "bounced") / sent);
+		}
 	} else if (strcmp(cmd, "clock.advance") == 0) {
 		dripctl_time(res, "now", when, sizeof(when));
 		printf("business time is now %s\n", when);

@@ -152,6 +152,8 @@ enum store_stmt_id {
 	STMT_TOUCH_NEXT_FOR_LEAD,
 	STMT_LINK_ADD,
 	STMT_PENDING_STEPS,
+	STMT_STATS_FUNNEL,
+	STMT_STATS_STEPS,
 	STMT_COUNT
 };
 
@@ -248,6 +250,22 @@ static const char *const store_sql_more[] = {
 		"LIMIT 1",
 	[STMT_TOUCH_FIND] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE lead_id = ?1 AND "
 			    "sequence = ?2 AND step = ?3",
+	[STMT_STATS_FUNNEL] = "SELECT stage, status, count(*) FROM leads GROUP BY stage, status",
+	/* One row per step and variant: a touch counts once per kind, however many events. */
+	[STMT_STATS_STEPS] =
+		"SELECT t.sequence, t.step, t.variant, min(t.step_index), count(*),"
+		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind IN ('open', 'click'))),"
+		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = "
+		"'click')),"
+		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = "
+		"'reply')),"
+		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind IN ('bounce', 'soft_bounce'))),"
+		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind = 'unsubscribe'))"
+		" FROM touches t WHERE t.state = 'sent'"
+		" GROUP BY t.sequence, t.step, t.variant ORDER BY t.sequence, 4, t.variant",
 	[STMT_PENDING_STEPS] = "SELECT sequence, step, count(*) FROM touches "
 			       "WHERE state IN ('pending', 'queued') GROUP BY sequence, step",
 	[STMT_LINK_ADD] = "INSERT INTO links (touch_id, idx, url, tag) VALUES (?1, ?2, ?3, ?4)",
@@ -1045,4 +1063,41 @@ int store_pending_steps(struct store *st, store_step_cb cb, void *arg)
 	}
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, "pending steps");
+}
+
+int store_stats_funnel(struct store *st, store_funnel_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_STATS_FUNNEL);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		cb(arg, (const char *)sqlite3_column_text(s, 0),
+		   (const char *)sqlite3_column_text(s, 1), sqlite3_column_int64(s, 2));
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "funnel");
+}
+
+int store_stats_steps(struct store *st, store_step_stats_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_STATS_STEPS);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_step_stats row = {
+			.sequence = (const char *)sqlite3_column_text(s, 0),
+			.step = (const char *)sqlite3_column_text(s, 1),
+			.variant = sqlite3_column_int64(s, 2),
+			.sent = sqlite3_column_int64(s, 4),
+			.opened = sqlite3_column_int64(s, 5),
+			.clicked = sqlite3_column_int64(s, 6),
+			.replied = sqlite3_column_int64(s, 7),
+			.bounced = sqlite3_column_int64(s, 8),
+			.unsubscribed = sqlite3_column_int64(s, 9),
+		};
+		cb(arg, &row);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "step stats");
 }

@@ -176,6 +176,20 @@ int store_touches_for_lead(struct store *st, int64_t lead_id, store_touch_cb cb,
 
 int store_status(struct store *st, struct store_status *out);
 
+struct store_step_stats {
+	const char *sequence;
+	const char *step;
+	int64_t variant;
+	int64_t sent, opened, clicked, replied, bounced, unsubscribed; /* touches, not events */
+};
+typedef void (*store_funnel_cb)(void *arg, const char *stage, const char *status, int64_t n);
+typedef void (*store_step_stats_cb)(void *arg, const struct store_step_stats *row);
+/* Leads by stage and status. */
+int store_stats_funnel(struct store *st, store_funnel_cb cb, void *arg);
+/* Per sequence, step and variant, in step order: how many sent touches were opened (a click
+ * counts as an open), clicked, replied to, bounced or unsubscribed from. */
+int store_stats_steps(struct store *st, store_step_stats_cb cb, void *arg);
+
 typedef int (*store_step_cb)(void *arg, const char *sequence, const char *step, int64_t touches);
 /* Calls cb for each step that pending or queued touches wait for, with how many wait. */
 int store_pending_steps(struct store *st, store_step_cb cb, void *arg);

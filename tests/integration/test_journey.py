@@ -304,3 +304,40 @@ def test_a_reload_that_drops_a_waiting_step_reports_the_leads(daemon_factory, tm
     events = d.ctl("lead", "show", "zoe@example.org")["events"]
     assert any(e["kind"] == "error" and "no step aware/two" in e["detail"]["reason"]
                for e in events), events
+
+
+def test_stats_show_the_funnel_and_each_variant_of_a_step(daemon_factory, tmp_path):
+    d = journey_daemon(daemon_factory, tmp_path)
+    emails = [f"lead{i}@example.org" for i in range(12)]
+    for e in emails:
+        d.ctl("lead", "add", e, "--tag", "vip")
+    settle(d, 12)
+    for sent in (24, 36):
+        d.advance("2d")
+        settle(d, sent)
+    # Step four, then finishing "aware" moves everyone on to consideration's first step.
+    d.advance("2d")
+    settle(d, 60)
+    # Everyone opened step four; the first three leads also clicked it.
+    for i, e in enumerate(emails):
+        d.ctl("event", e, "open", "--step", "aware/four")
+        if i < 3:
+            d.ctl("event", e, "click", "--step", "aware/four", "--detail", '{"tag": "guide"}')
+    stats = d.ctl("stats")
+    four = [r for r in stats["steps"] if r["step"] == "four"]
+    assert sorted(r["variant"] for r in four) == [0, 1], four
+    assert sum(r["sent"] for r in four) == 12 and sum(r["opened"] for r in four) == 12
+    assert sum(r["clicked"] for r in four) == 3
+    subjects_by_variant = {"Four A": 0, "Four B": 1}
+    got = {}
+    for m in d.messages():
+        if m["Subject"] in subjects_by_variant:
+            got[subjects_by_variant[m["Subject"]]] = got.get(subjects_by_variant[m["Subject"]], 0) + 1
+    assert {r["variant"]: r["sent"] for r in four} == got
+    one = next(r for r in stats["steps"] if r["step"] == "one")
+    assert one["sent"] == 12 and one["opened"] == 0
+    funnel = {row["stage"]: row["leads"] for row in stats["funnel"]}
+    assert list(funnel) == ["awareness", "consideration", "decision", "customer"]
+    assert funnel["consideration"] == 12 and sum(funnel.values()) == 12
+    human = d.ctl_raw("stats")
+    assert human.returncode == 0 and "aware/four" in human.stdout and "funnel" in human.stdout

@@ -737,12 +737,9 @@ static void store_touch_row(sqlite3_stmt *s, struct touch *out)
 	out->last_error = store_col_text(s, 11);
 }
 
-int store_touch_get(struct store *st, int64_t id, struct touch *out)
+/* Steps a statement that returns at most one touch. */
+static int store_touch_one(struct store *st, sqlite3_stmt *s, struct touch *out)
 {
-	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_GET);
-	if (!s)
-		return DRIP_ESTORE;
-	sqlite3_bind_int64(s, 1, id);
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		store_touch_row(s, out);
@@ -750,6 +747,15 @@ int store_touch_get(struct store *st, int64_t id, struct touch *out)
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "touch");
+}
+
+int store_touch_get(struct store *st, int64_t id, struct touch *out)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_GET);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	return store_touch_one(st, s, out);
 }
 
 void store_touch_clear(struct touch *t)
@@ -1005,16 +1011,6 @@ int store_touch_thread_root(struct store *st, int64_t enrolment_id, char **messa
 	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "thread root");
 }
 
-static int store_touch_one(struct store *st, sqlite3_stmt *s, struct touch *out)
-{
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		store_touch_row(s, out);
-	sqlite3_reset(s);
-	if (rc == SQLITE_ROW)
-		return 0;
-	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "touch");
-}
 
 int store_touch_find(struct store *st, int64_t lead_id, const char *sequence, const char *step,
 		     struct touch *out)

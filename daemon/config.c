@@ -20,9 +20,19 @@ static const char *const config_top_keys[] = { "state_dir",  "content_dir", "con
 					       "timezone",   "log_level",   "delivery",
 					       "tracking",   "inbox",       "webhooks",
 					       "test_clock", "clock_rate",  NULL };
-static const char *const config_delivery_keys[] = {
-	"url", "from", "username", "password_file", "max_connections", "per_hour", NULL
-};
+static const char *const config_delivery_keys[] = { "url",
+						    "from",
+						    "username",
+						    "password_file",
+						    "max_connections",
+						    "per_hour",
+						    "connect_timeout",
+						    "reply_timeout",
+						    "transfer_timeout",
+						    "retry_min",
+						    "retry_max",
+						    "give_up",
+						    NULL };
 static const char *const config_tracking_keys[] = { "listen", "base_url", "secret_file", NULL };
 static const char *const config_inbox_keys[] = { "url", "username", "password_file", "poll", NULL };
 static const char *const config_webhook_keys[] = { "url", "events", NULL };
@@ -50,6 +60,12 @@ struct config *config_defaults(void)
 	cfg->delivery.password_file = xstrdup("");
 	cfg->delivery.max_connections = 4;
 	cfg->delivery.per_hour = 0;
+	cfg->delivery.connect_timeout = 30;
+	cfg->delivery.reply_timeout = 300; /* RFC 5321 4.5.3.2 allows a server up to 10 minutes */
+	cfg->delivery.transfer_timeout = 900;
+	cfg->delivery.retry_min = 600;
+	cfg->delivery.retry_max = 4 * 3600;
+	cfg->delivery.give_up = 5 * 86400; /* Postfix's maximal_queue_lifetime */
 	cfg->tracking.listen = xstrdup("127.0.0.1:8025");
 	cfg->tracking.base_url = xstrdup("http://127.0.0.1:8025");
 	cfg->tracking.secret_file = xstrdup("");
@@ -134,8 +150,23 @@ static int config_delivery(struct config *cfg, const struct json_doc *d, const c
 	    (rc = json_get_int(d, o, "max_connections", 1, 64, &cfg->delivery.max_connections, err,
 			       errlen)) ||
 	    (rc = json_get_int(d, o, "per_hour", 0, 100000000, &cfg->delivery.per_hour, err,
-			       errlen)))
+			       errlen)) ||
+	    (rc = json_get_duration(d, o, "connect_timeout", &cfg->delivery.connect_timeout, err,
+				    errlen)) ||
+	    (rc = json_get_duration(d, o, "reply_timeout", &cfg->delivery.reply_timeout, err,
+				    errlen)) ||
+	    (rc = json_get_duration(d, o, "transfer_timeout", &cfg->delivery.transfer_timeout, err,
+				    errlen)) ||
+	    (rc = json_get_duration(d, o, "retry_min", &cfg->delivery.retry_min, err, errlen)) ||
+	    (rc = json_get_duration(d, o, "retry_max", &cfg->delivery.retry_max, err, errlen)) ||
+	    (rc = json_get_duration(d, o, "give_up", &cfg->delivery.give_up, err, errlen)))
 		return rc;
+	if (cfg->delivery.connect_timeout < 1 || cfg->delivery.reply_timeout < 1 ||
+	    cfg->delivery.transfer_timeout < 1)
+		return json_errf(d, o, err, errlen, "delivery: timeouts must be at least 1s");
+	if (cfg->delivery.retry_min < 1 || cfg->delivery.retry_max < cfg->delivery.retry_min)
+		return json_errf(d, o, err, errlen,
+				 "delivery: retry_min must be at least 1s and at most retry_max");
 	const cJSON *url = cJSON_GetObjectItemCaseSensitive(o, "url");
 	const char *u = cfg->delivery.url;
 	if (strncmp(u, "maildir:", 8) == 0) {

@@ -282,8 +282,12 @@ int journey_on_event(struct store *st, const struct content *c, struct lead *lea
 	}
 	for (size_t i = 0; i < sizeof(optouts) / sizeof(optouts[0]); i++) {
 		if (strcmp(kind, optouts[i].kind) == 0) {
-			rc = journey_stop(st, c, lead, optouts[i].status, "stage", kind, now);
-			return rc ? errf(err, errlen, rc, "cannot stop the drip") : 0;
+			/* Opt-outs win: the address is never mailed again, whatever sequence or
+			 * import says later. */
+			if ((rc = store_suppress(st, lead->email, kind, "journey", now)) ||
+			    (rc = journey_stop(st, c, lead, optouts[i].status, "stage", kind, now)))
+				return errf(err, errlen, rc, "cannot stop the drip");
+			return 0;
 		}
 	}
 	cJSON *detail = cJSON_Parse(detail_json && *detail_json ? detail_json : "{}");

@@ -27,8 +27,6 @@
 
 #define SCHED_CLAIM_MAX 64
 #define SCHED_RETRY_MS 1000 /* machine time before a claim is tried again */
-#define SCHED_RETRY_MIN 600 /* business seconds before the first retry */
-#define SCHED_RETRY_MAX (86400LL) /* the longest wait between retries */
 
 struct sched {
 	uv_loop_t *loop;
@@ -299,6 +297,13 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 		sched_give_up(s, &t, "skipped", "error", err, now);
 		goto out;
 	}
+	/* Opt-outs win: checked again at the moment of sending. */
+	char reason[64];
+	if (store_suppressed(s->store, lead.email, reason, sizeof(reason)) == 0) {
+		snprintf(err, sizeof(err), "suppressed (%s)", reason);
+		sched_give_up(s, &t, "skipped", "error", err, now);
+		goto out;
+	}
 	if (sched_conditions(s->store, s->content, &lead, &t, &send, err, sizeof(err)) != 0) {
 		log_err("sched: cannot evaluate the conditions of touch %lld; left queued",
 			(long long)t.id);
@@ -391,12 +396,35 @@ static void sched_timer_cb(uv_timer_t *t)
 	sched_run(t->data);
 }
 
-static int64_t sched_backoff(int64_t attempts)
+/* retry_min, doubling with each attempt, never more than retry_max. */
+static int64_t sched_backoff(const struct config *cfg, int64_t attempts)
 {
-	int64_t d = SCHED_RETRY_MIN;
-	for (int64_t i = 1; i < attempts && d < SCHED_RETRY_MAX; i++)
+	int64_t d = cfg->delivery.retry_min, max = cfg->delivery.retry_max;
+	for (int64_t i = 1; i < attempts && d < max; i++)
 		d *= 2;
-	return d < SCHED_RETRY_MAX ? d : SCHED_RETRY_MAX;
+	return d < max ? d : max;
+}
+
+/* A hard bounce: the touch is bounced, and the journey suppresses the address and stops. */
+static int sched_bounce(struct sched *s, const struct touch *t, const struct mailer_result *r,
+			int64_t now)
+{
+	struct lead lead;
+	char err[256];
+	int rc = store_touch_finish(s->store, t->id, "bounced", r->detail, now);
+	if (rc || (rc = store_lead_by_id(s->store, t->lead_id, &lead)))
+		return rc;
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddNumberToObject(d, "code", r->code);
+	cJSON_AddStringToObject(d, "reason", r->detail);
+	cJSON_AddStringToObject(d, "source", "smtp");
+	char *json = cJSON_PrintUnformatted(d);
+	rc = journey_on_event(s->store, s->content, &lead, t->id, "bounce", json, now, err,
+			      sizeof(err));
+	cJSON_free(json);
+	cJSON_Delete(d);
+	store_lead_clear(&lead);
+	return rc;
 }
 
 /*
@@ -441,7 +469,20 @@ void sched_on_result(struct sched *s, const struct mailer_result *r)
 		}
 		break;
 	case MAILER_TEMPFAIL: {
-		int64_t due = now + sched_backoff(t.attempts);
+		int64_t first = t.first_attempt_at ? t.first_attempt_at : now;
+		if (now - first >= s->cfg->delivery.give_up) {
+			/* Like an MTA's queue lifetime: past it, the touch fails for good. */
+			rc = store_touch_finish(s->store, t.id, "failed", r->detail, now);
+			if (rc == 0)
+				sched_event(s, t.lead_id, t.id, "failed", now, &t, "reason",
+					    "gave up after retrying");
+			if (rc == 0)
+				rc = store_enrolment_end(s->store, t.enrolment_id, "exited", now);
+			if (rc == DRIP_ENOT_FOUND)
+				rc = 0;
+			break;
+		}
+		int64_t due = now + sched_backoff(s->cfg, t.attempts);
 		rc = store_touch_defer(s->store, t.id, due, r->detail, now);
 		if (rc == 0)
 			sched_event(s, t.lead_id, t.id, "deferred", now, &t, "reason", r->detail);
@@ -451,6 +492,18 @@ void sched_on_result(struct sched *s, const struct mailer_result *r)
 		rc = store_touch_finish(s->store, t.id, "failed", r->detail, now);
 		if (rc == 0)
 			sched_event(s, t.lead_id, t.id, "failed", now, &t, "reason", r->detail);
+		if (rc == 0 && (rc = store_enrolment_end(s->store, t.enrolment_id, "exited",
+							 now)) == DRIP_ENOT_FOUND)
+			rc = 0;
+		break;
+	case MAILER_BOUNCE:
+		rc = sched_bounce(s, &t, r, now);
+		break;
+	case MAILER_UNCERTAIN:
+		/* The server may have the message: never re-sent without a person. */
+		rc = store_touch_finish(s->store, t.id, "uncertain", r->detail, now);
+		if (rc == 0)
+			sched_event(s, t.lead_id, t.id, "uncertain", now, &t, "reason", r->detail);
 		break;
 	}
 	if (rc == 0)
@@ -466,7 +519,11 @@ out:
 			 r->detail);
 	else
 		log_warn("sched: touch %lld %s/%s %s: %s", (long long)t.id, t.sequence, t.step,
-			 r->outcome == MAILER_TEMPFAIL ? "deferred" : "failed", r->detail);
+			 r->outcome == MAILER_TEMPFAIL    ? "deferred"
+			 : r->outcome == MAILER_BOUNCE    ? "bounced"
+			 : r->outcome == MAILER_UNCERTAIN ? "uncertain"
+							  : "failed",
+			 r->detail);
 	store_touch_clear(&t);
 kick:
 	if (s->draining) {

@@ -105,6 +105,8 @@ static const char *const store_migrations[] = {
 	"ALTER TABLE touches ADD COLUMN subject TEXT;"
 	"ALTER TABLE touches ADD COLUMN variant INTEGER NOT NULL DEFAULT 0;"
 	"CREATE INDEX events_touch ON events(touch_id, kind);",
+	/* 3: when a touch was first tried, so retries give up after an age, like an MTA. */
+	"ALTER TABLE touches ADD COLUMN first_attempt_at INTEGER;",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -153,6 +155,8 @@ enum store_stmt_id {
 	STMT_LINK_ADD,
 	STMT_PENDING_STEPS,
 	STMT_STATS_FUNNEL,
+	STMT_SUPPRESS,
+	STMT_SUPPRESSED,
 	STMT_STATS_STEPS,
 	STMT_COUNT
 };
@@ -162,7 +166,7 @@ enum store_stmt_id {
 	"score, created_at, updated_at"
 #define STORE_TOUCH_COLUMNS                                                      \
 	"id, lead_id, enrolment_id, sequence, step, step_index, state, due_at, " \
-	"coalesce(sent_at, 0), attempts, message_id, last_error"
+	"coalesce(sent_at, 0), attempts, message_id, last_error, coalesce(first_attempt_at, 0)"
 
 static const char *const store_sql[STMT_STATUS + 1] = {
 	[STMT_BEGIN] = "BEGIN IMMEDIATE",
@@ -202,7 +206,8 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 				   "WHERE id = ?1 AND state = 'pending'",
 	[STMT_TOUCH_GET] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE id = ?1",
 	[STMT_TOUCH_SENDING] = "UPDATE touches SET state = 'sending', message_id = ?2, "
-			       "attempts = attempts + 1, updated_at = ?3 "
+			       "attempts = attempts + 1, updated_at = ?3, "
+			       "first_attempt_at = coalesce(first_attempt_at, ?3) "
 			       "WHERE id = ?1 AND state = 'queued'",
 	[STMT_TOUCH_SENT] = "UPDATE touches SET state = 'sent', sent_at = ?2, updated_at = ?2, "
 			    "last_error = NULL WHERE id = ?1 AND state = 'sending'",
@@ -250,6 +255,11 @@ static const char *const store_sql_more[] = {
 		"LIMIT 1",
 	[STMT_TOUCH_FIND] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE lead_id = ?1 AND "
 			    "sequence = ?2 AND step = ?3",
+	[STMT_SUPPRESS] = "INSERT INTO suppressions (address, reason, source, at) "
+			  "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (address) DO NOTHING",
+	/* An address is suppressed itself or through its whole domain ("example.com"). */
+	[STMT_SUPPRESSED] = "SELECT reason FROM suppressions WHERE address = ?1 OR "
+			    "address = substr(?1, instr(?1, '@') + 1) LIMIT 1",
 	[STMT_STATS_FUNNEL] = "SELECT stage, status, count(*) FROM leads GROUP BY stage, status",
 	/* One row per step and variant: a touch counts once per kind, however many events. */
 	[STMT_STATS_STEPS] =
@@ -268,7 +278,10 @@ static const char *const store_sql_more[] = {
 		" GROUP BY t.sequence, t.step, t.variant ORDER BY t.sequence, 4, t.variant",
 	[STMT_PENDING_STEPS] = "SELECT sequence, step, count(*) FROM touches "
 			       "WHERE state IN ('pending', 'queued') GROUP BY sequence, step",
-	[STMT_LINK_ADD] = "INSERT INTO links (touch_id, idx, url, tag) VALUES (?1, ?2, ?3, ?4)",
+	/* A retried touch records its links again: the same index keeps the latest URL. */
+	[STMT_LINK_ADD] = "INSERT INTO links (touch_id, idx, url, tag) VALUES (?1, ?2, ?3, ?4) "
+			  "ON CONFLICT (touch_id, idx) DO UPDATE SET url = excluded.url, "
+			  "tag = excluded.tag",
 	[STMT_TOUCH_NEXT_FOR_LEAD] =
 		"SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE lead_id = ?1 "
 		"AND state = 'pending' ORDER BY due_at, id LIMIT 1",
@@ -735,6 +748,7 @@ static void store_touch_row(sqlite3_stmt *s, struct touch *out)
 	out->attempts = sqlite3_column_int64(s, 9);
 	out->message_id = store_col_text(s, 10);
 	out->last_error = store_col_text(s, 11);
+	out->first_attempt_at = sqlite3_column_int64(s, 12);
 }
 
 /* Steps a statement that returns at most one touch. */
@@ -1011,7 +1025,6 @@ int store_touch_thread_root(struct store *st, int64_t enrolment_id, char **messa
 	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "thread root");
 }
 
-
 int store_touch_find(struct store *st, int64_t lead_id, const char *sequence, const char *step,
 		     struct touch *out)
 {
@@ -1096,4 +1109,33 @@ int store_stats_steps(struct store *st, store_step_stats_cb cb, void *arg)
 	}
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : store_fail(st, "step stats");
+}
+
+int store_suppress(struct store *st, const char *address, const char *reason, const char *source,
+		   int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_SUPPRESS);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, address);
+	store_bind_text(s, 2, reason);
+	store_bind_text(s, 3, source);
+	sqlite3_bind_int64(s, 4, now);
+	return store_exec_stmt(st, s);
+}
+
+int store_suppressed(struct store *st, const char *address, char *reason, size_t reasonlen)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_SUPPRESSED);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, address);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && reason)
+		snprintf(reason, reasonlen, "%s", (const char *)sqlite3_column_text(s, 0));
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "suppressed");
 }

@@ -32,6 +32,12 @@ struct config {
 		char *password_file;
 		int64_t max_connections;
 		int64_t per_hour;
+		int64_t connect_timeout; /* seconds to set up a connection */
+		int64_t reply_timeout; /* seconds to wait for any one server reply */
+		int64_t transfer_timeout; /* seconds for one whole message */
+		int64_t retry_min; /* business seconds before the first retry */
+		int64_t retry_max; /* the longest wait between retries */
+		int64_t give_up; /* a touch still failing this long after it was due fails */
 	} delivery;
 	struct {
 		char *listen;

@@ -17,7 +17,20 @@
  * come back on the loop thread through a uv_async, in the callback given to mailer_new.
  */
 
-enum mailer_outcome { MAILER_OK, MAILER_TEMPFAIL, MAILER_PERMFAIL };
+/*
+ * OK: accepted (2xx). TEMPFAIL: try later (4xx, no connection, a timeout before the message
+ * was handed over, a full disk). BOUNCE: the address was refused (5xx before the data).
+ * PERMFAIL: the message was refused (5xx after the data). UNCERTAIN: the connection was lost
+ * after the whole message went out and before the server answered: it may have been
+ * accepted, so it is never re-sent without a person.
+ */
+enum mailer_outcome {
+	MAILER_OK,
+	MAILER_TEMPFAIL,
+	MAILER_PERMFAIL,
+	MAILER_BOUNCE,
+	MAILER_UNCERTAIN
+};
 
 struct mailer_job {
 	int64_t touch_id;
@@ -30,6 +43,7 @@ struct mailer_job {
 struct mailer_result {
 	int64_t touch_id;
 	enum mailer_outcome outcome;
+	int code; /* the server's last reply code, 0 when none */
 	char detail[256];
 };
 

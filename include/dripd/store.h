@@ -45,6 +45,7 @@ struct touch {
 	int64_t attempts;
 	char *message_id;
 	char *last_error;
+	int64_t first_attempt_at; /* 0 until first handed to a sender thread */
 };
 
 struct store_event {
@@ -175,6 +176,13 @@ int store_events_for_lead(struct store *st, int64_t lead_id, store_event_cb cb, 
 int store_touches_for_lead(struct store *st, int64_t lead_id, store_touch_cb cb, void *arg);
 
 int store_status(struct store *st, struct store_status *out);
+
+/* Puts an address (or a whole domain) on the suppression list; a second entry keeps the
+ * first reason. */
+int store_suppress(struct store *st, const char *address, const char *reason, const char *source,
+		   int64_t now);
+/* 0 (and the reason) when the address or its domain is suppressed, else DRIP_ENOT_FOUND. */
+int store_suppressed(struct store *st, const char *address, char *reason, size_t reasonlen);
 
 struct store_step_stats {
 	const char *sequence;

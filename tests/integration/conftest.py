@@ -170,3 +170,69 @@ def daemon(daemon_factory):
 def copy_content(dest: Path, src: Path = SAMPLE_CONTENT) -> Path:
     shutil.copytree(src, dest)
     return dest
+
+
+def free_port():
+    """A TCP port on loopback that nothing listens on right now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SmtpSink:
+    """An aiosmtpd server on loopback that records every message and can be told to
+    misbehave per recipient: answer a code at RCPT, hang up after the data, or stall."""
+
+    def __init__(self):
+        import asyncio
+        from aiosmtpd.controller import Controller
+        self.asyncio = asyncio
+        self.messages = []          # (envelope_from, [rcpts], raw bytes)
+        self.sessions = set()       # one per SMTP connection that sent MAIL
+        self.rcpt_codes = {}        # address -> "550 5.1.1 no such user"
+        self.drop_after_data = set()  # addresses whose DATA gets no answer
+        self.stall = 0.0            # seconds to wait before answering the final dot
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.sessions.add(id(session))
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        code = self.rcpt_codes.get(address)
+        if code:
+            return code
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.stall:
+            await self.asyncio.sleep(self.stall)
+        if any(r in self.drop_after_data for r in envelope.rcpt_tos):
+            server.transport.close()
+            return "421 closing"  # never reaches the client: the connection is gone
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                              envelope.original_content))
+        return "250 2.0.0 queued"
+
+    def parsed(self):
+        import email
+        import email.policy
+        return [email.message_from_bytes(raw, policy=email.policy.strict)
+                for _, _, raw in self.messages]
+
+    def stop(self):
+        self.controller.stop()
+
+
+@pytest.fixture
+def smtp_sink():
+    sink = SmtpSink()
+    yield sink
+    sink.stop()

@@ -191,7 +191,7 @@ static void test_shipped_example_config_loads(void **state)
 	struct config *cfg = config_load(path, err, sizeof(err));
 	if (!cfg)
 		fail_msg("expected %s to load, got \"%s\"", path, err);
-	assert_string_equal(cfg->delivery.url, "maildir:/var/lib/dripd/Maildir");
+	assert_string_equal(cfg->delivery.url, "smtp://127.0.0.1:25");
 	assert_string_equal(config_maildir(cfg), "/var/lib/dripd/Maildir");
 	assert_string_equal(cfg->delivery.from, "Ana Ruiz <ana@example.com>");
 	assert_string_equal(cfg->tracking.base_url, "https://t.example.com");

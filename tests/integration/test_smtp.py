@@ -1,0 +1,156 @@
+#!/usr/bin/python3
+"""SMTP delivery through libcurl on the sender threads, against a real aiosmtpd server on
+loopback: messages, connection reuse, retries, bounces, dropped connections and stalls."""
+import json
+import re
+import time
+
+from conftest import wait_for
+from test_skeleton import write_content
+
+ONE_STEP = {
+    "journey.json": json.dumps({"stages": ["awareness", "customer"],
+                                "sender": {"company": "Northwind",
+                                           "postal_address": "1 Quay, Bristol"}}),
+    "sequences/hello.json": json.dumps({
+        "stage": "awareness",
+        "steps": [{"id": "hi", "delay": "0d", "template": "hi.md"},
+                  {"id": "again", "delay": "2d", "template": "again.md"}]}),
+    "templates/hi.md": "---\nsubject: Hi {{first_name|there}}\n---\n"
+                       "Hello [guide](https://example.com/g \"guide\").\n",
+    "templates/again.md": "---\nsubject: Again\n---\nSecond.\n",
+}
+
+
+def smtp_daemon(daemon_factory, tmp_path, sink, **delivery):
+    content = write_content(tmp_path / "content", ONE_STEP)
+    d = daemon_factory(content=content)
+    d.config["delivery"] = {"url": sink.url, "from": "Ana Ruiz <ana@example.com>",
+                            "max_connections": 2, **delivery}
+    d.write_config()
+    return d.start()
+
+
+def touch_states(d, email):
+    return {t["step"]: t["state"] for t in d.ctl("lead", "show", email)["touches"]}
+
+
+def test_messages_go_out_over_smtp_on_few_reused_connections(daemon_factory, tmp_path,
+                                                             smtp_sink):
+    d = smtp_daemon(daemon_factory, tmp_path, smtp_sink)
+    for i in range(20):
+        d.ctl("lead", "add", f"l{i}@example.org", "--first-name", f"L{i}")
+    wait_for(lambda: len(smtp_sink.messages) == 20, 20, "20 messages at the SMTP server")
+    msgs = smtp_sink.parsed()  # the strict policy refuses malformed headers
+    assert sorted(m["To"].addresses[0].addr_spec for m in msgs) == \
+        sorted(f"l{i}@example.org" for i in range(20))
+    for (mail_from, rcpts, raw), m in zip(smtp_sink.messages, msgs):
+        assert mail_from == "ana@example.com" and rcpts == [m["To"].addresses[0].addr_spec]
+        assert m["Subject"].startswith("Hi L") and m["List-Unsubscribe-Post"]
+        assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    # Two sender threads, each keeping its connection: never more than two sessions.
+    assert 1 <= len(smtp_sink.sessions) <= 2, smtp_sink.sessions
+    wait_for(lambda: d.ctl("status")["touches"]["sent"] == 20, 10, "20 sent touches")
+    assert d.stop() == 0
+
+
+def test_a_4xx_defers_with_backoff_then_the_retry_is_delivered(daemon_factory, tmp_path,
+                                                               smtp_sink):
+    smtp_sink.rcpt_codes["slow@example.org"] = "451 4.7.1 try again later"
+    d = smtp_daemon(daemon_factory, tmp_path, smtp_sink, retry_min="10m", retry_max="1h")
+    d.ctl("lead", "add", "slow@example.org")
+    wait_for(lambda: touch_states(d, "slow@example.org")["hi"] == "pending" and
+             d.ctl("lead", "show", "slow@example.org")["touches"][0]["attempts"] == 1,
+             10, "the first attempt to be deferred")
+    shown = d.ctl("lead", "show", "slow@example.org")
+    assert "451" in shown["touches"][0]["last_error"]
+    assert [e["kind"] for e in shown["events"]][-1] == "deferred"
+    # Not before the backoff: nine minutes on, still no second attempt.
+    d.advance("9m")
+    time.sleep(0.5)
+    assert d.ctl("lead", "show", "slow@example.org")["touches"][0]["attempts"] == 1
+    d.advance("1m")
+    wait_for(lambda: d.ctl("lead", "show", "slow@example.org")["touches"][0]["attempts"] == 2,
+             10, "the second attempt")
+    # The second wait doubles: 20 minutes.
+    d.advance("19m")
+    time.sleep(0.5)
+    assert d.ctl("lead", "show", "slow@example.org")["touches"][0]["attempts"] == 2
+    del smtp_sink.rcpt_codes["slow@example.org"]
+    d.advance("1m")
+    wait_for(lambda: len(smtp_sink.messages) == 1, 10, "the retried message")
+    wait_for(lambda: touch_states(d, "slow@example.org")["hi"] == "sent", 10, "sent")
+
+
+def test_a_5xx_at_rcpt_bounces_suppresses_and_is_never_retried(daemon_factory, tmp_path,
+                                                                smtp_sink):
+    smtp_sink.rcpt_codes["gone@example.org"] = "550 5.1.1 no such user"
+    d = smtp_daemon(daemon_factory, tmp_path, smtp_sink)
+    d.ctl("lead", "add", "gone@example.org")
+    d.ctl("lead", "add", "here@example.org")
+    wait_for(lambda: touch_states(d, "gone@example.org")["hi"] == "bounced", 10, "a bounce")
+    shown = d.ctl("lead", "show", "gone@example.org")
+    assert shown["lead"]["status"] == "bounced"
+    bounce = [e for e in shown["events"] if e["kind"] == "bounce"]
+    assert bounce and bounce[0]["detail"]["code"] == 550
+    assert d.sql("SELECT reason FROM suppressions WHERE address = 'gone@example.org'") == \
+        [("bounce",)]
+    del smtp_sink.rcpt_codes["gone@example.org"]
+    d.advance("10d")
+    wait_for(lambda: touch_states(d, "here@example.org").get("again") == "sent", 10,
+             "the other lead's second step")
+    assert [r for _, r, _ in smtp_sink.messages].count(["gone@example.org"]) == 0
+    assert len(touch_states(d, "gone@example.org")) == 1
+
+
+def test_a_hang_up_after_the_data_leaves_the_touch_uncertain_never_resent(daemon_factory,
+                                                                           tmp_path,
+                                                                           smtp_sink):
+    smtp_sink.drop_after_data.add("maybe@example.org")
+    d = smtp_daemon(daemon_factory, tmp_path, smtp_sink)
+    d.ctl("lead", "add", "maybe@example.org")
+    wait_for(lambda: touch_states(d, "maybe@example.org")["hi"] == "uncertain", 10,
+             "an uncertain touch")
+    assert d.ctl("status")["touches"]["uncertain"] == 1
+    smtp_sink.drop_after_data.clear()
+    d.advance("10d")
+    time.sleep(0.5)
+    assert smtp_sink.messages == [], "an uncertain touch was sent again"
+
+
+def test_a_stalled_server_times_out_and_the_loop_keeps_answering(daemon_factory, tmp_path,
+                                                                  smtp_sink):
+    smtp_sink.stall = 4.0
+    d = smtp_daemon(daemon_factory, tmp_path, smtp_sink, reply_timeout="2s")
+    d.ctl("lead", "add", "stall@example.org")
+    time.sleep(0.5)
+    # While a sender thread waits for the server, the control socket answers at once.
+    for _ in range(5):
+        start = time.monotonic()
+        d.ctl("status")
+        assert time.monotonic() - start < 1.0
+    wait_for(lambda: touch_states(d, "stall@example.org")["hi"] == "uncertain", 15,
+             "the reply timeout to fire")
+    assert "timeout" in d.ctl("lead", "show", "stall@example.org")["touches"][0][
+        "last_error"].lower()
+
+
+def test_a_relay_that_is_down_defers_and_finally_gives_up(daemon_factory, tmp_path,
+                                                           smtp_sink):
+    smtp_sink.stop()  # nothing listens on its port any more
+    d = smtp_daemon(daemon_factory, tmp_path, smtp_sink, retry_min="10m", retry_max="1h",
+                    give_up="3h", connect_timeout="2s")
+    d.ctl("lead", "add", "nobody@example.org")
+    wait_for(lambda: d.ctl("lead", "show", "nobody@example.org")["touches"][0]["attempts"]
+             >= 1 and touch_states(d, "nobody@example.org")["hi"] == "pending", 10,
+             "a deferral")
+    for _ in range(8):
+        d.advance("1h")
+        time.sleep(0.3)
+        if touch_states(d, "nobody@example.org")["hi"] == "failed":
+            break
+    assert touch_states(d, "nobody@example.org")["hi"] == "failed"
+    kinds = [e["kind"] for e in d.ctl("lead", "show", "nobody@example.org")["events"]]
+    assert kinds.count("deferred") >= 2 and kinds[-1] == "failed"
+    assert d.ctl("status")["touches"]["failed"] == 1
+    smtp_sink.stop = lambda: None  # already stopped

@@ -192,8 +192,10 @@ static void test_shipped_example_config_loads(void **state)
 	if (!cfg)
 		fail_msg("expected %s to load, got \"%s\"", path, err);
 	assert_string_equal(cfg->delivery.url, "smtp://127.0.0.1:25");
-	assert_string_equal(config_maildir(cfg), "/var/lib/dripd/Maildir");
+	assert_null(config_maildir(cfg));
 	assert_string_equal(cfg->delivery.from, "Ana Ruiz <ana@example.com>");
+	assert_int_equal(cfg->delivery.reply_timeout, 300);
+	assert_int_equal(cfg->delivery.give_up, 5 * 86400);
 	assert_string_equal(cfg->tracking.base_url, "https://t.example.com");
 	assert_int_equal(cfg->inbox.poll, 60);
 	assert_false(cfg->test_clock);

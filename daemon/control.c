@@ -655,6 +655,89 @@ static int control_stats(struct dripd *d, const cJSON *args, cJSON *result, char
 	return 0;
 }
 
+static const char *const control_touch_states[] = { "pending",   "queued",  "sending", "sent",
+						    "deferred",  "bounced", "failed",  "skipped",
+						    "uncertain", NULL };
+
+static int control_touch_list(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			      size_t errlen)
+{
+	const char *state = control_str(args, "state");
+	bool known = false;
+	int rc;
+	if (!state)
+		state = "uncertain";
+	for (const char *const *k = control_touch_states; *k; k++)
+		known = known || strcmp(*k, state) == 0;
+	if (!known)
+		return errf(err, errlen, DRIP_EINVALID, "unknown touch state \"%.32s\"", state);
+	cJSON *list = cJSON_AddArrayToObject(result, "touches");
+	if ((rc = store_touches_in_state(d->store, state, 1000, control_touch_item, list)))
+		return errf(err, errlen, rc, "cannot list touches");
+	/* Who each touch was for: a person resolving one needs the address. */
+	cJSON *o;
+	cJSON_ArrayForEach(o, list)
+	{
+		struct touch t;
+		struct lead l;
+		if (store_touch_get(d->store, (int64_t)cJSON_GetObjectItem(o, "id")->valuedouble,
+				    &t) != 0)
+			continue;
+		if (store_lead_by_id(d->store, t.lead_id, &l) == 0) {
+			cJSON_AddStringToObject(o, "email", l.email);
+			store_lead_clear(&l);
+		}
+		store_touch_clear(&t);
+	}
+	return 0;
+}
+
+static int control_touch_resolve(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+				 size_t errlen)
+{
+	const char *id_s = control_str(args, "id"), *how = control_str(args, "as");
+	char *end = NULL;
+	long long id = strtoll(id_s, &end, 10);
+	int64_t now = clock_now(&d->clock);
+	struct touch t;
+	int rc;
+	if (!*id_s || *end || id <= 0)
+		return errf(err, errlen, DRIP_EINVALID, "a touch id is a number, not \"%.32s\"",
+			    id_s);
+	if (strcmp(how, "sent") != 0 && strcmp(how, "resend") != 0)
+		return errf(err, errlen, DRIP_EINVALID,
+			    "resolve a touch as \"sent\" (it arrived) or \"resend\" (it did not)");
+	if ((rc = store_touch_get(d->store, id, &t)))
+		return errf(err, errlen, rc, "no touch %lld", id);
+	if ((rc = store_begin(d->store)) == 0) {
+		rc = store_touch_resolve(d->store, id,
+					 strcmp(how, "sent") == 0 ? "sent" : "pending", now);
+		if (rc == DRIP_ENOT_FOUND)
+			errf(err, errlen, rc, "touch %lld is %s, not uncertain", id, t.state);
+		cJSON *detail = cJSON_CreateObject();
+		cJSON_AddStringToObject(detail, "sequence", t.sequence);
+		cJSON_AddStringToObject(detail, "step", t.step);
+		cJSON_AddStringToObject(detail, "resolved_as", how);
+		char *json = cJSON_PrintUnformatted(detail);
+		if (rc == 0)
+			rc = store_event_add(d->store, t.lead_id, t.id,
+					     strcmp(how, "sent") == 0 ? "sent" : "deferred", now,
+					     json);
+		/* A step a person says arrived moves the lead on like any other. */
+		if (rc == 0 && strcmp(how, "sent") == 0)
+			rc = journey_step_done(d->store, d->content, &t, now);
+		cJSON_free(json);
+		cJSON_Delete(detail);
+	}
+	if ((rc = control_finish(d, rc, err, errlen)) == 0) {
+		cJSON_AddNumberToObject(result, "id", (double)id);
+		cJSON_AddStringToObject(result, "state",
+					strcmp(how, "sent") == 0 ? "sent" : "pending");
+	}
+	store_touch_clear(&t);
+	return rc;
+}
+
 /* clang-format off */
 const struct control_cmd control_cmds[] = {
 	{ "status", "status", "what the daemon is doing: leads, touches by state, next due",
@@ -692,6 +775,13 @@ const struct control_cmd control_cmds[] = {
 	  0,
 	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
 	    { "--step", "step", CONTROL_ARG_STRING, false, "SEQUENCE/STEP" } }, control_preview },
+	{ "touch.list", "touch list", "touches in a state (default: uncertain, which need a person)",
+	  0, { { "--state", "state", CONTROL_ARG_STRING, false, "STATE" } }, control_touch_list },
+	{ "touch.resolve", "touch resolve",
+	  "settle an uncertain touch: it arrived (sent) or it did not (resend)",
+	  CONTROL_CHANGES_STATE,
+	  { { NULL, "id", CONTROL_ARG_STRING, true, "ID" },
+	    { NULL, "as", CONTROL_ARG_STRING, true, "sent|resend" } }, control_touch_resolve },
 	{ "stats", "stats", "funnel by stage; per step and variant: sent, opened, clicked, replied",
 	  0, { { 0 } }, control_stats },
 	{ "clock.advance", "clock advance", "move the test clock forward (test clock only)",

@@ -337,6 +337,20 @@ static void dripctl_print(const char *cmd, const cJSON *res)
 			       100 * dripctl_n(o, "replied") / sent,
 			       100 * dripctl_n(o, "bounced") / sent);
 		}
+	} else if (strcmp(cmd, "touch.list") == 0) {
+		printf("  %6s  %-28s %-36s %-9s %s\n", "id", "lead", "sequence/step", "state",
+		       "last error");
+		cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(res, "touches"))
+		{
+			char name[128];
+			snprintf(name, sizeof(name), "%s/%s", dripctl_s(o, "sequence"),
+				 dripctl_s(o, "step"));
+			printf("  %6.0f  %-28s %-36s %-9s %s\n", dripctl_n(o, "id"),
+			       dripctl_s(o, "email"), name, dripctl_s(o, "state"),
+			       dripctl_s(o, "last_error"));
+		}
+	} else if (strcmp(cmd, "touch.resolve") == 0) {
+		printf("touch %.0f is %s\n", dripctl_n(res, "id"), dripctl_s(res, "state"));
 	} else if (strcmp(cmd, "clock.advance") == 0) {
 		dripctl_time(res, "now", when, sizeof(when));
 		printf("business time is now %s\n", when);

@@ -155,6 +155,8 @@ enum store_stmt_id {
 	STMT_LINK_ADD,
 	STMT_PENDING_STEPS,
 	STMT_STATS_FUNNEL,
+	STMT_TOUCHES_IN_STATE,
+	STMT_TOUCH_RESOLVE,
 	STMT_SUPPRESS,
 	STMT_SUPPRESSED,
 	STMT_STATS_STEPS,
@@ -260,6 +262,13 @@ static const char *const store_sql_more[] = {
 	/* An address is suppressed itself or through its whole domain ("example.com"). */
 	[STMT_SUPPRESSED] = "SELECT reason FROM suppressions WHERE address = ?1 OR "
 			    "address = substr(?1, instr(?1, '@') + 1) LIMIT 1",
+	[STMT_TOUCHES_IN_STATE] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE state = ?1 "
+				  "ORDER BY id LIMIT ?2",
+	/* Only an uncertain touch is resolved by a person: sent, or back to pending now. */
+	[STMT_TOUCH_RESOLVE] = "UPDATE touches SET state = ?2, updated_at = ?3, "
+			       "sent_at = CASE ?2 WHEN 'sent' THEN ?3 ELSE sent_at END, "
+			       "due_at = CASE ?2 WHEN 'pending' THEN ?3 ELSE due_at END "
+			       "WHERE id = ?1 AND state = 'uncertain'",
 	[STMT_STATS_FUNNEL] = "SELECT stage, status, count(*) FROM leads GROUP BY stage, status",
 	/* One row per step and variant: a touch counts once per kind, however many events. */
 	[STMT_STATS_STEPS] =
@@ -1138,4 +1147,36 @@ int store_suppressed(struct store *st, const char *address, char *reason, size_t
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "suppressed");
+}
+
+int store_touches_in_state(struct store *st, const char *state, size_t max, store_touch_cb cb,
+			   void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCHES_IN_STATE);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, state);
+	sqlite3_bind_int64(s, 2, (int64_t)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct touch t;
+		store_touch_row(s, &t);
+		int stop = cb(arg, &t);
+		store_touch_clear(&t);
+		if (stop)
+			break;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, "touches in state");
+}
+
+int store_touch_resolve(struct store *st, int64_t id, const char *state, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_RESOLVE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	store_bind_text(s, 2, state);
+	sqlite3_bind_int64(s, 3, now);
+	return store_touch_update(st, s);
 }

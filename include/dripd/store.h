@@ -177,6 +177,13 @@ int store_touches_for_lead(struct store *st, int64_t lead_id, store_touch_cb cb,
 
 int store_status(struct store *st, struct store_status *out);
 
+/* Calls cb for up to `max` touches in `state`, oldest first. */
+int store_touches_in_state(struct store *st, const char *state, size_t max, store_touch_cb cb,
+			   void *arg);
+/* A person settles an uncertain touch: "sent", or "pending" (due now, to be sent again).
+ * DRIP_ENOT_FOUND unless the touch is uncertain. */
+int store_touch_resolve(struct store *st, int64_t id, const char *state, int64_t now);
+
 /* Puts an address (or a whole domain) on the suppression list; a second entry keeps the
  * first reason. */
 int store_suppress(struct store *st, const char *address, const char *reason, const char *source,

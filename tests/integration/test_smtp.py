@@ -154,3 +154,31 @@ def test_a_relay_that_is_down_defers_and_finally_gives_up(daemon_factory, tmp_pa
     assert kinds.count("deferred") >= 2 and kinds[-1] == "failed"
     assert d.ctl("status")["touches"]["failed"] == 1
     smtp_sink.stop = lambda: None  # already stopped
+
+
+def test_a_person_resolves_uncertain_touches_as_sent_or_resend(daemon_factory, tmp_path,
+                                                               smtp_sink):
+    smtp_sink.drop_after_data.update({"a@example.org", "b@example.org"})
+    d = smtp_daemon(daemon_factory, tmp_path, smtp_sink)
+    d.ctl("lead", "add", "a@example.org")
+    d.ctl("lead", "add", "b@example.org")
+    wait_for(lambda: len(d.ctl("touch", "list")["touches"]) == 2, 10, "two uncertain touches")
+    listed = {t["email"]: t["id"] for t in d.ctl("touch", "list", "--state", "uncertain")[
+        "touches"]}
+    human = d.ctl_raw("touch", "list")
+    assert human.returncode == 0 and "a@example.org" in human.stdout
+    smtp_sink.drop_after_data.clear()
+    # a's message did arrive (the person checked): sent, and the lead moves on.
+    assert d.ctl("touch", "resolve", listed["a@example.org"], "sent")["state"] == "sent"
+    # b's did not: it goes out again, once.
+    assert d.ctl("touch", "resolve", listed["b@example.org"], "resend")["state"] == "pending"
+    wait_for(lambda: len(smtp_sink.messages) == 1, 10, "b's message sent again")
+    assert smtp_sink.messages[0][1] == ["b@example.org"]
+    assert touch_states(d, "a@example.org") == {"hi": "sent", "again": "pending"}
+    r = d.ctl_raw("touch", "resolve", listed["a@example.org"], "resend")
+    assert r.returncode == 1 and "not uncertain" in r.stderr
+    r = d.ctl_raw("touch", "resolve", "x1", "sent")
+    assert r.returncode == 1 and "is a number" in r.stderr
+    r = d.ctl_raw("touch", "list", "--state", "lost")
+    assert r.returncode == 1 and "unknown touch state" in r.stderr
+    assert d.ctl("touch", "list")["touches"] == []

@@ -162,11 +162,13 @@ static int content_parse_template(struct content_template *t, char *text, char *
 		while (*value == ' ' || *value == '\t')
 			value++;
 		char **field = NULL;
-		if (strcmp(p, "subject") == 0)
+		if (strcmp(p, "subject") == 0) {
 			field = &t->subject;
-		else if (strcmp(p, "preheader") == 0)
+			t->subject_line = line;
+		} else if (strcmp(p, "preheader") == 0) {
 			field = &t->preheader;
-		else
+			t->preheader_line = line;
+		} else
 			return errf(err, errlen, DRIP_ECONTENT,
 				    "%s:%d: unknown front matter key \"%s\" (known: subject, "
 				    "preheader)",
@@ -758,7 +760,7 @@ static int content_check_attributes(const struct content *c, char *err, size_t e
 	for (size_t i = 0; i < c->ntpls; i++) {
 		const struct content_template *t = &c->tpls[i];
 		const char *parts[] = { t->subject, t->preheader, t->body };
-		int lines[] = { 2, 2, t->body_line };
+		int lines[] = { t->subject_line, t->preheader_line, t->body_line };
 		for (size_t k = 0; k < 3; k++) {
 			struct content_attr_check chk = { .c = c };
 			render_each_field(parts[k], content_attr_cb, &chk);

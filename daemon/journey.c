@@ -120,6 +120,32 @@ static int journey_pick_sequence(struct store *st, const struct content *c, cons
 	return 0;
 }
 
+/*
+ * Schedules step `from` of `seq` for the lead, after its delay. A step the lead already
+ * had (in an earlier enrolment: each step goes to a lead at most once) is passed over for
+ * the next one; when none is left the enrolment is complete. DRIP_ENOT_FOUND when the
+ * enrolment is no longer active (the lead moved on meanwhile).
+ */
+static int journey_schedule_from(struct store *st, int64_t lead_id, int64_t enrolment_id,
+				 const struct content_sequence *seq, size_t from, int64_t now)
+{
+	for (size_t i = from; i < seq->nsteps; i++) {
+		const struct content_step *step = &seq->steps[i];
+		struct touch had;
+		int rc = store_touch_schedule(st, lead_id, enrolment_id, seq->name, step->id,
+					      (int64_t)i, now + step->delay, now, NULL);
+		if (rc != DRIP_EEXISTS)
+			return rc;
+		if ((rc = store_touch_find(st, lead_id, seq->name, step->id, &had)))
+			return rc;
+		bool ours = had.enrolment_id == enrolment_id;
+		store_touch_clear(&had);
+		if (ours)
+			return 0; /* already scheduled by this enrolment */
+	}
+	return store_enrolment_end(st, enrolment_id, "completed", now);
+}
+
 int journey_enter_stage(struct store *st, const struct content *c, const struct lead *lead,
 			const char *stage, const char *sequence, int64_t now, char *err,
 			size_t errlen)
@@ -157,12 +183,7 @@ int journey_enter_stage(struct store *st, const struct content *c, const struct 
 	if (rc == DRIP_EEXISTS)
 		return errf(err, errlen, rc, "lead %s is already enrolled", lead->email);
 	if (rc == 0)
-		rc = store_touch_schedule(st, lead->id, enrolment_id, seq->name, seq->steps[0].id,
-					  0, now + seq->steps[0].delay, now, NULL);
-	/* A step this lead already had (an earlier enrolment in the same sequence) is not
-	 * sent twice; the enrolment simply starts without it. */
-	if (rc == DRIP_EEXISTS)
-		rc = 0;
+		rc = journey_schedule_from(st, lead->id, enrolment_id, seq, 0, now);
 	if (rc)
 		return errf(err, errlen, rc, "cannot enrol %s in %s", lead->email, seq->name);
 	return 0;
@@ -199,10 +220,14 @@ static bool journey_rule_from(const struct content_rule *r, const char *stage)
 	return false;
 }
 
-/* The first rule that matches the trigger, or NULL. */
+/*
+ * The first rule that matches the trigger, or NULL. A score rule matches the event that
+ * takes the score across its threshold (from below `at_least` to at least it), so a lead
+ * moved back by hand is not pushed on again by its old score at the next event.
+ */
 static const struct content_rule *journey_match(const struct content *c, const struct lead *lead,
-						const char *kind, const char *tag,
-						const char *sequence)
+						int64_t old_score, const char *kind,
+						const char *tag, const char *sequence)
 {
 	for (size_t i = 0; i < c->nrules; i++) {
 		const struct content_rule *r = &c->rules[i];
@@ -211,7 +236,7 @@ static const struct content_rule *journey_match(const struct content *c, const s
 			continue;
 		switch (r->on) {
 		case RULE_ON_SCORE:
-			m = lead->score >= r->at_least;
+			m = old_score < r->at_least && lead->score >= r->at_least;
 			break;
 		case RULE_ON_CLICK:
 			m = strcmp(kind, "click") == 0 && tag && strcmp(tag, r->tag) == 0;
@@ -237,13 +262,13 @@ static const struct content_rule *journey_match(const struct content *c, const s
 }
 
 static int journey_apply(struct store *st, const struct content *c, struct lead *lead,
-			 const char *kind, const char *tag, const char *sequence, int64_t now,
-			 char *err, size_t errlen)
+			 int64_t old_score, const char *kind, const char *tag, const char *sequence,
+			 int64_t now, char *err, size_t errlen)
 {
 	const struct content_rule *r;
 	if (strcmp(lead->status, "active") != 0 && strcmp(lead->status, "paused") != 0)
 		return 0; /* the journey already ended for this lead */
-	r = journey_match(c, lead, kind, tag, sequence);
+	r = journey_match(c, lead, old_score, kind, tag, sequence);
 	if (!r) {
 		if (strcmp(kind, "reply") == 0)
 			return journey_stop(st, c, lead, "handoff", "handoff",
@@ -272,7 +297,7 @@ int journey_on_event(struct store *st, const struct content *c, struct lead *lea
 	} optouts[] = { { "unsubscribe", "unsubscribed" },
 			{ "bounce", "bounced" },
 			{ "complaint", "complained" } };
-	int64_t points = content_score(c, kind);
+	int64_t points = content_score(c, kind), old_score = lead->score;
 	int rc;
 	if ((rc = store_event_add(st, lead->id, touch_id, kind, now, detail_json)))
 		return errf(err, errlen, rc, "cannot record the %s event", kind);
@@ -292,8 +317,8 @@ int journey_on_event(struct store *st, const struct content *c, struct lead *lea
 	}
 	cJSON *detail = cJSON_Parse(detail_json && *detail_json ? detail_json : "{}");
 	const cJSON *tag = cJSON_GetObjectItemCaseSensitive(detail, "tag");
-	rc = journey_apply(st, c, lead, kind, cJSON_IsString(tag) ? tag->valuestring : NULL, NULL,
-			   now, err, errlen);
+	rc = journey_apply(st, c, lead, old_score, kind,
+			   cJSON_IsString(tag) ? tag->valuestring : NULL, NULL, now, err, errlen);
 	cJSON_Delete(detail);
 	return rc;
 }
@@ -321,16 +346,13 @@ int journey_step_done(struct store *st, const struct content *c, const struct to
 		if (rc || (rc = store_lead_by_id(st, t->lead_id, &lead)))
 			return rc;
 		/* Finishing a sequence may move the lead on (an "on": "finished" rule). */
-		rc = journey_apply(st, c, &lead, "finished", NULL, seq->name, now, err,
+		rc = journey_apply(st, c, &lead, lead.score, "finished", NULL, seq->name, now, err,
 				   sizeof(err));
 		if (rc)
 			log_err("journey: %s finished %s: %s", lead.email, seq->name, err);
 		store_lead_clear(&lead);
 		return rc;
 	}
-	const struct content_step *next = &seq->steps[index + 1];
-	rc = store_touch_schedule(st, t->lead_id, t->enrolment_id, seq->name, next->id,
-				  (int64_t)index + 1, now + next->delay, now, NULL);
-	/* Already scheduled (a step is at most once per lead): nothing more to do. */
-	return rc == DRIP_EEXISTS || rc == DRIP_ENOT_FOUND ? 0 : rc;
+	rc = journey_schedule_from(st, t->lead_id, t->enrolment_id, seq, index + 1, now);
+	return rc == DRIP_ENOT_FOUND ? 0 : rc;
 }

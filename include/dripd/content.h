@@ -20,6 +20,7 @@ struct content_template {
 	char *subject;
 	char *preheader; /* "" when absent */
 	char *body; /* Markdown with merge fields */
+	int subject_line, preheader_line; /* the file's lines of the front matter fields */
 	int body_line; /* the file's line where the body starts */
 	char **link_tags; /* the tags (link titles) of the body's links */
 	size_t nlink_tags;

@@ -577,6 +577,491 @@ static void test_files_that_are_not_sequences_are_ignored(void **state)
 	content_unref(c);
 }
 
+/* ---- journey.json: rules, scores, attributes ------------------------------------------ */
+
+/* A valid journey.json with `rule` on line 6 and `scores` on line 4; the rules after it
+ * keep every stage reachable. */
+static void put_journey(struct fixture *f, const char *scores, const char *rule, char *path,
+			size_t pathlen)
+{
+	char text[2048];
+	snprintf(text, sizeof(text),
+		 "{\n" /* 1 */
+		 "  \"stages\": [\"awareness\", \"consideration\", \"decision\", \"customer\"],\n"
+		 "  \"sender\": {\"company\": \"Test Co\", \"postal_address\": \"1 Street\"},\n"
+		 "  \"scores\": %s,\n" /* 4 */
+		 "  \"rules\": [\n" /* 5 */
+		 "%s" /* 6 */
+		 "    { \"on\": \"score\", \"at_least\": 8, \"move_to\": \"consideration\" },\n"
+		 "    { \"on\": \"click\", \"tag\": \"case-study\", \"move_to\": \"decision\" },\n"
+		 "    { \"on\": \"event\", \"kind\": \"purchase\", \"action\": \"customer\" }\n"
+		 "  ]\n"
+		 "}\n",
+		 scores, rule);
+	put(f, "journey.json", text, path, pathlen);
+}
+
+/* The copy with `rule` on line 6 of journey.json must be refused at that line. */
+static void expect_rule_error(struct fixture *f, const char *rule, int line, const char *what)
+{
+	char path[512];
+	put_journey(f, "{\"open\": 1}", rule, path, sizeof(path));
+	expect_error(f, path, line, what);
+}
+
+static void test_journey_with_rules_loads(void **state)
+{
+	struct fixture *f = *state;
+	put_journey(
+		f, "{\"open\": 1, \"click\": 3, \"webinar\": -2}",
+		"    { \"on\": \"reply\", \"from\": [\"decision\"], \"action\": \"handoff\" },\n",
+		NULL, 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (!c)
+		fail_msg("expected the content to load, got \"%s\"", f->err);
+	assert_int_equal(c->nrules, 4);
+	assert_int_equal(c->rules[0].on, RULE_ON_REPLY);
+	assert_int_equal(c->rules[0].action, RULE_HANDOFF);
+	assert_int_equal(c->rules[0].nfrom, 1);
+	assert_string_equal(c->rules[0].from[0], "decision");
+	assert_int_equal(c->rules[0].line, 6);
+	assert_int_equal(c->rules[1].on, RULE_ON_SCORE);
+	assert_int_equal(c->rules[1].at_least, 8);
+	assert_string_equal(c->rules[1].move_to, "consideration");
+	assert_int_equal(c->rules[3].action, RULE_CUSTOMER);
+	assert_int_equal(content_score(c, "webinar"), -2);
+	assert_int_equal(content_score(c, "reply"), 0);
+	content_unref(c);
+}
+
+static void test_rule_with_an_unknown_on_names_its_line(void **state)
+{
+	expect_rule_error(*state, "    { \"on\": \"visit\", \"move_to\": \"decision\" },\n", 6,
+			  "rule: \"on\" must be score, click, reply, finished or event");
+}
+
+static void test_score_rule_without_at_least_names_its_line(void **state)
+{
+	expect_rule_error(*state, "    { \"on\": \"score\", \"move_to\": \"decision\" },\n", 6,
+			  "rule: on score needs \"at_least\"");
+}
+
+static void test_click_rule_without_a_tag_names_its_line(void **state)
+{
+	expect_rule_error(*state, "    { \"on\": \"click\", \"move_to\": \"decision\" },\n", 6,
+			  "rule: on click needs the link \"tag\"");
+}
+
+static void test_click_rule_on_a_tag_no_link_carries_names_its_line(void **state)
+{
+	expect_rule_error(
+		*state,
+		"    { \"on\": \"click\", \"tag\": \"pricing\", \"move_to\": \"decision\" "
+		"},\n",
+		6, "rule: no link in any template carries the tag \"pricing\"");
+}
+
+static void test_move_to_an_unknown_stage_names_its_line(void **state)
+{
+	expect_rule_error(*state,
+			  "    { \"on\": \"click\",\n" /* 6 */
+			  "      \"tag\": \"guide\",\n" /* 7 */
+			  "      \"move_to\": \"limbo\" },\n", /* 8 */
+			  8, "rule: stage \"limbo\" is not a stage of the journey");
+}
+
+static void test_rule_with_both_move_to_and_action_names_its_line(void **state)
+{
+	expect_rule_error(
+		*state,
+		"    { \"on\": \"reply\", \"move_to\": \"decision\", \"action\": \"handoff\" },\n",
+		6, "rule: give either \"move_to\" (a stage) or \"action\"");
+}
+
+static void test_rule_with_neither_move_to_nor_action_names_its_line(void **state)
+{
+	expect_rule_error(*state, "    { \"on\": \"reply\" },\n", 6,
+			  "rule: give either \"move_to\" (a stage) or \"action\"");
+}
+
+static void test_rule_with_a_bad_action_names_its_line(void **state)
+{
+	expect_rule_error(*state, "    { \"on\": \"reply\",\n      \"action\": \"celebrate\" },\n",
+			  7, "rule: \"action\" must be handoff or customer");
+}
+
+static void test_rule_from_an_unknown_stage_names_its_line(void **state)
+{
+	expect_rule_error(
+		*state,
+		"    { \"on\": \"reply\", \"from\": [\"awareness\", \"limbo\"], \"action\": "
+		"\"handoff\" },\n",
+		6, "rule: stage \"limbo\" is not a stage of the journey");
+	expect_rule_error(*state,
+			  "    { \"on\": \"reply\", \"from\": \"awareness\", \"action\": "
+			  "\"handoff\" },\n",
+			  6, "\"from\" must be a list of names");
+}
+
+static void test_finished_rule_naming_no_sequence_names_its_line(void **state)
+{
+	expect_rule_error(*state,
+			  "    { \"on\": \"finished\", \"sequence\": \"nope\", \"move_to\": "
+			  "\"decision\" },\n",
+			  6, "rule: no sequence \"nope\"");
+	expect_rule_error(*state, "    { \"on\": \"finished\", \"move_to\": \"decision\" },\n", 6,
+			  "rule: on finished needs a \"sequence\"");
+}
+
+static void test_event_rule_without_a_kind_names_its_line(void **state)
+{
+	expect_rule_error(*state, "    { \"on\": \"event\", \"action\": \"customer\" },\n", 6,
+			  "rule: on event needs the event \"kind\"");
+}
+
+static void test_stage_no_rule_reaches_is_named(void **state)
+{
+	struct fixture *f = *state;
+	char want[600];
+	put(f, "journey.json",
+	    "{\n"
+	    "  \"stages\": [\"awareness\", \"consideration\", \"decision\", \"customer\"],\n"
+	    "  \"rules\": [\n"
+	    "    { \"on\": \"score\", \"at_least\": 8, \"move_to\": \"consideration\" },\n"
+	    "    { \"on\": \"reply\", \"action\": \"handoff\" },\n"
+	    "    { \"on\": \"event\", \"kind\": \"purchase\", \"action\": \"customer\" }\n"
+	    "  ]\n"
+	    "}\n",
+	    NULL, 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (c) {
+		content_unref(c);
+		fail_msg("expected a journey that never reaches decision to be refused");
+	}
+	snprintf(want, sizeof(want), "%s/journey.json: stage \"decision\" is reached by no rule",
+		 f->dir);
+	assert_contains(f->err, want);
+}
+
+static void test_score_points_must_be_whole_numbers(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put_journey(f, "{\"open\": 1, \"click\": 1.5}", "", path, sizeof(path));
+	expect_error(f, path, 4, "\"click\" must be a whole number");
+	put_journey(f, "{\"open\": \"1\"}", "", path, sizeof(path));
+	expect_error(f, path, 4, "\"open\" must be a whole number");
+	put_journey(f, "{\"open\": 1001}", "", path, sizeof(path));
+	expect_error(f, path, 4, "\"open\" must be a whole number from -1000 to 1000");
+}
+
+static void test_score_of_an_unknown_kind_syntax_names_its_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put_journey(f, "{\"open\": 1, \"Open Rate\": 2}", "", path, sizeof(path));
+	expect_error(f, path, 4, "journey: \"Open Rate\" is not an event kind");
+	put_journey(f, "[1, 2]", "", path, sizeof(path));
+	expect_error(f, path, 4, "journey: \"scores\" maps event kinds to points");
+}
+
+static const char attr_template[] = "---\n" /* 1 */
+				    "subject: Welcome\n" /* 2 */
+				    "---\n" /* 3 */
+				    "Hi {{first_name|there}},\n" /* 4 */
+				    "\n" /* 5 */
+				    "A line.\n" /* 6 */
+				    "On the {{attrs.plan|free}} plan.\n"; /* 7 */
+
+static void test_undeclared_attribute_in_a_body_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "templates/awareness/welcome.md", attr_template, path, sizeof(path));
+	expect_error(f, path, 7, "merge field \"attrs.plan\" is not a lead field nor an attribute");
+}
+
+static void test_undeclared_attribute_a_section_tests_names_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "templates/awareness/welcome.md",
+	    "---\nsubject: Welcome\n---\nHi,\n\n{{#if attrs.plan}}Plan.{{/if}}\n", path,
+	    sizeof(path));
+	expect_error(f, path, 6, "merge field \"attrs.plan\" is not a lead field");
+}
+
+/* Front matter lines are not all line 2: the preheader is usually on line 3, and either may
+ * come first. */
+static void test_undeclared_attribute_in_front_matter_names_its_real_line(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put(f, "templates/awareness/welcome.md",
+	    "---\nsubject: Hi\npreheader: For {{attrs.plan}}\n---\nBody\n", path, sizeof(path));
+	expect_error(f, path, 3, "merge field \"attrs.plan\" is not a lead field");
+	put(f, "templates/awareness/welcome.md",
+	    "---\npreheader: First\nsubject: Hi {{attrs.plan}}\n---\nBody\n", path, sizeof(path));
+	expect_error(f, path, 3, "merge field \"attrs.plan\" is not a lead field");
+}
+
+static void test_declared_attribute_loads(void **state)
+{
+	struct fixture *f = *state;
+	put(f, "templates/awareness/welcome.md", attr_template, NULL, 0);
+	put(f, "journey.json",
+	    "{\"stages\": [\"awareness\", \"consideration\", \"decision\", \"customer\"],\n"
+	    " \"attributes\": [\"plan\", \"region\"]}\n",
+	    NULL, 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (!c)
+		fail_msg("expected the content to load, got \"%s\"", f->err);
+	assert_int_equal(c->nattributes, 2);
+	assert_string_equal(c->attributes[0], "plan");
+	assert_string_equal(c->attributes[1], "region");
+	content_unref(c);
+}
+
+/* ---- sequences: from, opt_out, conditions, variants, track ---------------------------- */
+
+/* SEQ_HEAD with a sequence-level key on line 5 (the steps start on line 6). */
+#define SEQ_HEAD_WITH(line5)                                                                    \
+	"{\n" /* 1 */                                                                           \
+	"  \"stage\": \"awareness\",\n" /* 2 */                                                 \
+	"  \"mode\": \"nurture\",\n" /* 3 */                                                    \
+	"  \"description\": \"A test sequence\",\n" /* 4 */                                     \
+		line5 /* 5 */                                                                   \
+	"  \"steps\": [\n" /* 6 */                                                              \
+	"    { \"id\": \"welcome\", \"delay\": \"0d\", \"template\": \"awareness/welcome.md\" " \
+	"}\n" /* 7 */                                                                           \
+	"  ]\n"                                                                                 \
+	"}\n"
+
+static void expect_seq_error(struct fixture *f, const char *text, int line, const char *what)
+{
+	char path[512];
+	put(f, "sequences/awareness-basics.json", text, path, sizeof(path));
+	expect_error(f, path, line, what);
+}
+
+static void test_bad_from_address_names_file_and_line(void **state)
+{
+	expect_seq_error(*state, SEQ_HEAD_WITH("  \"from\": \"Ana Ruiz\",\n"), 5,
+			 "sequence: \"from\" must be an address");
+	expect_seq_error(*state, SEQ_HEAD_WITH("  \"from\": \"Ana <ana@example.com\",\n"), 5,
+			 "sequence: \"from\" must be an address");
+}
+
+static void test_good_from_address_loads(void **state)
+{
+	struct fixture *f = *state;
+	put(f, "sequences/awareness-basics.json",
+	    SEQ_HEAD_WITH("  \"from\": \"Ana Ruiz <ana@example.com>\",\n"), NULL, 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (!c)
+		fail_msg("expected the content to load, got \"%s\"", f->err);
+	assert_string_equal(content_sequence(c, "awareness-basics")->from,
+			    "Ana Ruiz <ana@example.com>");
+	content_unref(c);
+}
+
+static void test_opt_out_with_a_line_break_names_file_and_line(void **state)
+{
+	expect_seq_error(*state, SEQ_HEAD_WITH("  \"opt_out\": \"Reply no.\\nBcc: x@evil\",\n"), 5,
+			 "sequence: \"opt_out\" is one line");
+	expect_seq_error(*state, SEQ_HEAD_WITH("  \"opt_out\": \"Reply no.\\r\",\n"), 5,
+			 "sequence: \"opt_out\" is one line");
+}
+
+static void test_sequence_when_on_opened_or_clicked_is_refused(void **state)
+{
+	expect_seq_error(*state, SEQ_HEAD_WITH("  \"when\": {\"opened\": \"welcome\"},\n"), 5,
+			 "a sequence is chosen before any step is sent");
+	expect_seq_error(
+		*state,
+		SEQ_HEAD_WITH("  \"when\": {\"tag\": \"vip\", \"clicked\": \"welcome\"},\n"), 5,
+		"a sequence is chosen before any step is sent");
+}
+
+static void test_sequence_when_on_tag_attr_or_event_loads(void **state)
+{
+	struct fixture *f = *state;
+	put(f, "sequences/awareness-vip.json",
+	    SEQ_HEAD_WITH("  \"when\": {\"tag\": \"vip\", \"attr\": \"plan=pro\", \"event\": "
+			  "\"webinar\"},\n"),
+	    NULL, 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (!c)
+		fail_msg("expected the content to load, got \"%s\"", f->err);
+	const struct content_sequence *s = content_sequence(c, "awareness-vip");
+	assert_non_null(s);
+	assert_non_null(s->when);
+	assert_string_equal(s->when->tag, "vip");
+	assert_string_equal(s->when->attr, "plan");
+	assert_string_equal(s->when->attr_value, "pro");
+	assert_string_equal(s->when->event, "webinar");
+	assert_null(s->when->opened);
+	/* A sequence with `when` is never the stage's default. */
+	assert_string_equal(content_sequence_for_stage(c, "awareness")->name, "awareness-basics");
+	content_unref(c);
+}
+
+static void test_empty_condition_is_refused(void **state)
+{
+	expect_seq_error(*state, SEQ_HEAD_WITH("  \"when\": {},\n"), 5,
+			 "sequence: an empty condition");
+	expect_seq_error(*state,
+			 SEQ_HEAD "    { \"id\": \"two\", \"delay\": \"3d\", \"template\": "
+				  "\"awareness/two-jobs.md\",\n"
+				  "      \"when\": {} }\n" /* 8 */
+				  "  ]\n"
+				  "}\n",
+			 8, "step 2: an empty condition");
+	expect_seq_error(*state,
+			 SEQ_HEAD "    { \"id\": \"two\", \"delay\": \"3d\", \"template\": "
+				  "\"awareness/two-jobs.md\",\n"
+				  "      \"when\": {\"colour\": \"blue\"} }\n" /* 8 */
+				  "  ]\n"
+				  "}\n",
+			 8, "step 2: unknown key \"colour\"");
+}
+
+static void test_unless_naming_a_missing_step_names_file_and_line(void **state)
+{
+	expect_seq_error(*state,
+			 SEQ_HEAD "    { \"id\": \"two\", \"delay\": \"3d\", \"template\": "
+				  "\"awareness/two-jobs.md\",\n"
+				  "      \"unless\": {\"clicked\": \"nope\"} }\n" /* 8 */
+				  "  ]\n"
+				  "}\n",
+			 8, "step 2: \"nope\" names no step of this sequence");
+	expect_seq_error(*state,
+			 SEQ_HEAD "    { \"id\": \"two\", \"delay\": \"3d\", \"template\": "
+				  "\"awareness/two-jobs.md\",\n"
+				  "      \"when\": {\"opened\": \"Welcome\"} }\n" /* 8 */
+				  "  ]\n"
+				  "}\n",
+			 8, "step 2: \"Welcome\" names no step of this sequence");
+}
+
+static void test_step_conditions_on_earlier_steps_load(void **state)
+{
+	struct fixture *f = *state;
+	put(f, "sequences/awareness-basics.json",
+	    SEQ_HEAD "    { \"id\": \"two\", \"delay\": \"3d\", \"template\": "
+		     "\"awareness/two-jobs.md\",\n"
+		     "      \"when\": {\"opened\": \"welcome\"}, \"unless\": {\"clicked\": "
+		     "\"welcome\"} }\n"
+		     "  ]\n"
+		     "}\n",
+	    NULL, 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (!c)
+		fail_msg("expected the content to load, got \"%s\"", f->err);
+	const struct content_step *st = &content_sequence(c, "awareness-basics")->steps[1];
+	assert_string_equal(st->when->opened, "welcome");
+	assert_string_equal(st->unless->clicked, "welcome");
+	assert_null(content_sequence(c, "awareness-basics")->steps[0].when);
+	content_unref(c);
+}
+
+static void test_variants_with_one_entry_are_refused(void **state)
+{
+	expect_seq_error(*state,
+			 SEQ_HEAD "    { \"id\": \"two\", \"delay\": \"3d\",\n"
+				  "      \"variants\": [\"awareness/two-jobs.md\"] }\n" /* 8 */
+				  "  ]\n"
+				  "}\n",
+			 8, "step 2: \"variants\" is a list of at least two templates");
+}
+
+static void test_template_and_variants_together_are_refused(void **state)
+{
+	expect_seq_error(*state,
+			 SEQ_HEAD "    { \"id\": \"two\", \"delay\": \"3d\",\n" /* 7 */
+				  "      \"template\": \"awareness/two-jobs.md\",\n"
+				  "      \"variants\": [\"awareness/two-jobs.md\", "
+				  "\"awareness/welcome.md\"] }\n"
+				  "  ]\n"
+				  "}\n",
+			 7, "step 2: give either \"template\" or \"variants\"");
+}
+
+static void test_variants_load_in_order(void **state)
+{
+	struct fixture *f = *state;
+	put(f, "sequences/awareness-basics.json",
+	    SEQ_HEAD "    { \"id\": \"two\", \"delay\": \"3d\",\n"
+		     "      \"variants\": [\"awareness/two-jobs.md\", \"awareness/welcome.md\"] }\n"
+		     "  ]\n"
+		     "}\n",
+	    NULL, 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (!c)
+		fail_msg("expected the content to load, got \"%s\"", f->err);
+	const struct content_step *st = &content_sequence(c, "awareness-basics")->steps[1];
+	assert_int_equal(st->nvariants, 2);
+	assert_string_equal(st->variants[0]->path, "awareness/two-jobs.md");
+	assert_string_equal(st->variants[1]->path, "awareness/welcome.md");
+	assert_ptr_equal(st->tpl, st->variants[0]);
+	assert_int_equal(content_sequence(c, "awareness-basics")->steps[0].nvariants, 1);
+	content_unref(c);
+}
+
+static void test_track_must_be_a_bool(void **state)
+{
+	struct fixture *f = *state;
+	expect_seq_error(f, SEQ_HEAD_WITH("  \"track\": \"yes\",\n"), 5,
+			 "\"track\" must be true or false");
+	put(f, "sequences/awareness-basics.json", SEQ_HEAD_WITH("  \"track\": false,\n"), NULL, 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (!c)
+		fail_msg("expected the content to load, got \"%s\"", f->err);
+	assert_false(content_sequence(c, "awareness-basics")->track);
+	content_unref(c);
+}
+
+/* ---- content_variant ------------------------------------------------------------------ */
+
+static void test_variant_is_stable_for_an_address_in_any_case(void **state)
+{
+	const struct content_template *tpls[2] = { NULL, NULL };
+	struct content_step step = { .id = "two", .variants = tpls, .nvariants = 2 };
+	(void)state;
+	for (int i = 0; i < 50; i++) {
+		char lower[64], upper[64];
+		snprintf(lower, sizeof(lower), "lead%d@example.com", i);
+		snprintf(upper, sizeof(upper), "LEAD%d@Example.COM", i);
+		size_t a = content_variant(&step, lower), b = content_variant(&step, upper);
+		if (a != b)
+			fail_msg("expected %s and %s to get the same variant, got %zu and %zu",
+				 lower, upper, a, b);
+		if (content_variant(&step, lower) != a)
+			fail_msg("expected %s to get variant %zu again", lower, a);
+		if (a >= 2)
+			fail_msg("expected a variant below 2, got %zu", a);
+	}
+	step.nvariants = 1;
+	assert_int_equal(content_variant(&step, "maya@example.org"), 0);
+}
+
+static void test_variants_spread_evenly_over_many_addresses(void **state)
+{
+	const struct content_template *tpls[2] = { NULL, NULL };
+	struct content_step step = { .id = "two", .variants = tpls, .nvariants = 2 };
+	size_t count[2] = { 0, 0 };
+	(void)state;
+	for (int i = 0; i < 1000; i++) {
+		char email[64];
+		snprintf(email, sizeof(email), "person.%d@company%d.example", i, i % 7);
+		count[content_variant(&step, email)]++;
+	}
+	if (count[0] < 400 || count[0] > 600 || count[1] < 400 || count[1] > 600)
+		fail_msg("expected each variant to get 400 to 600 of 1000 addresses, got %zu and "
+			 "%zu",
+			 count[0], count[1]);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -613,6 +1098,39 @@ int main(void)
 		T(test_missing_journey_is_reported),
 		T(test_badly_named_sequence_file_is_refused),
 		T(test_files_that_are_not_sequences_are_ignored),
+		T(test_journey_with_rules_loads),
+		T(test_rule_with_an_unknown_on_names_its_line),
+		T(test_score_rule_without_at_least_names_its_line),
+		T(test_click_rule_without_a_tag_names_its_line),
+		T(test_click_rule_on_a_tag_no_link_carries_names_its_line),
+		T(test_move_to_an_unknown_stage_names_its_line),
+		T(test_rule_with_both_move_to_and_action_names_its_line),
+		T(test_rule_with_neither_move_to_nor_action_names_its_line),
+		T(test_rule_with_a_bad_action_names_its_line),
+		T(test_rule_from_an_unknown_stage_names_its_line),
+		T(test_finished_rule_naming_no_sequence_names_its_line),
+		T(test_event_rule_without_a_kind_names_its_line),
+		T(test_stage_no_rule_reaches_is_named),
+		T(test_score_points_must_be_whole_numbers),
+		T(test_score_of_an_unknown_kind_syntax_names_its_line),
+		T(test_undeclared_attribute_in_a_body_names_file_and_line),
+		T(test_undeclared_attribute_a_section_tests_names_file_and_line),
+		T(test_undeclared_attribute_in_front_matter_names_its_real_line),
+		T(test_declared_attribute_loads),
+		T(test_bad_from_address_names_file_and_line),
+		T(test_good_from_address_loads),
+		T(test_opt_out_with_a_line_break_names_file_and_line),
+		T(test_sequence_when_on_opened_or_clicked_is_refused),
+		T(test_sequence_when_on_tag_attr_or_event_loads),
+		T(test_empty_condition_is_refused),
+		T(test_unless_naming_a_missing_step_names_file_and_line),
+		T(test_step_conditions_on_earlier_steps_load),
+		T(test_variants_with_one_entry_are_refused),
+		T(test_template_and_variants_together_are_refused),
+		T(test_variants_load_in_order),
+		T(test_track_must_be_a_bool),
+		cmocka_unit_test(test_variant_is_stable_for_an_address_in_any_case),
+		cmocka_unit_test(test_variants_spread_evenly_over_many_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

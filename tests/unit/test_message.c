@@ -815,6 +815,119 @@ static void test_message_id_uses_the_sender_domain_and_is_unique(void **state)
 	free(c);
 }
 
+/* ---- threading and unsubscribe headers ---- */
+
+static void test_in_reply_to_and_references_appear_once_with_the_given_ids(void **state)
+{
+	struct message_spec spec = base_spec();
+	struct parsed m;
+	char *v;
+	(void)state;
+	spec.in_reply_to = "<t1.aaa@example.com>";
+	spec.references = "<t1.aaa@example.com> <t2.bbb@example.com>";
+	build(&spec, &m);
+	if (header_count(&m, "In-Reply-To") != 1 || header_count(&m, "References") != 1)
+		fail_msg("expected one In-Reply-To and one References, got %d and %d in:\n%s",
+			 header_count(&m, "In-Reply-To"), header_count(&m, "References"),
+			 m.headers);
+	assert_string_equal(v = header(&m, "In-Reply-To"), "<t1.aaa@example.com>");
+	free(v);
+	assert_string_equal(v = header(&m, "References"),
+			    "<t1.aaa@example.com> <t2.bbb@example.com>");
+	free(v);
+	parsed_free(&m);
+
+	/* NULL or "" leaves them out. */
+	spec = base_spec();
+	spec.in_reply_to = "";
+	spec.references = NULL;
+	build(&spec, &m);
+	assert_int_equal(header_count(&m, "In-Reply-To"), 0);
+	assert_int_equal(header_count(&m, "References"), 0);
+	parsed_free(&m);
+}
+
+static void test_crlf_in_threading_and_unsubscribe_values_cannot_inject_a_header(void **state)
+{
+	struct message_spec spec = base_spec();
+	struct parsed m;
+	(void)state;
+	spec.in_reply_to = "<t1.aaa@example.com>\r\nBcc: evil@example.com";
+	spec.references = "<t1.aaa@example.com>\nX-Evil: 1\r\n\r\nbody";
+	spec.unsubscribe_url = "https://t.example/u/abc\r\nBcc: evil2@example.com";
+	spec.unsubscribe_mailto = "mailto:u@example.com\nX-Evil-Too: 1";
+	build(&spec, &m);
+	static const char *const bad[] = { "Bcc:", "X-Evil:", "X-Evil-Too:", "body" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (raw_line_starts_with(m.raw, bad[i]))
+			fail_msg("a line starts with \"%s\" in\n%s", bad[i], m.raw);
+	assert_int_equal(header_count(&m, "Bcc"), 0);
+	assert_int_equal(header_count(&m, "X-Evil"), 0);
+	assert_int_equal(header_count(&m, "In-Reply-To"), 1);
+	assert_int_equal(header_count(&m, "References"), 1);
+	char *v = header(&m, "In-Reply-To");
+	assert_string_equal(v, "<t1.aaa@example.com>  Bcc: evil@example.com");
+	free(v);
+	/* The body is still the one given. */
+	char *text = part_body(&m, "text/plain"), *want = crlf(spec.text);
+	assert_string_equal(text, want);
+	free(text);
+	free(want);
+	parsed_free(&m);
+}
+
+static void test_list_unsubscribe_offers_https_and_mailto_with_one_click(void **state)
+{
+	struct message_spec spec = base_spec();
+	struct parsed m;
+	char *v;
+	(void)state;
+	spec.unsubscribe_url = "https://t.example/u/abc123";
+	spec.unsubscribe_mailto = "mailto:unsub+abc123@example.com";
+	build(&spec, &m);
+	if (header_count(&m, "List-Unsubscribe") != 1 ||
+	    header_count(&m, "List-Unsubscribe-Post") != 1)
+		fail_msg("expected one List-Unsubscribe and one List-Unsubscribe-Post, got %d and "
+			 "%d in:\n%s",
+			 header_count(&m, "List-Unsubscribe"),
+			 header_count(&m, "List-Unsubscribe-Post"), m.headers);
+	assert_string_equal(v = header(&m, "List-Unsubscribe"),
+			    "<https://t.example/u/abc123>, <mailto:unsub+abc123@example.com>");
+	free(v);
+	assert_string_equal(v = header(&m, "List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
+	free(v);
+	parsed_free(&m);
+
+	/* Without a mailto target: the https one alone, still one-click. */
+	spec.unsubscribe_mailto = NULL;
+	build(&spec, &m);
+	assert_string_equal(v = header(&m, "List-Unsubscribe"), "<https://t.example/u/abc123>");
+	free(v);
+	assert_string_equal(v = header(&m, "List-Unsubscribe-Post"), "List-Unsubscribe=One-Click");
+	free(v);
+	parsed_free(&m);
+}
+
+static void test_no_list_unsubscribe_headers_without_an_unsubscribe_url(void **state)
+{
+	struct message_spec spec = base_spec();
+	struct parsed m;
+	(void)state;
+	spec.unsubscribe_url = NULL;
+	spec.unsubscribe_mailto = NULL;
+	build(&spec, &m);
+	assert_int_equal(header_count(&m, "List-Unsubscribe"), 0);
+	assert_int_equal(header_count(&m, "List-Unsubscribe-Post"), 0);
+	assert_false(raw_line_starts_with(m.raw, "List-Unsubscribe"));
+	parsed_free(&m);
+
+	spec.unsubscribe_url = "";
+	build(&spec, &m);
+	assert_int_equal(header_count(&m, "List-Unsubscribe"), 0);
+	assert_int_equal(header_count(&m, "List-Unsubscribe-Post"), 0);
+	parsed_free(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -838,6 +951,11 @@ int main(void)
 		cmocka_unit_test(test_address_is_taken_from_a_mailbox),
 		cmocka_unit_test(test_address_refuses_what_is_not_one),
 		cmocka_unit_test(test_message_id_uses_the_sender_domain_and_is_unique),
+		cmocka_unit_test(test_in_reply_to_and_references_appear_once_with_the_given_ids),
+		cmocka_unit_test(
+			test_crlf_in_threading_and_unsubscribe_values_cannot_inject_a_header),
+		cmocka_unit_test(test_list_unsubscribe_offers_https_and_mailto_with_one_click),
+		cmocka_unit_test(test_no_list_unsubscribe_headers_without_an_unsubscribe_url),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

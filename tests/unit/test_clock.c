@@ -1054,10 +1054,10 @@ static void test_unknown_zones_are_errors_that_name_them(void **state)
 	expect_zone_error("Europe", "unknown time zone \"Europe\"");
 	expect_zone_error("", "unknown time zone \"\"");
 	expect_zone_error(NULL, "no time zone");
-	/* A file under zoneinfo that is not TZif. */
+	/* A file under zoneinfo that is not a zone is refused by name, before it is read
+	 * (corrupt TZif data is refused by the parser: see the clock_zone_parse tests). */
 	if (access("/usr/share/zoneinfo/leapseconds", R_OK) == 0)
-		expect_zone_error("leapseconds",
-				  "time zone \"leapseconds\": corrupt zoneinfo data: not a TZif");
+		expect_zone_error("leapseconds", "unknown time zone \"leapseconds\"");
 }
 
 static void test_leap_second_zones_are_refused(void **state)
@@ -1065,7 +1065,7 @@ static void test_leap_second_zones_are_refused(void **state)
 	(void)state;
 	if (access("/usr/share/zoneinfo/right/UTC", R_OK) != 0)
 		skip();
-	expect_zone_error("right/UTC", "leap seconds (a right/ zone) are not supported");
+	expect_zone_error("right/UTC", "unknown time zone \"right/UTC\"");
 }
 
 static void test_a_null_zone_is_utc(void **state)

@@ -33,9 +33,9 @@ static const char *const content_cond_keys[] = {
 	"tag", "attr", "opened", "clicked", "event", NULL
 };
 static const char *const content_sender_keys[] = { "company", "postal_address", NULL };
-static const char *const content_sequence_keys[] = { "stage", "mode",  "description",
-						     "steps", "from",  "opt_out",
-						     "when",  "track", NULL };
+static const char *const content_sequence_keys[] = { "stage",  "mode",     "description", "steps",
+						     "from",   "opt_out",  "when",        "track",
+						     "window", "timezone", NULL };
 static const char *const content_step_keys[] = { "id",   "delay",  "template", "variants",
 						 "when", "unless", NULL };
 
@@ -659,6 +659,27 @@ static int content_load_sequence(struct content *c, struct content_sequence *seq
 			  "sequence: \"opt_out\" is one line");
 		goto out;
 	}
+	const char *window = NULL, *tz = "";
+	if (json_get_string(d, root, "window", false, &window, err, errlen) ||
+	    json_get_string(d, root, "timezone", false, &tz, err, errlen))
+		goto out;
+	if (window) {
+		char why[256];
+		seq->window = xcalloc(1, sizeof(*seq->window));
+		if (clock_window_parse(window, seq->window, why, sizeof(why)) != 0) {
+			json_errf(d, cJSON_GetObjectItemCaseSensitive(root, "window"), err, errlen,
+				  "sequence: \"window\": %s", why);
+			goto out;
+		}
+	}
+	if (*tz && !clock_tz_valid(tz)) {
+		json_errf(d, cJSON_GetObjectItemCaseSensitive(root, "timezone"), err, errlen,
+			  "sequence: unknown time zone \"%s\" (an IANA name such as "
+			  "\"Europe/Berlin\")",
+			  tz);
+		goto out;
+	}
+	seq->timezone = xstrdup(tz);
 	seq->track = seq->mode == CONTENT_NURTURE;
 	if (json_get_bool(d, root, "track", &seq->track, err, errlen))
 		goto out;
@@ -869,6 +890,8 @@ void content_unref(struct content *c)
 		free(s->from);
 		free(s->opt_out);
 		free(s->file);
+		free(s->window);
+		free(s->timezone);
 		content_cond_free(s->when);
 	}
 	for (size_t i = 0; i < c->nrules; i++) {

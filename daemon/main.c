@@ -335,6 +335,7 @@ static int main_run(const char *path)
 		log_err("dripd: the loop still had handles at exit");
 	store_close(d.store);
 	token_keys_free(d.keys);
+	clock_zones_free();
 	content_unref(d.content);
 	config_free(d.cfg);
 	return 0;

@@ -26,6 +26,7 @@
  */
 
 #define SCHED_CLAIM_MAX 64
+#define SCHED_JITTER 600 /* business seconds of spread at a window's opening */
 #define SCHED_RETRY_MS 1000 /* machine time before a claim is tried again */
 
 struct sched {
@@ -275,6 +276,37 @@ static void sched_skip(struct sched *s, const struct touch *t, const char *why, 
 		log_info("sched: touch %lld %s/%s %s", (long long)t->id, t->sequence, t->step, why);
 }
 
+/*
+ * When touch `t` may go: now when its sequence has no window or now is inside it, else the
+ * window's next opening in the lead's zone (then the sequence's, then the config's), plus a
+ * per-lead jitter of up to SCHED_JITTER seconds so a thousand leads do not all go at 09:00.
+ */
+static int64_t sched_window_opens(struct sched *s, const struct lead *lead, const struct touch *t,
+				  int64_t now)
+{
+	const struct content_sequence *seq = content_sequence(s->content, t->sequence);
+	const struct clock_zone *z = NULL;
+	char err[256];
+	if (!seq || !seq->window)
+		return now;
+	const char *names[] = { lead->tz, seq->timezone, s->cfg->timezone };
+	for (size_t i = 0; i < 3 && !z; i++) {
+		if (!names[i] || !*names[i])
+			continue;
+		if (!(z = clock_zone_get(names[i], err, sizeof(err))))
+			log_warn("sched: %s: %s", lead->email, err);
+	}
+	int64_t opens = clock_window_next(seq->window, z, now);
+	if (opens <= now)
+		return now;
+	uint64_t h = 1469598103934665603ULL;
+	for (const char *p = lead->email; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	int64_t at = opens + (int64_t)(h % SCHED_JITTER);
+	/* The jitter never pushes a touch past the window's end. */
+	return clock_window_next(seq->window, z, at) == at ? at : opens;
+}
+
 /* Builds the job for a claimed touch and hands it over, or finishes it with the reason. */
 static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 {
@@ -311,6 +343,15 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 	}
 	if (!send) {
 		sched_skip(s, &t, err, now);
+		goto out;
+	}
+	int64_t opens = sched_window_opens(s, &lead, &t, now);
+	if (opens > now) {
+		if (store_touch_postpone(s->store, t.id, opens, now) != 0)
+			log_err("sched: cannot postpone touch %lld", (long long)t.id);
+		else
+			log_debug("sched: touch %lld waits %llds for its send window",
+				  (long long)t.id, (long long)(opens - now));
 		goto out;
 	}
 	if (sched_compose(s->store, s->content, s->cfg, s->keys, &lead, &t, now, &mail, err,

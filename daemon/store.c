@@ -138,6 +138,7 @@ enum store_stmt_id {
 	STMT_TOUCH_FINISH,
 	STMT_TOUCH_DEFER,
 	STMT_TOUCH_RELEASE,
+	STMT_TOUCH_POSTPONE,
 	STMT_RECOVER_QUEUED,
 	STMT_RECOVER_SENDING,
 	STMT_EVENT_ADD,
@@ -217,6 +218,9 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 			      "WHERE id = ?1 AND state IN ('pending', 'queued', 'sending')",
 	[STMT_TOUCH_DEFER] = "UPDATE touches SET state = 'pending', due_at = ?2, last_error = ?3, "
 			     "updated_at = ?4 WHERE id = ?1 AND state = 'sending'",
+	[STMT_TOUCH_POSTPONE] =
+		"UPDATE touches SET state = 'pending', due_at = ?2, updated_at = ?3 "
+		"WHERE id = ?1 AND state = 'queued'",
 	[STMT_TOUCH_RELEASE] = "UPDATE touches SET state = 'pending' "
 			       "WHERE id = ?1 AND state = 'queued'",
 	[STMT_RECOVER_QUEUED] = "UPDATE touches SET state = 'pending' WHERE state = 'queued'",
@@ -1177,6 +1181,17 @@ int store_touch_resolve(struct store *st, int64_t id, const char *state, int64_t
 		return DRIP_ESTORE;
 	sqlite3_bind_int64(s, 1, id);
 	store_bind_text(s, 2, state);
+	sqlite3_bind_int64(s, 3, now);
+	return store_touch_update(st, s);
+}
+
+int store_touch_postpone(struct store *st, int64_t id, int64_t due_at, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_POSTPONE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, due_at);
 	sqlite3_bind_int64(s, 3, now);
 	return store_touch_update(st, s);
 }

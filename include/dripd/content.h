@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dripd/clock.h"
+
 /*
  * A content snapshot is loaded and validated whole, then never changes: a reload builds a
  * new one and swaps the pointer, so a bad edit is refused while the old snapshot runs on.
@@ -59,6 +61,8 @@ struct content_sequence {
 	char *opt_out; /* prospect mode: the human opt-out line */
 	bool track; /* pixel and click-tracked links (default: nurture yes, prospect no) */
 	struct content_cond *when; /* which of a stage's sequences a lead gets; NULL: any */
+	struct clock_window *window; /* when mail may go, in the lead's zone; NULL: any time */
+	char *timezone; /* the zone for leads without one; "": the config's */
 	struct content_step *steps;
 	size_t nsteps;
 	int line_of_stage; /* for errors found after loading */

@@ -131,6 +131,8 @@ int store_touch_finish(struct store *st, int64_t id, const char *state, const ch
 /* sending -> pending again at `due_at` (a temporary failure), with the reason. */
 int store_touch_defer(struct store *st, int64_t id, int64_t due_at, const char *reason,
 		      int64_t now);
+/* queued -> pending, due at `due_at` (outside its send window: waits for the opening). */
+int store_touch_postpone(struct store *st, int64_t id, int64_t due_at, int64_t now);
 /* queued -> pending (a claimed touch that was not handed over, at drain). */
 int store_touch_release(struct store *st, int64_t id);
 /*

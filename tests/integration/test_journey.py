@@ -341,3 +341,71 @@ def test_stats_show_the_funnel_and_each_variant_of_a_step(daemon_factory, tmp_pa
     assert funnel["consideration"] == 12 and sum(funnel.values()) == 12
     human = d.ctl_raw("stats")
     assert human.returncode == 0 and "aware/four" in human.stdout and "funnel" in human.stdout
+
+
+def advance_to(d, iso):
+    """Moves the test clock forward to the UTC instant `iso` ("2027-03-27T12:00:00Z")."""
+    import calendar
+    now = calendar.timegm(time.strptime(d.ctl("status")["now"], "%Y-%m-%dT%H:%M:%SZ"))
+    target = calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
+    assert target > now, f"{iso} is in the test clock's past"
+    d.advance(f"{target - now}s")
+
+
+def utc(iso):
+    import calendar
+    return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+WINDOWED = dict(JOURNEY)
+WINDOWED["sequences/aware.json"] = json.dumps({
+    "stage": "awareness", "mode": "nurture",
+    "window": "mon-fri 09:00-17:00", "timezone": "Europe/Berlin",
+    "steps": [{"id": "one", "delay": "0d", "template": "a/one.md"},
+              {"id": "two", "delay": "1d", "template": "a/two.md"}],
+})
+
+
+def test_send_windows_follow_each_leads_zone_across_a_dst_change(daemon_factory, tmp_path):
+    content = write_content(tmp_path / "content", WINDOWED)
+    d = daemon_factory(content=content).start()
+    # Saturday 2027-03-27 12:00 UTC; Europe moves its clocks on Sunday the 28th, New York
+    # already did on the 14th.
+    advance_to(d, "2027-03-27T12:00:00Z")
+    d.ctl("lead", "add", "berlin@example.org", "--tz", "Europe/Berlin")
+    d.ctl("lead", "add", "ny@example.org", "--tz", "America/New_York")
+    d.ctl("lead", "add", "nozone@example.org")  # falls back to the sequence's Berlin
+    time.sleep(0.5)
+    assert d.messages() == [], "mail went out on a Saturday"
+    due = {e: utc(d.ctl("lead", "show", e)["touches"][0]["due_at"])
+           for e in ("berlin@example.org", "ny@example.org", "nozone@example.org")}
+    # Monday 09:00 CEST is 07:00 UTC (not 08:00: the clocks moved); 09:00 EDT is 13:00 UTC;
+    # each plus at most ten minutes of jitter.
+    for e, opening in (("berlin@example.org", "2027-03-29T07:00:00Z"),
+                       ("nozone@example.org", "2027-03-29T07:00:00Z"),
+                       ("ny@example.org", "2027-03-29T13:00:00Z")):
+        assert utc(opening) <= due[e] < utc(opening) + 600, (e, due[e] - utc(opening))
+    advance_to(d, "2027-03-29T07:10:00Z")
+    settle(d, 2)
+    assert sorted(m["To"].addresses[0].addr_spec for m in d.messages()) == \
+        ["berlin@example.org", "nozone@example.org"]
+    advance_to(d, "2027-03-29T13:10:00Z")
+    settle(d, 3)
+    # The second step is due a day later, inside the window on Tuesday: no wait; finishing
+    # the sequence then moves each lead on to consideration's (unwindowed) first step.
+    advance_to(d, "2027-03-30T13:11:00Z")
+    settle(d, 9)
+    assert [m["Subject"] for m in d.messages()].count("Two") == 3
+
+
+def test_a_bad_window_or_zone_is_refused_with_its_line(daemon_factory, tmp_path):
+    content = write_content(tmp_path / "content", WINDOWED)
+    d = daemon_factory(content=content)
+    seq = json.loads(WINDOWED["sequences/aware.json"])
+    for key, value, want in (("window", "mon-fri 17:00-09:00", "window"),
+                             ("window", "someday 09:00-10:00", "window"),
+                             ("timezone", "Mars/Olympus", "unknown time zone")):
+        bad = dict(seq, **{key: value})
+        (content / "sequences/aware.json").write_text(json.dumps(bad, indent=1))
+        r = run_check(d.config_path)
+        assert r.returncode == 1 and want in r.stderr and "aware.json:" in r.stderr, r.stderr

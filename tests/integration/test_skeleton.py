@@ -397,3 +397,14 @@ def test_the_example_config_validates(tmp_path):
     # The config itself is fine; only its content folder does not exist on a test machine.
     assert r.returncode == 1
     assert "/etc/dripd/content" in r.stderr and "dripd.json:" not in r.stderr, r.stderr
+
+
+def test_the_sample_journey_passes_dripd_check(tmp_path):
+    sample = Path(__file__).resolve().parents[2] / "content"
+    cfg = tmp_path / "dripd.json"
+    cfg.write_text(json.dumps({"state_dir": "state", "content_dir": str(sample),
+                               "delivery": {"url": "maildir:M",
+                                            "from": "Ana Ruiz <ana@example.com>"}}))
+    r = run_check(cfg)
+    assert r.returncode == 0, r.stderr
+    assert "4 stages, 4 sequences, 14 steps, 14 templates" in r.stdout

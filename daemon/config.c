@@ -32,6 +32,8 @@ static const char *const config_delivery_keys[] = { "url",
 						    "retry_min",
 						    "retry_max",
 						    "give_up",
+						    "per_day",
+						    "min_gap",
 						    NULL };
 static const char *const config_tracking_keys[] = { "listen", "base_url", "secret_file", NULL };
 static const char *const config_inbox_keys[] = { "url", "username", "password_file", "poll", NULL };
@@ -159,7 +161,10 @@ static int config_delivery(struct config *cfg, const struct json_doc *d, const c
 				    errlen)) ||
 	    (rc = json_get_duration(d, o, "retry_min", &cfg->delivery.retry_min, err, errlen)) ||
 	    (rc = json_get_duration(d, o, "retry_max", &cfg->delivery.retry_max, err, errlen)) ||
-	    (rc = json_get_duration(d, o, "give_up", &cfg->delivery.give_up, err, errlen)))
+	    (rc = json_get_duration(d, o, "give_up", &cfg->delivery.give_up, err, errlen)) ||
+	    (rc = json_get_int(d, o, "per_day", 0, 1000000000, &cfg->delivery.per_day, err,
+			       errlen)) ||
+	    (rc = json_get_duration(d, o, "min_gap", &cfg->delivery.min_gap, err, errlen)))
 		return rc;
 	if (cfg->delivery.connect_timeout < 1 || cfg->delivery.reply_timeout < 1 ||
 	    cfg->delivery.transfer_timeout < 1)

@@ -25,8 +25,8 @@
 
 #define CONTENT_MAX_FILE (1 << 20)
 
-static const char *const content_journey_keys[] = { "stages", "sender",     "scores",
-						    "rules",  "attributes", NULL };
+static const char *const content_journey_keys[] = { "stages",     "sender",     "scores", "rules",
+						    "attributes", "skip_dates", NULL };
 static const char *const content_rule_keys[] = { "on",   "at_least", "tag",    "sequence", "kind",
 						 "from", "move_to",  "action", NULL };
 static const char *const content_cond_keys[] = {
@@ -359,6 +359,18 @@ static int content_load_rule(struct content *c, struct content_rule *r, const st
 	return 0;
 }
 
+static int content_int_cmp(const void *a, const void *b)
+{
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+bool content_skip_date(const struct content *c, int32_t yyyymmdd)
+{
+	return c->nskip_dates &&
+	       bsearch(&yyyymmdd, c->skip_dates, c->nskip_dates, sizeof(int32_t), content_int_cmp);
+}
+
 static int content_load_journey(struct content *c, char *err, size_t errlen)
 {
 	char *file = xasprintf("%s/journey.json", c->dir);
@@ -429,6 +441,31 @@ static int content_load_journey(struct content *c, char *err, size_t errlen)
 	    !(c->attributes = content_string_list(d, attrs, "journey: \"attributes\"",
 						  &c->nattributes, err, errlen)))
 		goto out;
+	const cJSON *skips = cJSON_GetObjectItemCaseSensitive(root, "skip_dates");
+	if (skips) {
+		if (!cJSON_IsArray(skips)) {
+			json_errf(d, skips, err, errlen,
+				  "journey: \"skip_dates\" is a list of dates such as "
+				  "\"2026-12-25\"");
+			goto out;
+		}
+		c->skip_dates = xcalloc((size_t)cJSON_GetArraySize(skips) + 1, sizeof(int32_t));
+		cJSON_ArrayForEach(s, skips)
+		{
+			int y, mo, dd, n = 0;
+			if (!cJSON_IsString(s) ||
+			    sscanf(s->valuestring, "%4d-%2d-%2d%n", &y, &mo, &dd, &n) != 3 ||
+			    s->valuestring[n] != '\0' || n != 10 || mo < 1 || mo > 12 || dd < 1 ||
+			    dd > 31) {
+				json_errf(d, s, err, errlen,
+					  "journey: a skip date is written YYYY-MM-DD, e.g. "
+					  "\"2026-12-25\"");
+				goto out;
+			}
+			c->skip_dates[c->nskip_dates++] = y * 10000 + mo * 100 + dd;
+		}
+		qsort(c->skip_dates, c->nskip_dates, sizeof(int32_t), content_int_cmp);
+	}
 	if ((rules = cJSON_GetObjectItemCaseSensitive(root, "rules"))) {
 		if (!cJSON_IsArray(rules)) {
 			json_errf(d, rules, err, errlen, "journey: \"rules\" must be a list");
@@ -905,6 +942,7 @@ void content_unref(struct content *c)
 		free(r->from);
 	}
 	free(c->rules);
+	free(c->skip_dates);
 	for (size_t i = 0; i < c->nscores; i++)
 		free(c->scores[i].kind);
 	free(c->scores);

@@ -199,6 +199,7 @@ static int control_status(struct dripd *d, const cJSON *args, cJSON *result, cha
 				(double)((clock_mono_ms() - d->started_mono_ms) / 1000));
 	control_add_time(result, "now", now);
 	cJSON_AddBoolToObject(result, "test_clock", d->clock.test);
+	cJSON_AddBoolToObject(result, "paused", d->sched && sched_paused(d->sched));
 	if (d->clock.test)
 		cJSON_AddNumberToObject(result, "clock_rate", d->clock.rate);
 	cJSON_AddNumberToObject(result, "leads", (double)st.leads);
@@ -738,10 +739,83 @@ static int control_touch_resolve(struct dripd *d, const cJSON *args, cJSON *resu
 	return rc;
 }
 
+/* The global pause, kept in the database so it survives a restart. */
+static int control_set_paused(struct dripd *d, bool paused, cJSON *result, char *err, size_t errlen)
+{
+	int rc = store_setting_set(d->store, DRIPD_PAUSED_SETTING, paused);
+	if (rc)
+		return errf(err, errlen, rc, "cannot record the pause");
+	if (d->sched)
+		sched_set_paused(d->sched, paused);
+	log_info("control: sending %s", paused ? "paused" : "resumed");
+	cJSON_AddBoolToObject(result, "paused", paused);
+	return 0;
+}
+
+static int control_pause(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			 size_t errlen)
+{
+	(void)args;
+	return control_set_paused(d, true, result, err, errlen);
+}
+
+static int control_resume(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			  size_t errlen)
+{
+	(void)args;
+	return control_set_paused(d, false, result, err, errlen);
+}
+
+/* A paused lead's touches wait (they are not claimed) until it is resumed. */
+static int control_lead_set_status(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+				   size_t errlen, const char *from, const char *to)
+{
+	struct lead lead;
+	int rc = control_lead(d, args, &lead, err, errlen);
+	if (rc)
+		return rc;
+	if (strcmp(lead.status, from) != 0) {
+		rc = errf(err, errlen, DRIP_EINVALID, "lead %s is %s, not %s", lead.email,
+			  lead.status, from);
+	} else if ((rc = store_begin(d->store)) == 0) {
+		cJSON *detail = cJSON_CreateObject();
+		cJSON_AddStringToObject(detail, "status", to);
+		char *json = cJSON_PrintUnformatted(detail);
+		int64_t now = clock_now(&d->clock);
+		rc = store_lead_set_status(d->store, lead.id, to, now);
+		if (rc == 0)
+			rc = store_event_add(d->store, lead.id, 0,
+					     strcmp(to, "paused") == 0 ? "pause" : "resume", now,
+					     json);
+		cJSON_free(json);
+		cJSON_Delete(detail);
+		if ((rc = control_finish(d, rc, err, errlen)) == 0)
+			control_add_lead(d, result, lead.id);
+	}
+	store_lead_clear(&lead);
+	return rc;
+}
+
+static int control_lead_pause(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			      size_t errlen)
+{
+	return control_lead_set_status(d, args, result, err, errlen, "active", "paused");
+}
+
+static int control_lead_resume(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			       size_t errlen)
+{
+	return control_lead_set_status(d, args, result, err, errlen, "paused", "active");
+}
+
 /* clang-format off */
 const struct control_cmd control_cmds[] = {
 	{ "status", "status", "what the daemon is doing: leads, touches by state, next due",
 	  0, { { 0 } }, control_status },
+	{ "pause", "pause", "stop handing messages to the sender threads (kept across restarts)",
+	  CONTROL_CHANGES_STATE, { { 0 } }, control_pause },
+	{ "resume", "resume", "resume sending after a pause", CONTROL_CHANGES_STATE, { { 0 } },
+	  control_resume },
 	{ "lead.add", "lead add", "add a lead and enrol it in its stage's sequence",
 	  CONTROL_CHANGES_STATE,
 	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
@@ -757,6 +831,12 @@ const struct control_cmd control_cmds[] = {
 	  control_lead_add },
 	{ "lead.show", "lead show", "a lead's profile, touches and timeline of events",
 	  0, { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" } }, control_lead_show },
+	{ "lead.pause", "lead pause", "hold a lead's mail where it is until resumed",
+	  CONTROL_CHANGES_STATE, { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" } },
+	  control_lead_pause },
+	{ "lead.resume", "lead resume", "let a paused lead's mail go again",
+	  CONTROL_CHANGES_STATE, { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" } },
+	  control_lead_resume },
 	{ "lead.stage", "lead stage", "move a lead to a stage and enrol it in that stage's sequence",
 	  CONTROL_CHANGES_STATE,
 	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },

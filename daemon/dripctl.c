@@ -280,7 +280,9 @@ static void dripctl_print(const char *cmd, const cJSON *res)
 		       dripctl_n(t, "sent"), dripctl_n(t, "failed"), dripctl_n(t, "uncertain"));
 		dripctl_time(res, "next_due", when, sizeof(when));
 		printf("next due       %s\n", when);
-		printf("delivery       %s\n", dripctl_s(res, "delivery"));
+		printf("delivery       %s%s\n", dripctl_s(res, "delivery"),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "paused")) ? " (PAUSED)"
+										     : "");
 	} else if (strcmp(cmd, "lead.add") == 0) {
 		printf("added ");
 		dripctl_print_lead(cJSON_GetObjectItemCaseSensitive(res, "lead"));
@@ -349,6 +351,13 @@ static void dripctl_print(const char *cmd, const cJSON *res)
 			       dripctl_s(o, "email"), name, dripctl_s(o, "state"),
 			       dripctl_s(o, "last_error"));
 		}
+	} else if (strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0) {
+		printf("sending is %s\n",
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "paused")) ? "paused"
+										     : "on");
+	} else if (strcmp(cmd, "lead.pause") == 0 || strcmp(cmd, "lead.resume") == 0) {
+		const cJSON *l = cJSON_GetObjectItemCaseSensitive(res, "lead");
+		printf("%s is %s\n", dripctl_s(l, "email"), dripctl_s(l, "status"));
 	} else if (strcmp(cmd, "touch.resolve") == 0) {
 		printf("touch %.0f is %s\n", dripctl_n(res, "id"), dripctl_s(res, "state"));
 	} else if (strcmp(cmd, "clock.advance") == 0) {

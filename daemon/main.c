@@ -316,6 +316,11 @@ static int main_run(const char *path)
 	d.sched = sched_new(&loop, d.cfg, d.store, &d.clock, d.mailer);
 	sched_set_content(d.sched, d.content);
 	sched_set_keys(d.sched, d.keys);
+	int64_t paused = 0;
+	if (store_setting_get(d.store, DRIPD_PAUSED_SETTING, &paused) == 0 && paused) {
+		sched_set_paused(d.sched, true);
+		log_warn("dripd: sending is paused (dripctl resume lets it go on)");
+	}
 	if (!(d.control = control_new(&d, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	main_signal(&loop, &main_sigs.term, SIGTERM, &d);

@@ -1,4 +1,5 @@
 /* sched.c - the scheduler: due touches to messages to sender threads, one timer, no polling. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ struct sched {
 	struct mailer *mailer;
 	struct content *content;
 	const struct token_keys *keys;
+	bool paused;
 	bool draining;
 	void (*drain_cb)(void *arg);
 	void *drain_arg;
@@ -58,6 +60,22 @@ struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store 
 	uv_timer_init(loop, &s->timer);
 	s->timer.data = s;
 	return s;
+}
+
+void sched_set_paused(struct sched *s, bool paused)
+{
+	s->paused = paused;
+	if (paused) {
+		uv_timer_stop(&s->timer);
+		s->next_wake = 0;
+	} else {
+		sched_kick(s);
+	}
+}
+
+bool sched_paused(const struct sched *s)
+{
+	return s->paused;
 }
 
 void sched_set_keys(struct sched *s, const struct token_keys *keys)
@@ -277,17 +295,23 @@ static void sched_skip(struct sched *s, const struct touch *t, const char *why, 
 }
 
 /*
- * When touch `t` may go: now when its sequence has no window or now is inside it, else the
- * window's next opening in the lead's zone (then the sequence's, then the config's), plus a
- * per-lead jitter of up to SCHED_JITTER seconds so a thousand leads do not all go at 09:00.
+ * When touch `t` may go: not before min_gap after the lead's last touch, inside its
+ * sequence's send window, and not on one of journey.json's skip dates, all in the lead's
+ * zone (then the sequence's, then the config's). A touch that has to wait gets a per-lead
+ * jitter of up to SCHED_JITTER seconds so a thousand leads do not all go at 09:00:00.
  */
 static int64_t sched_window_opens(struct sched *s, const struct lead *lead, const struct touch *t,
 				  int64_t now)
 {
 	const struct content_sequence *seq = content_sequence(s->content, t->sequence);
+	const struct clock_window *w = seq ? seq->window : NULL;
 	const struct clock_zone *z = NULL;
+	int64_t from = now, last = 0;
 	char err[256];
-	if (!seq || !seq->window)
+	if (s->cfg->delivery.min_gap > 0 && store_lead_last_sent(s->store, lead->id, &last) == 0 &&
+	    last > 0 && now < last + s->cfg->delivery.min_gap)
+		from = last + s->cfg->delivery.min_gap;
+	if (!w && from == now && s->content->nskip_dates == 0)
 		return now;
 	const char *names[] = { lead->tz, seq->timezone, s->cfg->timezone };
 	for (size_t i = 0; i < 3 && !z; i++) {
@@ -296,7 +320,17 @@ static int64_t sched_window_opens(struct sched *s, const struct lead *lead, cons
 		if (!(z = clock_zone_get(names[i], err, sizeof(err))))
 			log_warn("sched: %s: %s", lead->email, err);
 	}
-	int64_t opens = clock_window_next(seq->window, z, now);
+	int64_t opens = clock_window_next(w, z, from);
+	/* Skipped dates: start again from the next local midnight. A year of them at most. */
+	for (int i = 0; i < 400; i++) {
+		struct tm tm;
+		clock_zone_local(z, opens, &tm);
+		int32_t date = (tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
+		if (!content_skip_date(s->content, date))
+			break;
+		opens = clock_window_next(
+			w, z, opens + 86400 - (tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec));
+	}
 	if (opens <= now)
 		return now;
 	uint64_t h = 1469598103934665603ULL;
@@ -304,7 +338,7 @@ static int64_t sched_window_opens(struct sched *s, const struct lead *lead, cons
 		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
 	int64_t at = opens + (int64_t)(h % SCHED_JITTER);
 	/* The jitter never pushes a touch past the window's end. */
-	return clock_window_next(seq->window, z, at) == at ? at : opens;
+	return clock_window_next(w, z, at) == at ? at : opens;
 }
 
 /* Builds the job for a claimed touch and hands it over, or finishes it with the reason. */
@@ -407,13 +441,54 @@ static void sched_arm(struct sched *s, int64_t now)
 	uv_timer_start(&s->timer, sched_timer_cb, clock_delay_ms(s->clock, due, now), 0);
 }
 
+/*
+ * How many more messages the per-hour and per-day caps allow now; when none, *refill says
+ * when the oldest send in the full window ages out (business time).
+ */
+static size_t sched_allowance(struct sched *s, int64_t now, int64_t *refill)
+{
+	static const int64_t spans[] = { 3600, 86400 };
+	const int64_t caps[] = { s->cfg->delivery.per_hour, s->cfg->delivery.per_day };
+	size_t allow = SIZE_MAX;
+	*refill = 0;
+	for (size_t i = 0; i < 2; i++) {
+		int64_t count = 0, oldest = 0;
+		if (caps[i] <= 0 || store_sent_since(s->store, now - spans[i], &count, &oldest))
+			continue;
+		if (count >= caps[i]) {
+			if (oldest + spans[i] > *refill)
+				*refill = oldest + spans[i];
+			allow = 0;
+		} else if ((size_t)(caps[i] - count) < allow) {
+			allow = (size_t)(caps[i] - count);
+		}
+	}
+	return allow;
+}
+
 static void sched_run(struct sched *s)
 {
 	int64_t ids[SCHED_CLAIM_MAX];
 	size_t n;
-	int64_t now = clock_now(s->clock);
+	int64_t now = clock_now(s->clock), refill = 0;
+	if (s->paused) {
+		s->next_wake = 0;
+		uv_timer_stop(&s->timer);
+		return; /* idle: resuming kicks the scheduler */
+	}
 	while (!s->draining && s->content && mailer_idle(s->mailer) > 0) {
-		size_t want = mailer_idle(s->mailer);
+		size_t want = mailer_idle(s->mailer), allow = sched_allowance(s, now, &refill);
+		if (allow == 0) {
+			/* A cap is full: sleep until its oldest send ages out. */
+			log_debug("sched: sending cap reached; next send at %lld",
+				  (long long)refill);
+			s->next_wake = refill;
+			uv_timer_start(&s->timer, sched_timer_cb,
+				       clock_delay_ms(s->clock, refill, now), 0);
+			return;
+		}
+		if (want > allow)
+			want = allow;
 		if (want > SCHED_CLAIM_MAX)
 			want = SCHED_CLAIM_MAX;
 		if (store_touch_claim(s->store, now, want, ids, &n) != 0) {

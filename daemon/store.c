@@ -139,6 +139,8 @@ enum store_stmt_id {
 	STMT_TOUCH_DEFER,
 	STMT_TOUCH_RELEASE,
 	STMT_TOUCH_POSTPONE,
+	STMT_LEAD_LAST_SENT,
+	STMT_SENT_SINCE,
 	STMT_RECOVER_QUEUED,
 	STMT_RECOVER_SENDING,
 	STMT_EVENT_ADD,
@@ -202,9 +204,13 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 				"SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7 WHERE EXISTS (SELECT 1 "
 				"FROM enrolments WHERE id = ?2 AND lead_id = ?1 AND "
 				"state = 'active')",
-	[STMT_TOUCH_NEXT_DUE] = "SELECT min(due_at) FROM touches WHERE state = 'pending'",
-	[STMT_TOUCH_DUE] = "SELECT id FROM touches WHERE state = 'pending' AND due_at <= ?1 "
-			   "ORDER BY due_at, id LIMIT ?2",
+	/* A paused lead's touches wait where they are: neither due nor claimed. */
+	[STMT_TOUCH_NEXT_DUE] = "SELECT min(due_at) FROM touches t WHERE state = 'pending' AND "
+				"NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = t.lead_id AND "
+				"l.status = 'paused')",
+	[STMT_TOUCH_DUE] = "SELECT id FROM touches t WHERE state = 'pending' AND due_at <= ?1 "
+			   "AND NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = t.lead_id AND "
+			   "l.status = 'paused') ORDER BY due_at, id LIMIT ?2",
 	[STMT_TOUCH_MARK_QUEUED] = "UPDATE touches SET state = 'queued', updated_at = ?2 "
 				   "WHERE id = ?1 AND state = 'pending'",
 	[STMT_TOUCH_GET] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE id = ?1",
@@ -218,6 +224,13 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 			      "WHERE id = ?1 AND state IN ('pending', 'queued', 'sending')",
 	[STMT_TOUCH_DEFER] = "UPDATE touches SET state = 'pending', due_at = ?2, last_error = ?3, "
 			     "updated_at = ?4 WHERE id = ?1 AND state = 'sending'",
+	[STMT_LEAD_LAST_SENT] = "SELECT max(sent_at) FROM touches WHERE lead_id = ?1 AND "
+				"state IN ('sent', 'sending') AND sent_at IS NOT NULL",
+	/* Touches sent or being sent since ?1, and the oldest such send (for a cap's refill).
+	 * A touch being sent counts from when it was handed over. */
+	[STMT_SENT_SINCE] = "SELECT count(*), coalesce(min(coalesce(sent_at, updated_at)), 0) "
+			    "FROM touches WHERE state IN ('sent', 'sending') AND "
+			    "coalesce(sent_at, updated_at) > ?1",
 	[STMT_TOUCH_POSTPONE] =
 		"UPDATE touches SET state = 'pending', due_at = ?2, updated_at = ?3 "
 		"WHERE id = ?1 AND state = 'queued'",
@@ -1194,4 +1207,33 @@ int store_touch_postpone(struct store *st, int64_t id, int64_t due_at, int64_t n
 	sqlite3_bind_int64(s, 2, due_at);
 	sqlite3_bind_int64(s, 3, now);
 	return store_touch_update(st, s);
+}
+
+int store_lead_last_sent(struct store *st, int64_t lead_id, int64_t *at)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEAD_LAST_SENT);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	rc = sqlite3_step(s);
+	*at = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "last sent");
+}
+
+int store_sent_since(struct store *st, int64_t since, int64_t *count, int64_t *oldest)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_SENT_SINCE);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, since);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*count = sqlite3_column_int64(s, 0);
+		*oldest = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "sent since");
 }

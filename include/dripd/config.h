@@ -31,7 +31,9 @@ struct config {
 		char *username;
 		char *password_file;
 		int64_t max_connections;
-		int64_t per_hour;
+		int64_t per_hour; /* at most this many messages in any hour of business time; 0: no cap */
+		int64_t per_day; /* the same over any rolling 24 hours */
+		int64_t min_gap; /* business seconds between two touches to the same lead */
 		int64_t connect_timeout; /* seconds to set up a connection */
 		int64_t reply_timeout; /* seconds to wait for any one server reply */
 		int64_t transfer_timeout; /* seconds for one whole message */

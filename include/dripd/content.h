@@ -112,6 +112,8 @@ struct content {
 	size_t nscores;
 	struct content_rule *rules;
 	size_t nrules;
+	int32_t *skip_dates; /* YYYYMMDD, sorted: local dates on which no mail goes */
+	size_t nskip_dates;
 	char **attributes; /* attrs.KEY a template may use */
 	size_t nattributes;
 };
@@ -131,6 +133,8 @@ const struct content_sequence *content_sequence(const struct content *c, const c
 /* The stage's default sequence: the first by name without a `when` (else the first), or NULL. */
 const struct content_sequence *content_sequence_for_stage(const struct content *c,
 							  const char *stage);
+/* Whether the local date (YYYYMMDD) is one of journey.json's skip_dates. */
+bool content_skip_date(const struct content *c, int32_t yyyymmdd);
 /* The points an event kind adds to a lead's score (0 when journey.json gives none). */
 int64_t content_score(const struct content *c, const char *kind);
 /* The variant of `step` a lead gets: a stable hash of the address and the step. */

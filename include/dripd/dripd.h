@@ -14,6 +14,8 @@
 
 /* The settings key that keeps the test clock's offset across restarts. */
 #define DRIPD_CLOCK_SETTING "clock_offset"
+/* The settings key of the global pause (dripctl pause / resume). */
+#define DRIPD_PAUSED_SETTING "paused"
 
 struct mailer;
 struct token_keys;

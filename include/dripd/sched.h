@@ -25,6 +25,9 @@ struct sched;
 
 struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store *st,
 			struct clock *clk, struct mailer *m);
+/* A global pause: nothing new is handed to the sender threads until resumed. */
+void sched_set_paused(struct sched *s, bool paused);
+bool sched_paused(const struct sched *s);
 /* The tracking secrets that sign the links of every message from now on (not owned). */
 void sched_set_keys(struct sched *s, const struct token_keys *keys);
 /* The content to render with from now on (takes a reference, drops the old one). */

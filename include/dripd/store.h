@@ -131,6 +131,10 @@ int store_touch_finish(struct store *st, int64_t id, const char *state, const ch
 /* sending -> pending again at `due_at` (a temporary failure), with the reason. */
 int store_touch_defer(struct store *st, int64_t id, int64_t due_at, const char *reason,
 		      int64_t now);
+/* When the lead's last touch went out (0 when none has). */
+int store_lead_last_sent(struct store *st, int64_t lead_id, int64_t *at);
+/* How many touches were sent or handed over after `since`, and the oldest of those times. */
+int store_sent_since(struct store *st, int64_t since, int64_t *count, int64_t *oldest);
 /* queued -> pending, due at `due_at` (outside its send window: waits for the opening). */
 int store_touch_postpone(struct store *st, int64_t id, int64_t due_at, int64_t now);
 /* queued -> pending (a claimed touch that was not handed over, at drain). */

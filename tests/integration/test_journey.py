@@ -409,3 +409,28 @@ def test_a_bad_window_or_zone_is_refused_with_its_line(daemon_factory, tmp_path)
         (content / "sequences/aware.json").write_text(json.dumps(bad, indent=1))
         r = run_check(d.config_path)
         assert r.returncode == 1 and want in r.stderr and "aware.json:" in r.stderr, r.stderr
+
+
+def test_skip_dates_and_the_minimum_gap_between_touches(daemon_factory, tmp_path):
+    files = dict(WINDOWED)
+    j = json.loads(JOURNEY["journey.json"])
+    j["skip_dates"] = ["2027-03-29", "2027-03-30"]  # Easter Monday... and one more
+    files["journey.json"] = json.dumps(j)
+    content = write_content(tmp_path / "content", files)
+    d = daemon_factory(content=content)
+    d.config["delivery"] = dict(d.config["delivery"], min_gap="3d")
+    d.write_config()
+    d.start()
+    advance_to(d, "2027-03-27T12:00:00Z")
+    d.ctl("lead", "add", "easter@example.org", "--tz", "Europe/Berlin")
+    due = utc(d.ctl("lead", "show", "easter@example.org")["touches"][0]["due_at"])
+    # Not Monday the 29th nor Tuesday the 30th: Wednesday 09:00 CEST (07:00 UTC) + jitter.
+    assert utc("2027-03-31T07:00:00Z") <= due < utc("2027-03-31T07:10:00Z"), due
+    advance_to(d, "2027-03-31T07:10:00Z")
+    settle(d, 1)
+    # Step two is due a day later, but the lead had mail less than three days ago.
+    advance_to(d, "2027-04-01T08:00:00Z")
+    time.sleep(0.5)
+    assert len(d.messages()) == 1
+    t = [t for t in d.ctl("lead", "show", "easter@example.org")["touches"] if t["step"] == "two"]
+    assert utc(t[0]["due_at"]) >= utc("2027-04-03T07:00:00Z"), t

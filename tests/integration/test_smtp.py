@@ -182,3 +182,46 @@ def test_a_person_resolves_uncertain_touches_as_sent_or_resend(daemon_factory, t
     r = d.ctl_raw("touch", "list", "--state", "lost")
     assert r.returncode == 1 and "unknown touch state" in r.stderr
     assert d.ctl("touch", "list")["touches"] == []
+
+
+def test_per_hour_and_per_day_caps_hold_back_the_rest(daemon_factory, tmp_path, smtp_sink):
+    d = smtp_daemon(daemon_factory, tmp_path, smtp_sink, per_hour=3, per_day=5)
+    for i in range(8):
+        d.ctl("lead", "add", f"c{i}@example.org")
+    wait_for(lambda: len(smtp_sink.messages) == 3, 10, "the first hour's three")
+    time.sleep(0.5)
+    assert len(smtp_sink.messages) == 3, "the hourly cap was exceeded"
+    assert d.ctl("status")["touches"]["sent"] == 3
+    d.advance("1h")
+    wait_for(lambda: len(smtp_sink.messages) == 5, 10, "two more in the second hour")
+    time.sleep(0.5)
+    assert len(smtp_sink.messages) == 5, "the daily cap was exceeded"
+    d.advance("23h")
+    wait_for(lambda: len(smtp_sink.messages) == 8, 10, "the rest the next day")
+
+
+def test_pause_holds_all_mail_and_survives_a_restart(daemon_factory, tmp_path, smtp_sink):
+    d = smtp_daemon(daemon_factory, tmp_path, smtp_sink)
+    assert d.ctl("pause")["paused"] is True
+    d.ctl("lead", "add", "p@example.org")
+    time.sleep(0.5)
+    assert smtp_sink.messages == [] and d.ctl("status")["paused"] is True
+    assert "(PAUSED)" in d.ctl_raw("status").stdout
+    assert d.stop() == 0
+    d.start()
+    time.sleep(0.5)
+    assert smtp_sink.messages == [], "a restart forgot the pause"
+    d.ctl("resume")
+    wait_for(lambda: len(smtp_sink.messages) == 1, 10, "the held message")
+    # One lead paused: its mail waits while the others' goes.
+    d.ctl("lead", "add", "q@example.org")
+    wait_for(lambda: len(smtp_sink.messages) == 2, 10, "q's first message")
+    assert d.ctl("lead", "pause", "q@example.org")["lead"]["status"] == "paused"
+    d.advance("2d")
+    wait_for(lambda: len(smtp_sink.messages) == 3, 10, "p's second message")
+    time.sleep(0.5)
+    assert len(smtp_sink.messages) == 3, "a paused lead's step went out"
+    r = d.ctl_raw("lead", "pause", "q@example.org")
+    assert r.returncode == 1 and "is paused, not active" in r.stderr
+    d.ctl("lead", "resume", "q@example.org")
+    wait_for(lambda: len(smtp_sink.messages) == 4, 10, "q's held step after resume")

@@ -520,13 +520,49 @@ static void test_step_missing_from_the_content_fails_with_an_error_event(void **
 	assert_int_equal(sched_next_wake(f->d.sched), 0);
 }
 
+static void test_a_paused_lead_waits_and_goes_on_when_resumed(void **state)
+{
+	struct fixture *f = *state;
+	int64_t lead = add_lead_quietly(f, "pat@example.org");
+	assert_rc(store_lead_set_status(f->d.store, lead, "paused", clock_now(&f->d.clock)), 0);
+	sched_kick(f->d.sched);
+	/* Its touch is due, but neither claimed nor counted as due: the scheduler sleeps. */
+	for (int i = 0; i < 20; i++)
+		uv_run(f->d.loop, UV_RUN_NOWAIT);
+	assert_int_equal(count_files(f, "new"), 0);
+	assert_int_equal(sched_next_wake(f->d.sched), 0);
+	struct store_status st;
+	assert_rc(store_status(f->d.store, &st), 0);
+	assert_int_equal(st.pending, 1);
+	assert_rc(store_lead_set_status(f->d.store, lead, "active", clock_now(&f->d.clock)), 0);
+	sched_kick(f->d.sched);
+	assert_true(wait_results(f, 1));
+	assert_int_equal(count_files(f, "new"), 1);
+}
+
+static void test_a_global_pause_holds_everything_until_resumed(void **state)
+{
+	struct fixture *f = *state;
+	sched_set_paused(f->d.sched, true);
+	add_lead_quietly(f, "one@example.org");
+	sched_kick(f->d.sched);
+	for (int i = 0; i < 20; i++)
+		uv_run(f->d.loop, UV_RUN_NOWAIT);
+	assert_int_equal(count_files(f, "new"), 0);
+	assert_true(sched_paused(f->d.sched));
+	sched_set_paused(f->d.sched, false);
+	assert_true(wait_results(f, 1));
+	assert_int_equal(count_files(f, "new"), 1);
+}
+
 static void test_lead_that_is_not_active_is_skipped(void **state)
 {
 	struct fixture *f = *state;
 	int64_t lead = add_lead_quietly(f, "sam@example.org");
-	char *sql = xasprintf("UPDATE leads SET status = 'paused' WHERE id = %lld RETURNING status",
-			      (long long)lead);
-	assert_query(f, sql, "paused");
+	char *sql =
+		xasprintf("UPDATE leads SET status = 'handoff' WHERE id = %lld RETURNING status",
+			  (long long)lead);
+	assert_query(f, sql, "handoff");
 	free(sql);
 	struct testutil_touches w;
 	testutil_touches_of(f->d.store, lead, &w);
@@ -542,7 +578,7 @@ static void test_lead_that_is_not_active_is_skipped(void **state)
 	testutil_events_of(f->d.store, lead, &ev);
 	assert_int_equal(ev.n, 2);
 	assert_string_equal(ev.kind[1], "error");
-	assert_detail(ev.detail[1], "reason", "lead is paused");
+	assert_detail(ev.detail[1], "reason", "lead is handoff");
 	/* A skipped touch does not schedule the next step. */
 	testutil_touches_of(f->d.store, lead, &w);
 	assert_int_equal(w.n, 1);
@@ -754,6 +790,8 @@ int main(void)
 		SCHED_TEST(test_scheduler_is_idle_with_nothing_due),
 		SCHED_TEST(test_step_missing_from_the_content_fails_with_an_error_event),
 		SCHED_TEST(test_lead_that_is_not_active_is_skipped),
+		SCHED_TEST(test_a_paused_lead_waits_and_goes_on_when_resumed),
+		SCHED_TEST(test_a_global_pause_holds_everything_until_resumed),
 		SCHED_TEST(test_tempfail_defers_the_touch_and_it_is_sent_when_due_again),
 		SCHED_TEST(test_drain_calls_back_only_after_in_flight_jobs_come_back),
 		SCHED_TEST(test_drain_with_nothing_in_flight_calls_back_at_once),

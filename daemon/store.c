@@ -929,25 +929,29 @@ int store_events_for_lead(struct store *st, int64_t lead_id, store_event_cb cb, 
 	return rc == SQLITE_DONE ? 0 : store_fail(st, "events");
 }
 
-int store_touches_for_lead(struct store *st, int64_t lead_id, store_touch_cb cb, void *arg)
+/* Calls cb for each touch the bound statement returns; a non-zero return stops the walk. */
+static int store_touch_walk(struct store *st, sqlite3_stmt *s, store_touch_cb cb, void *arg)
 {
-	sqlite3_stmt *s = store_stmt(st, STMT_TOUCHES_FOR_LEAD);
 	int rc;
-	if (!s)
-		return DRIP_ESTORE;
-	sqlite3_bind_int64(s, 1, lead_id);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct touch t;
 		store_touch_row(s, &t);
 		int stop = cb(arg, &t);
 		store_touch_clear(&t);
-		if (stop) {
-			sqlite3_reset(s);
-			return 0;
-		}
+		if (stop)
+			break;
 	}
 	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : store_fail(st, "touches");
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, sqlite3_sql(s));
+}
+
+int store_touches_for_lead(struct store *st, int64_t lead_id, store_touch_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCHES_FOR_LEAD);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	return store_touch_walk(st, s, cb, arg);
 }
 
 int store_status(struct store *st, struct store_status *out)
@@ -1170,21 +1174,11 @@ int store_touches_in_state(struct store *st, const char *state, size_t max, stor
 			   void *arg)
 {
 	sqlite3_stmt *s = store_stmt(st, STMT_TOUCHES_IN_STATE);
-	int rc;
 	if (!s)
 		return DRIP_ESTORE;
 	store_bind_text(s, 1, state);
 	sqlite3_bind_int64(s, 2, (int64_t)max);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		struct touch t;
-		store_touch_row(s, &t);
-		int stop = cb(arg, &t);
-		store_touch_clear(&t);
-		if (stop)
-			break;
-	}
-	sqlite3_reset(s);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, "touches in state");
+	return store_touch_walk(st, s, cb, arg);
 }
 
 int store_touch_resolve(struct store *st, int64_t id, const char *state, int64_t now)

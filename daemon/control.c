@@ -222,6 +222,15 @@ static int control_status(struct dripd *d, const cJSON *args, cJSON *result, cha
 	return 0;
 }
 
+/* A tag: 1-64 characters without spaces, ',' or ';' (CSV splits tags on ';'). */
+static int control_check_tag(const char *s, char *err, size_t errlen)
+{
+	if (!*s || strlen(s) > 64 || strpbrk(s, ",; \t\r\n"))
+		return errf(err, errlen, DRIP_EINVALID,
+			    "tag \"%.64s\" must be 1-64 characters without spaces, ',' or ';'", s);
+	return 0;
+}
+
 static char *control_tags_json(const cJSON *tags, char *err, size_t errlen, int *rc)
 {
 	cJSON *out = cJSON_CreateArray();
@@ -230,13 +239,8 @@ static char *control_tags_json(const cJSON *tags, char *err, size_t errlen, int 
 	cJSON_ArrayForEach(t, tags)
 	{
 		const char *s = t->valuestring;
-		if (!*s || strlen(s) > 64 || strpbrk(s, ",; \t\r\n")) {
-			*rc = errf(
-				err, errlen, DRIP_EINVALID,
-				"tag \"%.64s\" must be 1-64 characters without spaces, ',' or ';'",
-				s);
+		if ((*rc = control_check_tag(s, err, errlen)))
 			break;
-		}
 		bool dup = false;
 		const cJSON *seen;
 		cJSON_ArrayForEach(seen, out) dup = dup || strcmp(seen->valuestring, s) == 0;
@@ -248,18 +252,80 @@ static char *control_tags_json(const cJSON *tags, char *err, size_t errlen, int 
 	return json;
 }
 
-static int control_lead_add(struct dripd *d, const cJSON *args, cJSON *result, char *err,
-			    size_t errlen)
+/*
+ * Validates the profile fields of args (names, company, title, tz, tags, attrs) and fills
+ * `out` with them, falling back to `base` (the stored lead, or NULL for a new one) for what
+ * args leave out. Tags given replace the list; attrs given are merged into base's. The
+ * strings point into args or base, except *tags_json and *attrs_json, which the caller
+ * frees (free and cJSON_free).
+ */
+static int control_lead_profile(const cJSON *args, const struct lead *base, struct lead *out,
+				char **tags_json, char **attrs_json, char *err, size_t errlen)
 {
 	static const char *const text_keys[] = { "first_name", "last_name", "company", "title",
 						 NULL };
+	char **fields[] = { &out->first_name, &out->last_name, &out->company, &out->title };
+	char *const base_fields[] = { base ? base->first_name : NULL, base ? base->last_name : NULL,
+				      base ? base->company : NULL, base ? base->title : NULL };
+	const char *tz = control_str(args, "tz");
+	const cJSON *tags = cJSON_GetObjectItemCaseSensitive(args, "tags");
+	const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(args, "attrs");
+	int rc = 0;
+
+	*tags_json = *attrs_json = NULL;
+	for (size_t k = 0; text_keys[k]; k++) {
+		const char *v = control_str(args, text_keys[k]);
+		if (v && (rc = control_check_field(text_keys[k], v, err, errlen)))
+			return rc;
+		*fields[k] = (char *)(v ? v : base_fields[k] ? base_fields[k] : "");
+	}
+	if (tz && *tz && !clock_tz_valid(tz))
+		return errf(err, errlen, DRIP_EINVALID, "unknown time zone \"%.64s\"", tz);
+	out->tz = (char *)(tz ? tz : base ? base->tz : "");
+	if (tags) {
+		if (!(*tags_json = control_tags_json(tags, err, errlen, &rc)))
+			return rc;
+	} else {
+		*tags_json = xstrdup(base ? base->tags : "[]");
+	}
+	cJSON *merged = cJSON_Parse(base ? base->attrs : "{}");
+	if (!merged)
+		merged = cJSON_CreateObject();
+	for (const cJSON *a = attrs ? attrs->child : NULL; a && rc == 0; a = a->next) {
+		if (!*a->string || strlen(a->string) > 64 ||
+		    strspn(a->string, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(a->string))
+			rc = errf(err, errlen, DRIP_EINVALID,
+				  "attribute name \"%.64s\" must be lower-case letters, digits or "
+				  "'_'",
+				  a->string);
+		else if (strlen(a->valuestring) > 4096)
+			rc = errf(err, errlen, DRIP_EINVALID,
+				  "attribute %s is longer than 4096 bytes", a->string);
+		else {
+			cJSON_DeleteItemFromObjectCaseSensitive(merged, a->string);
+			cJSON_AddStringToObject(merged, a->string, a->valuestring);
+		}
+	}
+	if (rc) {
+		cJSON_Delete(merged);
+		free(*tags_json);
+		*tags_json = NULL;
+		return rc;
+	}
+	*attrs_json = cJSON_PrintUnformatted(merged);
+	cJSON_Delete(merged);
+	out->tags = *tags_json;
+	out->attrs = *attrs_json;
+	return 0;
+}
+
+static int control_lead_add(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			    size_t errlen)
+{
 	struct lead lead;
 	const char *email = control_str(args, "email");
 	const char *stage = control_str(args, "stage");
 	const char *sequence = control_str(args, "sequence");
-	const char *tz = control_str(args, "tz");
-	const cJSON *tags = cJSON_GetObjectItemCaseSensitive(args, "tags");
-	const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(args, "attrs");
 	char *tags_json = NULL, *attrs_json = NULL;
 	int64_t now = clock_now(&d->clock);
 	int rc;
@@ -268,13 +334,6 @@ static int control_lead_add(struct dripd *d, const cJSON *args, cJSON *result, c
 	if (!util_email_valid(email))
 		return errf(err, errlen, DRIP_EINVALID, "\"%.200s\" is not an email address",
 			    email);
-	for (const char *const *k = text_keys; *k; k++) {
-		const char *v = control_str(args, *k);
-		if (v && (rc = control_check_field(*k, v, err, errlen)))
-			return rc;
-	}
-	if (tz && *tz && !clock_tz_valid(tz))
-		return errf(err, errlen, DRIP_EINVALID, "unknown time zone \"%.64s\"", tz);
 	if (!stage && sequence && content_sequence(d->content, sequence))
 		stage = content_sequence(d->content, sequence)->stage;
 	if (!stage)
@@ -284,36 +343,10 @@ static int control_lead_add(struct dripd *d, const cJSON *args, cJSON *result, c
 			    stage, d->content->stages[0]);
 	if (sequence && !content_sequence(d->content, sequence))
 		return errf(err, errlen, DRIP_ENOT_FOUND, "no sequence \"%.64s\"", sequence);
-	if (tags && !(tags_json = control_tags_json(tags, err, errlen, &rc)))
+	if ((rc = control_lead_profile(args, NULL, &lead, &tags_json, &attrs_json, err, errlen)))
 		return rc;
-	if (attrs) {
-		for (const cJSON *a = attrs->child; a; a = a->next) {
-			if (!*a->string || strlen(a->string) > 64 ||
-			    strspn(a->string, "abcdefghijklmnopqrstuvwxyz0123456789_") !=
-				    strlen(a->string)) {
-				free(tags_json);
-				return errf(err, errlen, DRIP_EINVALID,
-					    "attribute name \"%.64s\" must be lower-case letters, "
-					    "digits or '_'",
-					    a->string);
-			}
-			if (strlen(a->valuestring) > 4096) {
-				free(tags_json);
-				return errf(err, errlen, DRIP_EINVALID,
-					    "attribute %s is longer than 4096 bytes", a->string);
-			}
-		}
-		attrs_json = cJSON_PrintUnformatted(attrs);
-	}
 	lead.email = (char *)email;
-	lead.first_name = (char *)control_str(args, "first_name");
-	lead.last_name = (char *)control_str(args, "last_name");
-	lead.company = (char *)control_str(args, "company");
-	lead.title = (char *)control_str(args, "title");
-	lead.tz = (char *)tz;
 	lead.stage = (char *)stage;
-	lead.tags = tags_json;
-	lead.attrs = attrs_json;
 
 	/* The lead, its stage move and its first touch are one transaction. */
 	if ((rc = store_begin(d->store))) {
@@ -507,6 +540,80 @@ static int control_event(struct dripd *d, const cJSON *args, cJSON *result, char
 out:
 	cJSON_Delete(parsed);
 	cJSON_free(detail_json);
+	store_lead_clear(&lead);
+	return rc;
+}
+
+static int control_lead_update(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			       size_t errlen)
+{
+	struct lead lead, upd;
+	char *tags_json = NULL, *attrs_json = NULL;
+	int rc = control_lead(d, args, &lead, err, errlen);
+	if (rc)
+		return rc;
+	upd = lead;
+	if ((rc = control_lead_profile(args, &lead, &upd, &tags_json, &attrs_json, err, errlen)) ==
+	    0) {
+		rc = store_lead_update(d->store, &upd, clock_now(&d->clock));
+		if (rc)
+			errf(err, errlen, rc, "cannot update %s", lead.email);
+		else
+			control_add_lead(d, result, lead.id);
+	}
+	free(tags_json);
+	cJSON_free(attrs_json);
+	store_lead_clear(&lead);
+	return rc;
+}
+
+/* "+TAG" adds a tag, "-TAG" removes it; the rest of the list stays. */
+static int control_lead_tag(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			    size_t errlen)
+{
+	const cJSON *changes = cJSON_GetObjectItemCaseSensitive(args, "changes"), *c;
+	struct lead lead;
+	int rc = control_lead(d, args, &lead, err, errlen);
+	if (rc)
+		return rc;
+	cJSON *tags = cJSON_Parse(lead.tags);
+	if (!tags)
+		tags = cJSON_CreateArray();
+	cJSON_ArrayForEach(c, changes)
+	{
+		const char *v = c->valuestring;
+		if ((v[0] != '+' && v[0] != '-') || (rc = control_check_tag(v + 1, err, errlen))) {
+			if (!rc)
+				rc = errf(err, errlen, DRIP_EINVALID,
+					  "write +TAG to add a tag or -TAG to remove one, not "
+					  "\"%.64s\"",
+					  v);
+			break;
+		}
+		int at = -1, i = 0;
+		const cJSON *t;
+		cJSON_ArrayForEach(t, tags)
+		{
+			if (cJSON_IsString(t) && strcmp(t->valuestring, v + 1) == 0)
+				at = i;
+			i++;
+		}
+		if (v[0] == '+' && at < 0)
+			cJSON_AddItemToArray(tags, cJSON_CreateString(v + 1));
+		else if (v[0] == '-' && at >= 0)
+			cJSON_DeleteItemFromArray(tags, at);
+	}
+	if (rc == 0) {
+		char *json = cJSON_PrintUnformatted(tags);
+		free(lead.tags);
+		lead.tags = xstrdup(json);
+		cJSON_free(json);
+		if ((rc = store_lead_update(d->store, &lead, clock_now(&d->clock))))
+			errf(err, errlen, rc, "cannot update %s", lead.email);
+		else
+			control_add_lead(d, result, lead.id);
+	}
+	cJSON_Delete(tags);
 	store_lead_clear(&lead);
 	return rc;
 }
@@ -829,6 +936,22 @@ const struct control_cmd control_cmds[] = {
 	    { "--tag", "tags", CONTROL_ARG_LIST, false, "TAG" },
 	    { "--attr", "attrs", CONTROL_ARG_MAP, false, "KEY=VALUE" } },
 	  control_lead_add },
+	{ "lead.update", "lead update", "change a lead's profile (given fields; --attr merges)",
+	  CONTROL_CHANGES_STATE,
+	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
+	    { "--first-name", "first_name", CONTROL_ARG_STRING, false, "NAME" },
+	    { "--last-name", "last_name", CONTROL_ARG_STRING, false, "NAME" },
+	    { "--company", "company", CONTROL_ARG_STRING, false, "NAME" },
+	    { "--title", "title", CONTROL_ARG_STRING, false, "TITLE" },
+	    { "--tz", "tz", CONTROL_ARG_STRING, false, "ZONE" },
+	    { "--tag", "tags", CONTROL_ARG_LIST, false, "TAG" },
+	    { "--attr", "attrs", CONTROL_ARG_MAP, false, "KEY=VALUE" } },
+	  control_lead_update },
+	{ "lead.tag", "lead tag", "add (+TAG) or remove (-TAG) tags",
+	  CONTROL_CHANGES_STATE,
+	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
+	    { NULL, "changes", CONTROL_ARG_LIST, true, "+TAG|-TAG" } },
+	  control_lead_tag },
 	{ "lead.show", "lead show", "a lead's profile, touches and timeline of events",
 	  0, { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" } }, control_lead_show },
 	{ "lead.pause", "lead pause", "hold a lead's mail where it is until resumed",
@@ -886,7 +1009,8 @@ void control_usage(const struct control_cmd *c, struct buf *out)
 	for (size_t i = 0; i < CONTROL_MAX_ARGS && c->args[i].key; i++) {
 		const struct control_arg *a = &c->args[i];
 		if (!a->flag)
-			buf_printf(out, a->required ? " %s" : " [%s]", a->meta);
+			buf_printf(out, a->required ? " %s%s" : " [%s%s]", a->meta,
+				   a->kind == CONTROL_ARG_LIST ? "…" : "");
 		else
 			buf_printf(out, " [%s %s]%s", a->flag, a->meta,
 				   a->kind == CONTROL_ARG_STRING ? "" : "…");

@@ -94,7 +94,7 @@ static int dripctl_parse_args(const struct control_cmd *c, int argc, char **argv
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 		const struct control_arg *spec = NULL;
-		if (a[0] == '-' && a[1] == '-') {
+		if (a[0] == '-' && a[1] == '-' && a[2] != '\0') {
 			for (size_t k = 0; k < CONTROL_MAX_ARGS && c->args[k].key && !spec; k++)
 				if (c->args[k].flag && strcmp(c->args[k].flag, a) == 0)
 					spec = &c->args[k];
@@ -132,6 +132,13 @@ static int dripctl_parse_args(const struct control_cmd *c, int argc, char **argv
 				spec = &c->args[k];
 		if (!spec)
 			return dripctl_usage_error(c, "unexpected argument \"%s\"", a);
+		if (spec->kind == CONTROL_ARG_LIST) {
+			/* A positional list takes this word and every one after it. */
+			cJSON *list = cJSON_AddArrayToObject(args, spec->key);
+			for (; i < argc; i++)
+				cJSON_AddItemToArray(list, cJSON_CreateString(argv[i]));
+			break;
+		}
 		cJSON_AddStringToObject(args, spec->key, a);
 		positional++;
 	}
@@ -285,6 +292,9 @@ static void dripctl_print(const char *cmd, const cJSON *res)
 										     : "");
 	} else if (strcmp(cmd, "lead.add") == 0) {
 		printf("added ");
+		dripctl_print_lead(cJSON_GetObjectItemCaseSensitive(res, "lead"));
+	} else if (strcmp(cmd, "lead.update") == 0 || strcmp(cmd, "lead.tag") == 0) {
+		printf("updated ");
 		dripctl_print_lead(cJSON_GetObjectItemCaseSensitive(res, "lead"));
 	} else if (strcmp(cmd, "lead.show") == 0) {
 		dripctl_print_lead(cJSON_GetObjectItemCaseSensitive(res, "lead"));

@@ -140,6 +140,7 @@ enum store_stmt_id {
 	STMT_TOUCH_RELEASE,
 	STMT_TOUCH_POSTPONE,
 	STMT_LEAD_LAST_SENT,
+	STMT_LEAD_UPDATE,
 	STMT_SENT_SINCE,
 	STMT_RECOVER_QUEUED,
 	STMT_RECOVER_SENDING,
@@ -224,6 +225,9 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 			      "WHERE id = ?1 AND state IN ('pending', 'queued', 'sending')",
 	[STMT_TOUCH_DEFER] = "UPDATE touches SET state = 'pending', due_at = ?2, last_error = ?3, "
 			     "updated_at = ?4 WHERE id = ?1 AND state = 'sending'",
+	[STMT_LEAD_UPDATE] =
+		"UPDATE leads SET first_name = ?2, last_name = ?3, company = ?4, "
+		"title = ?5, tz = ?6, tags = ?7, attrs = ?8, updated_at = ?9 WHERE id = ?1",
 	[STMT_LEAD_LAST_SENT] = "SELECT max(sent_at) FROM touches WHERE lead_id = ?1 AND "
 				"state IN ('sent', 'sending') AND sent_at IS NOT NULL",
 	/* Touches sent or being sent since ?1, and the oldest such send (for a cap's refill).
@@ -1230,4 +1234,21 @@ int store_sent_since(struct store *st, int64_t since, int64_t *count, int64_t *o
 	}
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW ? 0 : store_fail(st, "sent since");
+}
+
+int store_lead_update(struct store *st, const struct lead *lead, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEAD_UPDATE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead->id);
+	store_bind_text(s, 2, lead->first_name);
+	store_bind_text(s, 3, lead->last_name);
+	store_bind_text(s, 4, lead->company);
+	store_bind_text(s, 5, lead->title);
+	store_bind_text(s, 6, lead->tz);
+	store_bind_text(s, 7, lead->tags);
+	store_bind_text(s, 8, lead->attrs);
+	sqlite3_bind_int64(s, 9, now);
+	return store_touch_update(st, s);
 }

@@ -145,6 +145,8 @@ int store_touch_release(struct store *st, int64_t id);
  */
 int store_recover(struct store *st, int64_t *requeued, int64_t *uncertain);
 
+/* Writes a lead's profile (names, company, title, tz, tags, attrs) by its id. */
+int store_lead_update(struct store *st, const struct lead *lead, int64_t now);
 /* Sets a lead's status ("active", "paused", "handoff", "customer", …). */
 int store_lead_set_status(struct store *st, int64_t lead_id, const char *status, int64_t now);
 /* Adds `delta` to a lead's score; the new score in *score. */

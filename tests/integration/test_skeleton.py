@@ -408,3 +408,23 @@ def test_the_sample_journey_passes_dripd_check(tmp_path):
     r = run_check(cfg)
     assert r.returncode == 0, r.stderr
     assert "4 stages, 4 sequences, 14 steps, 14 templates" in r.stdout
+
+
+def test_lead_update_and_lead_tag_change_the_profile(daemon):
+    daemon.ctl("lead", "add", "ida@example.org", "--first-name", "Ida", "--company", "Old Co",
+               "--tag", "a", "--tag", "b", "--attr", "plan=basic", "--attr", "size=10")
+    r = daemon.ctl("lead", "update", "ida@example.org", "--company", "New Co", "--tz",
+                   "Europe/Oslo", "--attr", "plan=pro")
+    lead = r["lead"]
+    assert (lead["first_name"], lead["company"], lead["tz"]) == ("Ida", "New Co", "Europe/Oslo")
+    assert lead["attrs"] == {"plan": "pro", "size": "10"} and lead["tags"] == ["a", "b"]
+    r = daemon.ctl("lead", "tag", "ida@example.org", "+vip", "-a", "+b", "-nothere")
+    assert r["lead"]["tags"] == ["b", "vip"]
+    r = daemon.ctl_raw("lead", "tag", "ida@example.org", "vip")
+    assert r.returncode == 1 and "+TAG" in r.stderr
+    r = daemon.ctl_raw("lead", "update", "ida@example.org", "--tz", "Nowhere/Land")
+    assert r.returncode == 1 and "unknown time zone" in r.stderr
+    assert daemon.ctl("lead", "show", "ida@example.org")["lead"]["tz"] == "Europe/Oslo"
+    r = daemon.ctl_raw("lead", "update", "nobody@example.org", "--company", "X")
+    assert r.returncode == 1 and "(not_found)" in r.stderr
+    assert "lead tag EMAIL +TAG|-TAG…" in daemon.ctl_raw("help").stdout

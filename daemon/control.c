@@ -915,6 +915,21 @@ static int control_lead_resume(struct dripd *d, const cJSON *args, cJSON *result
 	return control_lead_set_status(d, args, result, err, errlen, "paused", "active");
 }
 
+static int control_explain(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			   size_t errlen)
+{
+	struct lead lead;
+	int rc = control_lead(d, args, &lead, err, errlen);
+	if (rc)
+		return rc;
+	if (!d->sched)
+		rc = errf(err, errlen, DRIP_EUNSUPPORTED, "the scheduler is not running");
+	else if ((rc = sched_explain(d->sched, &lead, result)))
+		errf(err, errlen, rc, "cannot explain %s", lead.email);
+	store_lead_clear(&lead);
+	return rc;
+}
+
 /* clang-format off */
 const struct control_cmd control_cmds[] = {
 	{ "status", "status", "what the daemon is doing: leads, touches by state, next due",
@@ -974,6 +989,8 @@ const struct control_cmd control_cmds[] = {
 	    { NULL, "kind", CONTROL_ARG_STRING, true, "KIND" },
 	    { "--detail", "detail", CONTROL_ARG_STRING, false, "JSON" },
 	    { "--step", "step", CONTROL_ARG_STRING, false, "SEQUENCE/STEP" } }, control_event },
+	{ "explain", "explain", "why a lead is where it is and why its next step has or has not gone",
+	  0, { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" } }, control_explain },
 	{ "preview", "preview", "the message exactly as it would be sent, through the real path",
 	  0,
 	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },

@@ -293,6 +293,17 @@ static void dripctl_print(const char *cmd, const cJSON *res)
 	} else if (strcmp(cmd, "lead.add") == 0) {
 		printf("added ");
 		dripctl_print_lead(cJSON_GetObjectItemCaseSensitive(res, "lead"));
+	} else if (strcmp(cmd, "explain") == 0) {
+		cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(res, "trace"))
+		{
+			bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "ok"));
+			printf("  %s %-11s %s\n", ok ? "ok " : "NO ", dripctl_s(o, "check"),
+			       dripctl_s(o, "detail"));
+		}
+		printf("%s", dripctl_s(res, "verdict"));
+		if (*dripctl_s(res, "next_send") && strcmp(dripctl_s(res, "verdict"), "waits") == 0)
+			printf(" until %s", dripctl_s(res, "next_send"));
+		printf("\n");
 	} else if (strcmp(cmd, "lead.update") == 0 || strcmp(cmd, "lead.tag") == 0) {
 		printf("updated ");
 		dripctl_print_lead(cJSON_GetObjectItemCaseSensitive(res, "lead"));

@@ -1,4 +1,5 @@
 /* sched.c - the scheduler: due touches to messages to sender threads, one timer, no polling. */
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,9 +301,22 @@ static void sched_skip(struct sched *s, const struct touch *t, const char *why, 
  * zone (then the sequence's, then the config's). A touch that has to wait gets a per-lead
  * jitter of up to SCHED_JITTER seconds so a thousand leads do not all go at 09:00:00.
  */
+/* Why a touch waits, as sched_window_opens found it (for dripctl explain). */
+struct sched_why {
+	int64_t gap_until; /* min_gap after the lead's last touch, or 0 */
+	const char *zone; /* the zone the window and skip dates were read in */
+	int64_t window_opens; /* the window's next opening from then on, or 0 */
+	int skipped; /* skip dates passed over */
+	int32_t first_skipped;
+};
+
 static int64_t sched_window_opens(struct sched *s, const struct lead *lead, const struct touch *t,
-				  int64_t now)
+				  int64_t now, struct sched_why *why)
 {
+	struct sched_why unused;
+	if (!why)
+		why = &unused;
+	memset(why, 0, sizeof(*why));
 	const struct content_sequence *seq = content_sequence(s->content, t->sequence);
 	const struct clock_window *w = seq ? seq->window : NULL;
 	const struct clock_zone *z = NULL;
@@ -310,7 +324,7 @@ static int64_t sched_window_opens(struct sched *s, const struct lead *lead, cons
 	char err[256];
 	if (s->cfg->delivery.min_gap > 0 && store_lead_last_sent(s->store, lead->id, &last) == 0 &&
 	    last > 0 && now < last + s->cfg->delivery.min_gap)
-		from = last + s->cfg->delivery.min_gap;
+		from = why->gap_until = last + s->cfg->delivery.min_gap;
 	if (!w && from == now && s->content->nskip_dates == 0)
 		return now;
 	const char *names[] = { lead->tz, seq->timezone, s->cfg->timezone };
@@ -319,8 +333,12 @@ static int64_t sched_window_opens(struct sched *s, const struct lead *lead, cons
 			continue;
 		if (!(z = clock_zone_get(names[i], err, sizeof(err))))
 			log_warn("sched: %s: %s", lead->email, err);
+		else
+			why->zone = clock_zone_name(z);
 	}
 	int64_t opens = clock_window_next(w, z, from);
+	if (w)
+		why->window_opens = opens;
 	/* Skipped dates: start again from the next local midnight. A year of them at most. */
 	for (int i = 0; i < 400; i++) {
 		struct tm tm;
@@ -328,6 +346,8 @@ static int64_t sched_window_opens(struct sched *s, const struct lead *lead, cons
 		int32_t date = (tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
 		if (!content_skip_date(s->content, date))
 			break;
+		if (why->skipped++ == 0)
+			why->first_skipped = date;
 		opens = clock_window_next(
 			w, z, opens + 86400 - (tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec));
 	}
@@ -379,7 +399,7 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 		sched_skip(s, &t, err, now);
 		goto out;
 	}
-	int64_t opens = sched_window_opens(s, &lead, &t, now);
+	int64_t opens = sched_window_opens(s, &lead, &t, now, NULL);
 	if (opens > now) {
 		if (store_touch_postpone(s->store, t.id, opens, now) != 0)
 			log_err("sched: cannot postpone touch %lld", (long long)t.id);
@@ -677,4 +697,96 @@ static void sched_closed_cb(uv_handle_t *h)
 void sched_close(struct sched *s)
 {
 	uv_close((uv_handle_t *)&s->timer, sched_closed_cb);
+}
+
+static void sched_explain_line(cJSON *trace, const char *check, bool ok, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void sched_explain_line(cJSON *trace, const char *check, bool ok, const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "check", check);
+	cJSON_AddBoolToObject(o, "ok", ok);
+	cJSON_AddStringToObject(o, "detail", detail);
+	cJSON_AddItemToArray(trace, o);
+}
+
+int sched_explain(struct sched *s, const struct lead *lead, cJSON *out)
+{
+	int64_t now = clock_now(s->clock), refill = 0;
+	cJSON *trace = cJSON_AddArrayToObject(out, "trace");
+	char when[32], reason[64], why[256];
+	struct touch t;
+	bool send = true, blocked = false;
+	int rc;
+
+	sched_explain_line(trace, "lead", strcmp(lead->status, "active") == 0,
+			   "stage %s, status %s, score %lld", lead->stage, lead->status,
+			   (long long)lead->score);
+	blocked |= strcmp(lead->status, "active") != 0;
+	if (store_suppressed(s->store, lead->email, reason, sizeof(reason)) == 0) {
+		sched_explain_line(trace, "suppression", false,
+				   "suppressed (%s): never mailed again", reason);
+		blocked = true;
+	}
+	if (s->paused) {
+		sched_explain_line(trace, "pause", false, "sending is paused (dripctl resume)");
+		blocked = true;
+	}
+	rc = store_touch_next_for_lead(s->store, lead->id, &t);
+	if (rc == DRIP_ENOT_FOUND) {
+		sched_explain_line(
+			trace, "next step", false,
+			"nothing is scheduled: the lead finished its sequence or its stage "
+			"has none");
+		cJSON_AddStringToObject(out, "verdict", "nothing to send");
+		return 0;
+	}
+	if (rc)
+		return rc;
+	cJSON_AddStringToObject(out, "sequence", t.sequence);
+	cJSON_AddStringToObject(out, "step", t.step);
+	clock_format_utc(t.due_at, when, sizeof(when));
+	sched_explain_line(trace, "due", t.due_at <= now, "%s/%s is due %s%s", t.sequence, t.step,
+			   when, t.due_at <= now ? " (now)" : "");
+	if ((rc = sched_conditions(s->store, s->content, lead, &t, &send, why, sizeof(why))) == 0) {
+		sched_explain_line(trace, "conditions", send, "%s",
+				   send ? "when/unless allow it" : why);
+	}
+	/* What holds it back right now (window, skip dates, gap), then when it may go. */
+	struct sched_why w;
+	int64_t opens = sched_window_opens(s, lead, &t, now, &w), at = now;
+	if (t.due_at > now)
+		opens = sched_window_opens(s, lead, &t, t.due_at, NULL);
+	if (w.gap_until) {
+		clock_format_utc(w.gap_until, when, sizeof(when));
+		sched_explain_line(trace, "min_gap", false,
+				   "the lead's last touch was recent: not before %s", when);
+	}
+	if (w.window_opens) {
+		clock_format_utc(w.window_opens, when, sizeof(when));
+		sched_explain_line(trace, "window", w.window_opens <= at, "window opens %s (%s)",
+				   when, w.zone ? w.zone : "UTC");
+	}
+	if (w.skipped)
+		sched_explain_line(trace, "skip_dates", false, "%d skipped date(s) from %d",
+				   w.skipped, (int)w.first_skipped);
+	if (sched_allowance(s, now, &refill) == 0) {
+		clock_format_utc(refill, when, sizeof(when));
+		sched_explain_line(trace, "caps", false, "a sending cap is full until %s", when);
+	}
+	clock_format_utc(opens, when, sizeof(when));
+	cJSON_AddStringToObject(out, "next_send", when);
+	cJSON_AddStringToObject(out, "verdict",
+				blocked                           ? "held: see the trace"
+				: !send                           ? "will be skipped when due"
+				: opens <= now && t.due_at <= now ? "due now"
+								  : "waits");
+	store_touch_clear(&t);
+	return rc;
 }

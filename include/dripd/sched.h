@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <cjson/cJSON.h>
 #include <uv.h>
 
 #include "dripd/clock.h"
@@ -68,6 +69,13 @@ void sched_mail_clear(struct sched_mail *m);
 /* Whether the step's when/unless let touch `t` go to `lead`; when not, why says so. */
 int sched_conditions(struct store *st, const struct content *c, const struct lead *lead,
 		     const struct touch *t, bool *send, char *why, size_t whylen);
+
+/*
+ * Why a lead's next step has or has not gone: a trace of the scheduler's own checks (status,
+ * suppression, pause, due time, when/unless, min_gap, window, skip dates, caps), the time it
+ * may go, and a verdict, added to `out`.
+ */
+int sched_explain(struct sched *s, const struct lead *lead, cJSON *out);
 
 /* Business time of the next wake-up, 0 when asleep with nothing pending. */
 int64_t sched_next_wake(const struct sched *s);

@@ -434,3 +434,36 @@ def test_skip_dates_and_the_minimum_gap_between_touches(daemon_factory, tmp_path
     assert len(d.messages()) == 1
     t = [t for t in d.ctl("lead", "show", "easter@example.org")["touches"] if t["step"] == "two"]
     assert utc(t[0]["due_at"]) >= utc("2027-04-03T07:00:00Z"), t
+
+
+def test_explain_says_why_the_next_step_waits(daemon_factory, tmp_path):
+    files = dict(WINDOWED)
+    j = json.loads(JOURNEY["journey.json"])
+    j["skip_dates"] = ["2027-03-29"]
+    files["journey.json"] = json.dumps(j)
+    content = write_content(tmp_path / "content", files)
+    d = daemon_factory(content=content).start()
+    advance_to(d, "2027-03-27T12:00:00Z")  # a Saturday
+    d.ctl("lead", "add", "why@example.org", "--tz", "Europe/Berlin")
+    e = d.ctl("explain", "why@example.org")
+    assert (e["sequence"], e["step"], e["verdict"]) == ("aware", "one", "waits")
+    checks = {c["check"]: c for c in e["trace"]}
+    assert checks["lead"]["ok"] and "stage awareness" in checks["lead"]["detail"]
+    assert checks["conditions"]["ok"] is True
+    assert "Europe/Berlin" in checks["window"]["detail"]
+    assert checks["skip_dates"]["ok"] is False and "20270329" in checks["skip_dates"]["detail"]
+    # Tuesday 09:00 CEST (Monday is skipped), plus the lead's jitter.
+    assert utc("2027-03-30T07:00:00Z") <= utc(e["next_send"]) < utc("2027-03-30T07:10:00Z")
+    human = d.ctl_raw("explain", "why@example.org")
+    assert human.returncode == 0 and "waits until 2027-03-30T07:" in human.stdout
+    d.ctl("pause")
+    e = d.ctl("explain", "why@example.org")
+    assert e["verdict"] == "held: see the trace"
+    assert any(c["check"] == "pause" and not c["ok"] for c in e["trace"])
+    d.ctl("resume")
+    d.ctl("event", "why@example.org", "unsubscribe")
+    e = d.ctl("explain", "why@example.org")
+    assert any(c["check"] == "suppression" for c in e["trace"])
+    assert e["verdict"] in ("held: see the trace", "nothing to send")
+    r = d.ctl_raw("explain", "nobody@example.org")
+    assert r.returncode == 1 and "no lead" in r.stderr

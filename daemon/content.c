@@ -33,9 +33,9 @@ static const char *const content_cond_keys[] = {
 	"tag", "attr", "opened", "clicked", "event", NULL
 };
 static const char *const content_sender_keys[] = { "company", "postal_address", NULL };
-static const char *const content_sequence_keys[] = { "stage",  "mode",     "description", "steps",
-						     "from",   "opt_out",  "when",        "track",
-						     "window", "timezone", NULL };
+static const char *const content_sequence_keys[] = { "stage", "mode",    "description", "steps",
+						     "from",  "opt_out", "when",        "track",
+						     "pixel", "window",  "timezone",    NULL };
 static const char *const content_step_keys[] = { "id",   "delay",  "template", "variants",
 						 "when", "unless", NULL };
 
@@ -718,8 +718,14 @@ static int content_load_sequence(struct content *c, struct content_sequence *seq
 	}
 	seq->timezone = xstrdup(tz);
 	seq->track = seq->mode == CONTENT_NURTURE;
-	if (json_get_bool(d, root, "track", &seq->track, err, errlen))
+	if (json_get_bool(d, root, "track", &seq->track, err, errlen) ||
+	    json_get_bool(d, root, "pixel", &seq->pixel, err, errlen))
 		goto out;
+	if (seq->pixel && !seq->track) {
+		json_errf(d, cJSON_GetObjectItemCaseSensitive(root, "pixel"), err, errlen,
+			  "sequence: \"pixel\" needs tracking (\"track\": true)");
+		goto out;
+	}
 	seq->stage = xstrdup(stage);
 	seq->description = xstrdup(description);
 	seq->from = xstrdup(from);

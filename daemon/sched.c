@@ -192,8 +192,8 @@ int sched_compose(struct store *st, const struct content *c, const struct config
 		return errf(err, errlen, DRIP_ENOT_FOUND, "content has no step %s/%s any more",
 			    t->sequence, t->step);
 	out->variant = content_variant(step, lead->email);
-	/* Every message can be unsubscribed from; only tracked sequences get a pixel and
-	 * rewritten links. Without secrets (unit tests) nothing is signed. */
+	/* Every message can be unsubscribed from; tracked sequences get rewritten links (and
+	 * a pixel when they ask). Without secrets (unit tests) nothing is signed. */
 	struct sched_tracker tr = {
 		.keys = keys, .base = cfg->tracking.base_url, .touch_id = t->id, .mail = out
 	};
@@ -203,10 +203,14 @@ int sched_compose(struct store *st, const struct content *c, const struct config
 		unsub_url = sched_token_url(&tr, TOKEN_UNSUBSCRIBE, 0);
 		trk.unsubscribe_url = unsub_url;
 		if (seq->track) {
-			open_url = sched_token_url(&tr, TOKEN_OPEN, 0);
-			trk.open_url = open_url;
 			trk.click_url = sched_click_url;
 			trk.arg = &tr;
+		}
+		/* Opt-in: a lone 1x1 image costs 2-2.8 SpamAssassin points (HTML_IMAGE_ONLY_*)
+		 * on a short message, and a click proves an open anyway. */
+		if (seq->pixel) {
+			open_url = sched_token_url(&tr, TOKEN_OPEN, 0);
+			trk.open_url = open_url;
 		}
 	}
 	rc = render_touch(c, seq, step->variants[out->variant], lead, &trk, &r, err, errlen);

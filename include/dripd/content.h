@@ -60,6 +60,7 @@ struct content_sequence {
 	char *from; /* "" for the config's delivery.from */
 	char *opt_out; /* prospect mode: the human opt-out line */
 	bool track; /* pixel and click-tracked links (default: nurture yes, prospect no) */
+	bool pixel; /* an open-tracking pixel; off by default: it costs deliverability */
 	struct content_cond *when; /* which of a stage's sequences a lead gets; NULL: any */
 	struct clock_window *window; /* when mail may go, in the lead's zone; NULL: any time */
 	char *timezone; /* the zone for leads without one; "": the config's */

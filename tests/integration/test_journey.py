@@ -121,6 +121,9 @@ def test_conditions_skip_steps_and_variants_are_stable(daemon_factory, tmp_path)
     assert "Welcome aboard." in maya_text and "VIP" not in maya_text
     assert "You are a VIP." in sam_text and "Welcome aboard." not in sam_text
     assert "Your plan: pro." in maya_text and "Your plan" not in sam_text
+    # No open pixel unless the sequence asks for one ("pixel": true); links are tracked.
+    maya_html = one["maya@example.org"].get_body(("html",)).get_content()
+    assert "<img" not in maya_html and "/c/" in maya_html
     # The variant is a stable function of the lead: preview of the same step agrees.
     for who, subj in (("maya@example.org", maya[-2]), ("sam@example.org", sam[-2])):
         p = d.ctl("preview", who, "--step", "aware/four")

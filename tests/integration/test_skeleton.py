@@ -21,7 +21,7 @@ THREE_STEPS = {
         "attributes": ["plan"],
     }),
     "sequences/welcome.json": json.dumps({
-        "stage": "awareness", "mode": "nurture",
+        "stage": "awareness", "mode": "nurture", "pixel": True,
         "steps": [
             {"id": "hello", "delay": "0d", "template": "a/hello.md"},
             {"id": "tips", "delay": "2d", "template": "a/tips.md"},

@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# smtp_bench.sh - dripd's delivery benchmark: how fast dripd sends mail end to end over
+# SMTP, against two ceilings measured in the same run on the same machine.
+#
+# What it measures, all against Postfix's smtp-sink on loopback (it accepts and discards):
+#   smtp-source  Postfix's own load generator: N messages of SIZE bytes over C reused
+#                connections (-d). The ceiling for "an SMTP client" here. Median of R runs.
+#   curl_ref     tests/bench/curl_ref.c: C threads, each one reused libcurl easy handle,
+#                the same N messages of SIZE bytes. The ceiling for "libcurl in threads",
+#                which is what dripd's mailer is. Median of R runs.
+#   dripd        the real daemon with max_connections C and N leads whose one touch is due
+#                now: claim, render, build, commit as sending, send, record sent, schedule
+#                the next step, for every lead. Wall time from starting dripd until
+#                `dripctl status` says sent == N (seen within 0.2 s), one run; peak RSS is
+#                VmHWM from /proc just before dripd is stopped.
+# SIZE is the size of one dripd message of the bench content (measured with
+# `dripctl preview`), so all three send messages of about the same size (smtp-source adds
+# its own few header lines to SIZE bytes of body; curl_ref sends exactly SIZE bytes).
+# Targets (issue): dripd >= 0.5 x smtp-source, stretch >= 0.9 x curl_ref, peak RSS < 64 MiB.
+#
+# Run (as root, on a Debian 12 machine; installs Postfix's binaries if missing, never
+# starts a Postfix service; builds dripd into build-bench/; takes ~2-4 minutes):
+#   bash tests/bench/smtp_bench.sh [--leads N] [--conns C] [--runs R] [--keep]
+#     --leads N   messages per measurement and leads for dripd (default 100000)
+#     --conns C   SMTP connections: smtp-source sessions, curl_ref threads, dripd's
+#                 delivery.max_connections (default 8)
+#     --runs R    runs of each reference; the median is reported (default 3)
+#     --keep      keep the work folder (database, logs) instead of removing it
+#   DRIPD_BENCH_BUILD=DIR uses another build folder (default build-bench/ at the top).
+#   DRIPD_BENCH_PERF=1 records `perf record -g` of dripd during its run into the work
+#   folder (DRIPD_BENCH_PERF=dwarf: DWARF call graphs, which see through the system
+#   libraries' missing frame pointers); add --keep and look with
+#   `perf report -i WORK/perf.data`. Profiling slows dripd down: its figures are then not
+#   the benchmark's.
+#
+# Not part of CI: run on demand; it prints a table and leaves nothing running.
+# Leads are inserted straight into the database with sqlite3 because bulk lead import
+# (`dripctl import`) is not built yet: a bench-only shortcut, after dripd has created the
+# database with its own schema.
+set -euo pipefail
+
+leads=100000
+conns=8
+runs=3
+keep=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--leads) leads=$2; shift 2 ;;
+	--conns) conns=$2; shift 2 ;;
+	--runs) runs=$2; shift 2 ;;
+	--keep) keep=1; shift ;;
+	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "smtp_bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
+	esac
+done
+for v in "$leads" "$conns" "$runs"; do
+	[[ $v =~ ^[1-9][0-9]*$ ]] || { echo "smtp_bench: $v is not a positive number" >&2; exit 2; }
+done
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${DRIPD_BENCH_BUILD:-$root/build-bench}
+work=$(mktemp -d /tmp/dripd-bench.XXXXXX)
+chmod 755 "$work" # smtp-sink drops to nobody
+sink_pid='' dripd_pid='' perf_pid=''
+
+stop_pid() { # PID: SIGTERM, wait up to 30 s, then SIGKILL
+	local pid=$1
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 300); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+	stop_pid "$perf_pid"
+	stop_pid "$dripd_pid"
+	stop_pid "$sink_pid"
+	if [ "$keep" = 1 ]; then
+		echo "smtp_bench: work folder kept: $work"
+	else
+		rm -rf "$work"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '%s smtp_bench: %s\n' "$(date +%T)" "$*" >&2; }
+now_s() { date +%s.%N; }
+# median of the numbers on stdin
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2];
+	else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f\n", a / b }'; }
+
+# --- tools -------------------------------------------------------------------------------
+if [ ! -x /usr/sbin/smtp-sink ] || [ ! -x /usr/sbin/smtp-source ]; then
+	say "installing postfix (for smtp-sink and smtp-source; no service is started)"
+	# "No configuration" writes no main.cf, and a policy-rc.d that says no keeps the
+	# package scripts from starting a system Postfix.
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	policy_made=0
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		policy_made=1
+	fi
+	apt_rc=0
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+		--no-install-recommends postfix >"$work/apt.log" 2>&1 || apt_rc=$?
+	[ "$policy_made" = 0 ] || rm -f /usr/sbin/policy-rc.d
+	if [ "$apt_rc" != 0 ]; then
+		tail -20 "$work/apt.log" >&2
+		exit 1
+	fi
+fi
+for tool in cc pkg-config sqlite3 cmake; do
+	command -v "$tool" >/dev/null || {
+		echo "smtp_bench: $tool is missing (bash .ci/install-deps installs it)" >&2
+		exit 1
+	}
+done
+
+say "building dripd into $build"
+"$root/.ci/build" "$build"
+dripd=$build/dripd
+dripctl=$build/dripctl
+say "building curl_ref"
+# shellcheck disable=SC2046 # pkg-config's words are meant to split
+cc -O2 -Wall -Wextra -o "$work/curl_ref" "$root/tests/bench/curl_ref.c" \
+	$(pkg-config --cflags --libs libcurl) -lpthread
+
+# --- smtp-sink -------------------------------------------------------------------------
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+url=smtp://127.0.0.1:$port
+# -u: it refuses to run as root otherwise; 256: the listen backlog.
+/usr/sbin/smtp-sink -u nobody 127.0.0.1:"$port" 256 >"$work/sink.log" 2>&1 &
+sink_pid=$!
+for _ in $(seq 100); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+	kill -0 "$sink_pid" 2>/dev/null || { cat "$work/sink.log" >&2; exit 1; }
+	sleep 0.1
+done
+say "smtp-sink listening on 127.0.0.1:$port"
+
+# --- dripd's content and config ----------------------------------------------------------
+# One nurture sequence of one step, the sample journey's welcome mail (Markdown with a
+# tracked link, HTML + text, unsubscribe footer; no open pixel, which is opt-in): a realistic message.
+mkdir -p "$work/content/sequences" "$work/content/templates"
+cat >"$work/content/journey.json" <<'EOF'
+{
+  "stages": ["awareness", "customer"],
+  "sender": {
+    "company": "Northwind Pipeline Coaching",
+    "postal_address": "Northwind Pipeline Coaching, 12 Harbour Street, Bristol BS1 4QA, United Kingdom"
+  }
+}
+EOF
+cat >"$work/content/sequences/bench.json" <<'EOF'
+{
+  "stage": "awareness",
+  "mode": "nurture",
+  "description": "The delivery benchmark: one welcome mail.",
+  "steps": [ { "id": "welcome", "delay": "0d", "template": "welcome.md" } ]
+}
+EOF
+cp "$root/content/templates/awareness/welcome.md" "$work/content/templates/welcome.md"
+
+write_config() { # FOLDER
+	cat >"$1/dripd.json" <<EOF
+{
+  "state_dir": "state",
+  "content_dir": "$work/content",
+  "control_socket": "control.sock",
+  "log_level": "warning",
+  "delivery": { "url": "$url", "from": "Ana Ruiz <ana@example.com>",
+                "max_connections": $conns },
+  "tracking": { "base_url": "https://t.example.com" }
+}
+EOF
+}
+start_dripd() { # FOLDER: starts dripd there, waits until it answers
+	local dir=$1
+	(cd "$dir" && exec "$dripd" -c "$dir/dripd.json") >>"$dir/dripd.log" 2>&1 &
+	dripd_pid=$!
+	for _ in $(seq 200); do
+		"$dripctl" -s "$dir/control.sock" status >/dev/null 2>&1 && return 0
+		kill -0 "$dripd_pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "smtp_bench: dripd did not start:" >&2
+	cat "$dir/dripd.log" >&2
+	exit 1
+}
+stop_dripd() {
+	stop_pid "$dripd_pid"
+	dripd_pid=''
+}
+
+# The size of one message: a throwaway daemon, paused so nothing goes out, previews it.
+mkdir -p "$work/probe" "$work/run"
+write_config "$work/probe"
+write_config "$work/run"
+"$dripd" check -c "$work/run/dripd.json" >/dev/null
+start_dripd "$work/probe"
+ctl_probe=("$dripctl" -s "$work/probe/control.sock")
+"${ctl_probe[@]}" pause >/dev/null
+"${ctl_probe[@]}" lead add lead1@example.org --first-name Lead --last-name Number1 \
+	--company "Company 1" --title Owner >/dev/null
+size=$("${ctl_probe[@]}" --json preview lead1@example.org |
+	python3 -c 'import json, sys; print(len(json.load(sys.stdin)["message"].encode()))')
+stop_dripd
+say "one dripd message is $size bytes"
+
+# The bench database: dripd creates it (its own schema and migrations), then N leads, each
+# enrolled in the bench sequence with its one touch pending and due now.
+start_dripd "$work/run"
+stop_dripd
+db=$work/run/state/dripd.db
+t_now=$(date +%s)
+say "inserting $leads leads with a due touch each into $db"
+sqlite3 "$db" >/dev/null <<EOF
+PRAGMA foreign_keys = ON;
+BEGIN;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $leads)
+INSERT INTO leads (id, email, first_name, last_name, company, title, stage, created_at,
+                   updated_at)
+SELECT i, 'lead' || i || '@example.org', 'Lead', 'Number' || i, 'Company ' || i, 'Owner',
+       'awareness', $t_now, $t_now FROM n;
+INSERT INTO enrolments (id, lead_id, sequence, stage, started_at)
+SELECT id, id, 'bench', 'awareness', $t_now FROM leads;
+INSERT INTO touches (lead_id, enrolment_id, sequence, step, step_index, due_at, created_at,
+                     updated_at)
+SELECT id, id, 'bench', 'welcome', 0, $t_now, $t_now, $t_now FROM leads;
+COMMIT;
+PRAGMA wal_checkpoint(TRUNCATE);
+EOF
+
+# --- the references ----------------------------------------------------------------------
+: >"$work/source.rates"
+: >"$work/curl.rates"
+for r in $(seq "$runs"); do
+	say "smtp-source run $r/$runs: $leads messages, $conns connections"
+	t0=$(now_s)
+	/usr/sbin/smtp-source -d -s "$conns" -m "$leads" -l "$size" -f bench@example.com \
+		-t sink@example.org 127.0.0.1:"$port" >"$work/source.log" 2>&1 || {
+		cat "$work/source.log" >&2
+		exit 1
+	}
+	t1=$(now_s)
+	awk -v n="$leads" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", n / (b - a) }' \
+		>>"$work/source.rates"
+	say "  $(tail -1 "$work/source.rates") msg/s"
+done
+for r in $(seq "$runs"); do
+	say "curl_ref run $r/$runs"
+	out=$("$work/curl_ref" "$url" "$leads" "$size" "$conns")
+	say "  $out"
+	sed 's/.*: \([0-9.]*\) msg\/s$/\1/' <<<"$out" >>"$work/curl.rates"
+done
+source_rate=$(median <"$work/source.rates")
+curl_rate=$(median <"$work/curl.rates")
+
+# --- dripd -------------------------------------------------------------------------------
+say "dripd: $leads due leads, $conns connections"
+t0=$(now_s)
+start_dripd "$work/run"
+case ${DRIPD_BENCH_PERF:-0} in
+0) ;;
+dwarf) perf_args=(--call-graph "dwarf,16384" -F 499) ;;
+*) perf_args=(-g) ;;
+esac
+if [ "${DRIPD_BENCH_PERF:-0}" != 0 ]; then
+	perf record "${perf_args[@]}" -o "$work/perf.data" -p "$dripd_pid" >"$work/perf.log" 2>&1 &
+	perf_pid=$!
+fi
+# `dripctl status` counts touches by state with full scans (~80 ms at 100,000 touches, on
+# dripd's loop thread), so polling it five times a second would itself slow dripd down by
+# a fifth: the poll sleeps half the remaining time estimated from the rate so far (at most
+# 5 s), and 0.2 s once the end is near, so the end is still seen within 0.2 s.
+sent=0
+last_report=$(date +%s)
+deadline=$(($(date +%s) + 1800))
+while :; do
+	status=$("$dripctl" -s "$work/run/control.sock" --json status)
+	# dripctl --json pretty-prints with tabs: "sent":<TAB>123
+	sent=$(tr -d ' \t\n' <<<"$status" | grep -o '"sent":[0-9]*' | cut -d: -f2) || sent=0
+	[ "${sent:-0}" -ge "$leads" ] && break
+	kill -0 "$dripd_pid" 2>/dev/null || { echo "smtp_bench: dripd died" >&2; exit 1; }
+	if [ "$(date +%s)" -gt "$deadline" ]; then
+		echo "smtp_bench: dripd sent only $sent of $leads in 30 minutes" >&2
+		exit 1
+	fi
+	if [ $(($(date +%s) - last_report)) -ge 10 ]; then
+		last_report=$(date +%s)
+		say "  $sent sent"
+	fi
+	sleep "$(awk -v s="${sent:-0}" -v n="$leads" -v a="$t0" -v b="$(now_s)" 'BEGIN {
+		w = 0.2
+		if (s > 0) { w = (n - s) / (s / (b - a)) / 2; if (w > 5) w = 5; if (w < 0.2) w = 0.2 }
+		printf "%.2f\n", w }')"
+done
+t1=$(now_s)
+dripd_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }')
+rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$dripd_pid/status")
+# CPU seconds dripd used (all its threads; then its loop thread alone), from utime + stime.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "$1"; }
+cpu_s=$(cpu_of "/proc/$dripd_pid/stat")
+loop_cpu_s=$(cpu_of "/proc/$dripd_pid/task/$dripd_pid/stat")
+if [ -n "$perf_pid" ]; then
+	kill -INT "$perf_pid" 2>/dev/null || true
+	wait "$perf_pid" 2>/dev/null || true
+	perf_pid=''
+fi
+stop_dripd
+states=$(sqlite3 "$db" "SELECT group_concat(state || '=' || n, ' ') FROM
+	(SELECT state, count(*) n FROM touches GROUP BY state)")
+dripd_rate=$(div "$leads" "$dripd_secs")
+rss_mib=$(awk -v k="$rss_kib" 'BEGIN { printf "%.1f\n", k / 1024 }')
+cpu_us=$(awk -v c="$cpu_s" -v n="$leads" 'BEGIN { printf "%.0f\n", c * 1e6 / n }')
+warnings=$(grep -c '^<[0-4]>' "$work/run/dripd.log" || true)
+
+# --- the table ---------------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
+cat <<EOF
+
+dripd delivery benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $leads messages of $size bytes, $conns connections
+  smtp-source          $(printf '%9s' "$source_rate") msg/s   median of $runs: $(paste -sd' ' "$work/source.rates")
+  curl_ref             $(printf '%9s' "$curl_rate") msg/s   median of $runs: $(paste -sd' ' "$work/curl.rates")
+  dripd                $(printf '%9s' "$dripd_rate") msg/s   $leads in $dripd_secs s; CPU ${cpu_s} s (${cpu_us} us/message), loop thread ${loop_cpu_s} s
+  dripd / smtp-source  $(printf '%9s' "$(ratio "$dripd_rate" "$source_rate")")         target >= 0.5
+  dripd / curl_ref     $(printf '%9s' "$(ratio "$dripd_rate" "$curl_rate")")         stretch >= 0.9
+  dripd peak RSS       $(printf '%9s' "$rss_mib") MiB     target < 64
+  touches after the run: $states; warnings and errors in dripd's log: $warnings
+EOF

@@ -43,6 +43,7 @@ struct mailer {
 	struct mailer_node *jobs, *jobs_tail; /* under lock */
 	struct mailer_node *results, *results_tail; /* under lock */
 	mailer_result_cb cb;
+	mailer_batch_cb batch_cb;
 	void *arg;
 	char *maildir; /* the Maildir path, or NULL for SMTP */
 	char *url;
@@ -212,6 +213,10 @@ static void mailer_async_cb(uv_async_t *handle)
 	struct mailer_node *n = m->results;
 	m->results = m->results_tail = NULL;
 	uv_mutex_unlock(&m->lock);
+	if (!n)
+		return;
+	if (m->batch_cb)
+		m->batch_cb(m->arg, true);
 	while (n) {
 		struct mailer_node *next = n->next;
 		m->busy--;
@@ -219,6 +224,13 @@ static void mailer_async_cb(uv_async_t *handle)
 		free(n);
 		n = next;
 	}
+	if (m->batch_cb)
+		m->batch_cb(m->arg, false);
+}
+
+void mailer_set_batch_cb(struct mailer *m, mailer_batch_cb cb)
+{
+	m->batch_cb = cb;
 }
 
 /* Reads the first line of a secret file (a password); NULL with err on failure. */

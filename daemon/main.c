@@ -1,6 +1,7 @@
 /* main.c - dripd: arguments, start-up order, signals, reload and an orderly shutdown. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -95,6 +96,15 @@ static void main_mailer_result_cb(void *arg, const struct mailer_result *r)
 {
 	struct dripd *d = arg;
 	sched_on_result(d->sched, r);
+}
+
+static void main_mailer_batch_cb(void *arg, bool begin)
+{
+	struct dripd *d = arg;
+	if (begin)
+		sched_results_begin(d->sched);
+	else
+		sched_results_end(d->sched);
 }
 
 /* Keys that only a restart can change; a reload that changes one says so. */
@@ -272,6 +282,13 @@ static int main_run(const char *path)
 	uv_loop_t loop;
 
 	memset(&d, 0, sizeof(d));
+	/*
+	 * Keep freed heap instead of trimming it: SQLite builds and drops small b-trees on
+	 * every touch update, and glibc returning that memory at once and faulting it back in
+	 * cost 101 page faults and 8 brk calls per message in the delivery benchmark (a ~40%
+	 * slower loop). Peak RSS stayed ~16 MiB with this.
+	 */
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	if (!(d.cfg = config_load(path, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	main_set_log_level(d.cfg);
@@ -314,6 +331,7 @@ static int main_run(const char *path)
 	if (!(d.mailer = mailer_new(&loop, d.cfg, main_mailer_result_cb, &d, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	d.sched = sched_new(&loop, d.cfg, d.store, &d.clock, d.mailer);
+	mailer_set_batch_cb(d.mailer, main_mailer_batch_cb);
 	sched_set_content(d.sched, d.content);
 	sched_set_keys(d.sched, d.keys);
 	int64_t paused = 0;

@@ -41,6 +41,7 @@ struct sched {
 	struct content *content;
 	const struct token_keys *keys;
 	bool paused;
+	bool batch; /* a transaction holds the outcomes of one mailer drain */
 	bool draining;
 	void (*drain_cb)(void *arg);
 	void *drain_arg;
@@ -588,6 +589,37 @@ static int sched_next_step(struct sched *s, const struct touch *t, int64_t now)
 	return 0;
 }
 
+void sched_results_begin(struct sched *s)
+{
+	s->batch = store_begin(s->store) == 0;
+}
+
+void sched_results_end(struct sched *s)
+{
+	if (!s->batch)
+		return;
+	s->batch = false;
+	if (store_commit(s->store) != 0)
+		log_err("sched: cannot commit a batch of outcomes: its touches stay sending and "
+			"become uncertain at the next start");
+}
+
+/* One outcome's writes: its own transaction, or a savepoint inside a drain's batch. */
+static int sched_outcome_begin(struct sched *s)
+{
+	return s->batch ? store_part_begin(s->store) : store_begin(s->store);
+}
+
+static int sched_outcome_end(struct sched *s, int rc)
+{
+	if (s->batch)
+		return store_part_end(s->store, rc == 0) ? DRIP_ESTORE : rc;
+	if (rc == 0)
+		return store_commit(s->store);
+	store_rollback(s->store);
+	return rc;
+}
+
 void sched_on_result(struct sched *s, const struct mailer_result *r)
 {
 	int64_t now = clock_now(s->clock);
@@ -597,7 +629,7 @@ void sched_on_result(struct sched *s, const struct mailer_result *r)
 		log_err("sched: outcome for unknown touch %lld", (long long)r->touch_id);
 		goto kick;
 	}
-	if ((rc = store_begin(s->store)) != 0)
+	if ((rc = sched_outcome_begin(s)) != 0)
 		goto out;
 	switch (r->outcome) {
 	case MAILER_OK:
@@ -646,10 +678,7 @@ void sched_on_result(struct sched *s, const struct mailer_result *r)
 			sched_event(s, t.lead_id, t.id, "uncertain", now, &t, "reason", r->detail);
 		break;
 	}
-	if (rc == 0)
-		rc = store_commit(s->store);
-	else
-		store_rollback(s->store);
+	rc = sched_outcome_end(s, rc);
 out:
 	if (rc)
 		log_err("sched: cannot record the outcome of touch %lld: %s", (long long)t.id,

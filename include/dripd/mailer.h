@@ -2,6 +2,7 @@
 #ifndef DRIPD_MAILER_H
 #define DRIPD_MAILER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,9 @@ struct mailer;
 /* Starts the threads for cfg's delivery path. NULL with err if the path cannot be used. */
 struct mailer *mailer_new(uv_loop_t *loop, const struct config *cfg, mailer_result_cb cb, void *arg,
 			  char *err, size_t errlen);
+/* Called with true before and false after each batch of outcomes the loop drains at once. */
+typedef void (*mailer_batch_cb)(void *arg, bool begin);
+void mailer_set_batch_cb(struct mailer *m, mailer_batch_cb cb);
 /* Threads without a job. */
 size_t mailer_idle(const struct mailer *m);
 /* Jobs handed over whose outcome has not come back yet. */

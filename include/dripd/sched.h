@@ -37,6 +37,13 @@ void sched_set_content(struct sched *s, struct content *c);
 void sched_kick(struct sched *s);
 /* The mailer's result callback: records the outcome, then moves the lead along. */
 void sched_on_result(struct sched *s, const struct mailer_result *r);
+/*
+ * Around the outcomes of one mailer drain: they are recorded in one transaction (each in
+ * its own savepoint, so one that fails does not undo the others), which saves a commit,
+ * its WAL frames and its locks per message.
+ */
+void sched_results_begin(struct sched *s);
+void sched_results_end(struct sched *s);
 /* Stops dispatching; `done` runs once no job is with a sender thread any more. */
 void sched_drain(struct sched *s, void (*done)(void *arg), void *arg);
 /* Frees the scheduler (after the drain). */

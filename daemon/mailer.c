@@ -52,7 +52,7 @@ struct mailer {
 	long connect_timeout_ms, reply_timeout_s, transfer_timeout_ms;
 };
 
-static void mailer_job_free(struct mailer_job *job)
+void mailer_job_free(struct mailer_job *job)
 {
 	if (!job)
 		return;

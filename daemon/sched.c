@@ -41,7 +41,9 @@ struct sched {
 	struct content *content;
 	const struct token_keys *keys;
 	bool paused;
-	bool batch; /* a transaction holds the outcomes of one mailer drain */
+	bool batch; /* one transaction holds a claim's dispatch or a drain's outcomes */
+	struct mailer_job *jobs[SCHED_CLAIM_MAX]; /* a batch's jobs, handed over after commit */
+	size_t njobs;
 	bool draining;
 	void (*drain_cb)(void *arg);
 	void *drain_arg;
@@ -122,17 +124,33 @@ static void sched_event(struct sched *s, int64_t lead_id, int64_t touch_id, cons
 }
 
 /* Finishes a touch that will not be sent, with an event that says why. */
+/* One touch's writes: their own transaction, or a savepoint inside a batch's transaction. */
+static int sched_write_begin(struct sched *s)
+{
+	return s->batch ? store_part_begin(s->store) : store_begin(s->store);
+}
+
+static int sched_write_end(struct sched *s, int rc)
+{
+	if (s->batch)
+		return store_part_end(s->store, rc == 0) ? DRIP_ESTORE : rc;
+	if (rc == 0)
+		return store_commit(s->store);
+	store_rollback(s->store);
+	return rc;
+}
+
 static void sched_give_up(struct sched *s, const struct touch *t, const char *state,
 			  const char *kind, const char *reason, int64_t now)
 {
-	if (store_begin(s->store) != 0)
+	if (sched_write_begin(s) != 0)
 		return;
 	if (store_touch_finish(s->store, t->id, state, reason, now) == 0) {
 		sched_event(s, t->lead_id, t->id, kind, now, t, "reason", reason);
 		if (strcmp(state, "failed") == 0)
 			store_enrolment_end(s->store, t->enrolment_id, "exited", now);
 	}
-	if (store_commit(s->store) != 0)
+	if (sched_write_end(s, 0) != 0)
 		log_err("sched: cannot finish touch %lld", (long long)t->id);
 	log_warn("sched: touch %lld %s: %s", (long long)t->id, state, reason);
 }
@@ -287,13 +305,13 @@ int sched_conditions(struct store *st, const struct content *c, const struct lea
 /* Finishes a step whose condition says no and moves the lead to the next one. */
 static void sched_skip(struct sched *s, const struct touch *t, const char *why, int64_t now)
 {
-	int rc = store_begin(s->store);
-	if (rc == 0 && (rc = store_touch_finish(s->store, t->id, "skipped", why, now)) == 0)
+	int rc = sched_write_begin(s);
+	if (rc)
+		goto out;
+	if ((rc = store_touch_finish(s->store, t->id, "skipped", why, now)) == 0)
 		rc = journey_step_done(s->store, s->content, t, now);
-	if (rc == 0)
-		rc = store_commit(s->store);
-	else
-		store_rollback(s->store);
+	rc = sched_write_end(s, rc);
+out:
 	if (rc)
 		log_err("sched: cannot skip touch %lld: %s", (long long)t->id, drip_strerror(rc));
 	else
@@ -420,17 +438,14 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 	}
 	/* Committed as sending before any thread sees it: a crash from here on leaves the
 	 * touch uncertain, never silently re-sent. */
-	int rc = store_begin(s->store);
+	int rc = sched_write_begin(s);
 	if (rc == 0 &&
 	    (rc = store_touch_note(s->store, t.id, mail.subject, (int64_t)mail.variant)) == 0)
 		rc = store_touch_sending(s->store, t.id, mail.message_id, now);
 	for (size_t i = 0; rc == 0 && i < mail.nlinks; i++)
 		rc = store_link_add(s->store, t.id, (int64_t)i, mail.links[i].url,
 				    mail.links[i].tag);
-	if (rc == 0)
-		rc = store_commit(s->store);
-	else
-		store_rollback(s->store);
+	rc = sched_write_end(s, rc);
 	if (rc) {
 		log_err("sched: cannot mark touch %lld sending; left for recovery",
 			(long long)t.id);
@@ -443,7 +458,12 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 	job->rcpt = xstrdup(lead.email);
 	job->len = mail.data.len;
 	job->data = buf_steal(&mail.data);
-	mailer_submit(s->mailer, job);
+	if (s->batch) {
+		/* Handed over only once the batch's transaction has committed. */
+		s->jobs[s->njobs++] = job;
+	} else {
+		mailer_submit(s->mailer, job);
+	}
 	log_debug("sched: touch %lld (%s/%s) to %s handed to a sender thread", (long long)t.id,
 		  t.sequence, t.step, lead.email);
 out:
@@ -526,8 +546,26 @@ static void sched_run(struct sched *s)
 		}
 		if (n == 0)
 			break;
+		/* One transaction commits the whole claim as sending; only then do the sender
+		 * threads see any of it (at most once per step). */
+		s->batch = store_begin(s->store) == 0;
+		s->njobs = 0;
 		for (size_t i = 0; i < n; i++)
 			sched_dispatch(s, ids[i], now);
+		if (s->batch) {
+			s->batch = false;
+			if (store_commit(s->store) == 0) {
+				for (size_t i = 0; i < s->njobs; i++)
+					mailer_submit(s->mailer, s->jobs[i]);
+			} else {
+				log_err("sched: cannot commit a claim of %zu touches; they stay "
+					"queued until the next start",
+					n);
+				for (size_t i = 0; i < s->njobs; i++)
+					mailer_job_free(s->jobs[i]);
+			}
+			s->njobs = 0;
+		}
 	}
 	sched_arm(s, now);
 }
@@ -604,22 +642,6 @@ void sched_results_end(struct sched *s)
 			"become uncertain at the next start");
 }
 
-/* One outcome's writes: its own transaction, or a savepoint inside a drain's batch. */
-static int sched_outcome_begin(struct sched *s)
-{
-	return s->batch ? store_part_begin(s->store) : store_begin(s->store);
-}
-
-static int sched_outcome_end(struct sched *s, int rc)
-{
-	if (s->batch)
-		return store_part_end(s->store, rc == 0) ? DRIP_ESTORE : rc;
-	if (rc == 0)
-		return store_commit(s->store);
-	store_rollback(s->store);
-	return rc;
-}
-
 void sched_on_result(struct sched *s, const struct mailer_result *r)
 {
 	int64_t now = clock_now(s->clock);
@@ -629,7 +651,7 @@ void sched_on_result(struct sched *s, const struct mailer_result *r)
 		log_err("sched: outcome for unknown touch %lld", (long long)r->touch_id);
 		goto kick;
 	}
-	if ((rc = sched_outcome_begin(s)) != 0)
+	if ((rc = sched_write_begin(s)) != 0)
 		goto out;
 	switch (r->outcome) {
 	case MAILER_OK:
@@ -678,7 +700,7 @@ void sched_on_result(struct sched *s, const struct mailer_result *r)
 			sched_event(s, t.lead_id, t.id, "uncertain", now, &t, "reason", r->detail);
 		break;
 	}
-	rc = sched_outcome_end(s, rc);
+	rc = sched_write_end(s, rc);
 out:
 	if (rc)
 		log_err("sched: cannot record the outcome of touch %lld: %s", (long long)t.id,

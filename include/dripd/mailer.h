@@ -62,6 +62,8 @@ void mailer_set_batch_cb(struct mailer *m, mailer_batch_cb cb);
 size_t mailer_idle(const struct mailer *m);
 /* Jobs handed over whose outcome has not come back yet. */
 size_t mailer_busy(const struct mailer *m);
+/* Frees a job that was never handed over. */
+void mailer_job_free(struct mailer_job *job);
 /* Hands `job` (heap-allocated; the mailer frees it) to an idle thread. */
 void mailer_submit(struct mailer *m, struct mailer_job *job);
 /* Stops and joins the threads (call when mailer_busy() is 0) and frees the mailer. */

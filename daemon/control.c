@@ -930,6 +930,18 @@ static int control_explain(struct dripd *d, const cJSON *args, cJSON *result, ch
 	return rc;
 }
 
+/* The profile options lead add and lead update share (control_lead_profile reads them). */
+#define CONTROL_PROFILE_ARGS                                                       \
+	{ "--first-name", "first_name", CONTROL_ARG_STRING, false, "NAME" },       \
+		{ "--last-name", "last_name", CONTROL_ARG_STRING, false, "NAME" }, \
+		{ "--company", "company", CONTROL_ARG_STRING, false, "NAME" },     \
+		{ "--title", "title", CONTROL_ARG_STRING, false, "TITLE" },        \
+		{ "--tz", "tz", CONTROL_ARG_STRING, false, "ZONE" },               \
+		{ "--tag", "tags", CONTROL_ARG_LIST, false, "TAG" },               \
+	{                                                                          \
+		"--attr", "attrs", CONTROL_ARG_MAP, false, "KEY=VALUE"             \
+	}
+
 /* clang-format off */
 const struct control_cmd control_cmds[] = {
 	{ "status", "status", "what the daemon is doing: leads, touches by state, next due",
@@ -941,26 +953,13 @@ const struct control_cmd control_cmds[] = {
 	{ "lead.add", "lead add", "add a lead and enrol it in its stage's sequence",
 	  CONTROL_CHANGES_STATE,
 	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
-	    { "--first-name", "first_name", CONTROL_ARG_STRING, false, "NAME" },
-	    { "--last-name", "last_name", CONTROL_ARG_STRING, false, "NAME" },
-	    { "--company", "company", CONTROL_ARG_STRING, false, "NAME" },
-	    { "--title", "title", CONTROL_ARG_STRING, false, "TITLE" },
-	    { "--tz", "tz", CONTROL_ARG_STRING, false, "ZONE" },
+	    CONTROL_PROFILE_ARGS,
 	    { "--stage", "stage", CONTROL_ARG_STRING, false, "STAGE" },
-	    { "--sequence", "sequence", CONTROL_ARG_STRING, false, "NAME" },
-	    { "--tag", "tags", CONTROL_ARG_LIST, false, "TAG" },
-	    { "--attr", "attrs", CONTROL_ARG_MAP, false, "KEY=VALUE" } },
+	    { "--sequence", "sequence", CONTROL_ARG_STRING, false, "NAME" } },
 	  control_lead_add },
 	{ "lead.update", "lead update", "change a lead's profile (given fields; --attr merges)",
 	  CONTROL_CHANGES_STATE,
-	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
-	    { "--first-name", "first_name", CONTROL_ARG_STRING, false, "NAME" },
-	    { "--last-name", "last_name", CONTROL_ARG_STRING, false, "NAME" },
-	    { "--company", "company", CONTROL_ARG_STRING, false, "NAME" },
-	    { "--title", "title", CONTROL_ARG_STRING, false, "TITLE" },
-	    { "--tz", "tz", CONTROL_ARG_STRING, false, "ZONE" },
-	    { "--tag", "tags", CONTROL_ARG_LIST, false, "TAG" },
-	    { "--attr", "attrs", CONTROL_ARG_MAP, false, "KEY=VALUE" } },
+	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" }, CONTROL_PROFILE_ARGS },
 	  control_lead_update },
 	{ "lead.tag", "lead tag", "add (+TAG) or remove (-TAG) tags",
 	  CONTROL_CHANGES_STATE,

@@ -123,7 +123,6 @@ static void sched_event(struct sched *s, int64_t lead_id, int64_t touch_id, cons
 	cJSON_Delete(d);
 }
 
-/* Finishes a touch that will not be sent, with an event that says why. */
 /* One touch's writes: their own transaction, or a savepoint inside a batch's transaction. */
 static int sched_write_begin(struct sched *s)
 {
@@ -140,6 +139,7 @@ static int sched_write_end(struct sched *s, int rc)
 	return rc;
 }
 
+/* Finishes a touch that will not be sent, with an event that says why. */
 static void sched_give_up(struct sched *s, const struct touch *t, const char *state,
 			  const char *kind, const char *reason, int64_t now)
 {
@@ -318,12 +318,6 @@ out:
 		log_info("sched: touch %lld %s/%s %s", (long long)t->id, t->sequence, t->step, why);
 }
 
-/*
- * When touch `t` may go: not before min_gap after the lead's last touch, inside its
- * sequence's send window, and not on one of journey.json's skip dates, all in the lead's
- * zone (then the sequence's, then the config's). A touch that has to wait gets a per-lead
- * jitter of up to SCHED_JITTER seconds so a thousand leads do not all go at 09:00:00.
- */
 /* Why a touch waits, as sched_window_opens found it (for dripctl explain). */
 struct sched_why {
 	int64_t gap_until; /* min_gap after the lead's last touch, or 0 */
@@ -333,6 +327,12 @@ struct sched_why {
 	int32_t first_skipped;
 };
 
+/*
+ * When touch `t` may go: not before min_gap after the lead's last touch, inside its
+ * sequence's send window, and not on one of journey.json's skip dates, all in the lead's
+ * zone (then the sequence's, then the config's). A touch that has to wait gets a per-lead
+ * jitter of up to SCHED_JITTER seconds so a thousand leads do not all go at 09:00:00.
+ */
 static int64_t sched_window_opens(struct sched *s, const struct lead *lead, const struct touch *t,
 				  int64_t now, struct sched_why *why)
 {

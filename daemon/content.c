@@ -1028,16 +1028,12 @@ size_t content_variant(const struct content_step *step, const char *email)
 {
 	/* FNV-1a over the lower-cased address and the step id: stable across restarts and
 	 * reloads, independent of the order leads arrive in. */
-	uint64_t h = 1469598103934665603ULL;
+	uint64_t h = UTIL_FNV1A_SEED;
 	for (const char *p = email; *p; p++) {
-		h ^= (unsigned char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-		h *= 1099511628211ULL;
+		char lower = *p >= 'A' && *p <= 'Z' ? (char)(*p + 32) : *p;
+		h = util_fnv1a(h, &lower, 1);
 	}
-	h ^= '/';
-	h *= 1099511628211ULL;
-	for (const char *p = step->id; *p; p++) {
-		h ^= (unsigned char)*p;
-		h *= 1099511628211ULL;
-	}
+	h = util_fnv1a(h, "/", 1);
+	h = util_fnv1a(h, step->id, strlen(step->id));
 	return step->nvariants ? (size_t)(h % step->nvariants) : 0;
 }

@@ -376,9 +376,7 @@ static int64_t sched_window_opens(struct sched *s, const struct lead *lead, cons
 	}
 	if (opens <= now)
 		return now;
-	uint64_t h = 1469598103934665603ULL;
-	for (const char *p = lead->email; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	uint64_t h = util_fnv1a(UTIL_FNV1A_SEED, lead->email, strlen(lead->email));
 	int64_t at = opens + (int64_t)(h % SCHED_JITTER);
 	/* The jitter never pushes a touch past the window's end. */
 	return clock_window_next(w, z, at) == at ? at : opens;

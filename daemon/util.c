@@ -177,6 +177,14 @@ void util_random_hex(char *out, size_t n)
 	*out = '\0';
 }
 
+uint64_t util_fnv1a(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 1099511628211ULL;
+	return h;
+}
+
 bool util_email_valid(const char *s)
 {
 	const char *at = strrchr(s, '@');

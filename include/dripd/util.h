@@ -45,6 +45,13 @@ void util_random(void *out, size_t n);
 /* Lower-case hex of `n` random bytes into out (2n+1 bytes). */
 void util_random_hex(char *out, size_t n);
 
+/*
+ * FNV-1a, 64 bits: a stable, cheap hash for choices that must not change across restarts
+ * (a lead's variant, its jitter). Start from UTIL_FNV1A_SEED; feed pieces in turn.
+ */
+#define UTIL_FNV1A_SEED 1469598103934665603ULL
+uint64_t util_fnv1a(uint64_t h, const void *data, size_t len);
+
 /* Whether `s` is a plausible mailbox address (local@domain, no spaces, controls or brackets). */
 bool util_email_valid(const char *s);
 

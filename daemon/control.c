@@ -13,6 +13,7 @@
 #include "dripd/control.h"
 #include "dripd/error.h"
 #include "dripd/journey.h"
+#include "dripd/json.h"
 #include "dripd/log.h"
 #include "dripd/mailer.h"
 #include "dripd/proto.h"
@@ -241,10 +242,7 @@ static char *control_tags_json(const cJSON *tags, char *err, size_t errlen, int 
 		const char *s = t->valuestring;
 		if ((*rc = control_check_tag(s, err, errlen)))
 			break;
-		bool dup = false;
-		const cJSON *seen;
-		cJSON_ArrayForEach(seen, out) dup = dup || strcmp(seen->valuestring, s) == 0;
-		if (!dup)
+		if (json_string_index(out, s) < 0)
 			cJSON_AddItemToArray(out, cJSON_CreateString(s));
 	}
 	char *json = *rc ? NULL : cJSON_PrintUnformatted(out);
@@ -590,14 +588,7 @@ static int control_lead_tag(struct dripd *d, const cJSON *args, cJSON *result, c
 					  v);
 			break;
 		}
-		int at = -1, i = 0;
-		const cJSON *t;
-		cJSON_ArrayForEach(t, tags)
-		{
-			if (cJSON_IsString(t) && strcmp(t->valuestring, v + 1) == 0)
-				at = i;
-			i++;
-		}
+		int at = json_string_index(tags, v + 1);
 		if (v[0] == '+' && at < 0)
 			cJSON_AddItemToArray(tags, cJSON_CreateString(v + 1));
 		else if (v[0] == '-' && at >= 0)

@@ -6,6 +6,7 @@
 
 #include "dripd/error.h"
 #include "dripd/journey.h"
+#include "dripd/json.h"
 #include "dripd/log.h"
 #include "dripd/util.h"
 
@@ -31,10 +32,7 @@ static int journey_event(struct store *st, int64_t lead_id, int64_t touch_id, co
 static bool journey_has_tag(const struct lead *lead, const char *tag)
 {
 	cJSON *tags = cJSON_Parse(lead->tags && *lead->tags ? lead->tags : "[]");
-	const cJSON *t;
-	bool found = false;
-	cJSON_ArrayForEach(t, tags) found =
-		found || (cJSON_IsString(t) && !strcmp(t->valuestring, tag));
+	bool found = json_string_index(tags, tag) >= 0;
 	cJSON_Delete(tags);
 	return found;
 }

@@ -292,6 +292,19 @@ int json_doc_line(const struct json_doc *d, const cJSON *item)
 	return p ? p->line : 0;
 }
 
+int json_string_index(const cJSON *array, const char *s)
+{
+	const cJSON *e;
+	int i = 0;
+	cJSON_ArrayForEach(e, array)
+	{
+		if (cJSON_IsString(e) && strcmp(e->valuestring, s) == 0)
+			return i;
+		i++;
+	}
+	return -1;
+}
+
 int json_errf(const struct json_doc *d, const cJSON *item, char *err, size_t errlen,
 	      const char *fmt, ...)
 {

@@ -9,6 +9,7 @@
 #include <cmark.h>
 
 #include "dripd/error.h"
+#include "dripd/json.h"
 #include "dripd/render.h"
 #include "dripd/util.h"
 
@@ -293,14 +294,6 @@ static const char *render_value(const struct render_ctx *rc, const struct render
 	return v;
 }
 
-static bool render_has_tag(const struct render_ctx *rc, const char *tag)
-{
-	const cJSON *t;
-	cJSON_ArrayForEach(t, rc->tags) if (cJSON_IsString(t) &&
-					    strcmp(t->valuestring, tag) == 0) return true;
-	return false;
-}
-
 /*
  * Keeps the text of the sections that hold for this lead and replaces its merge fields by
  * placeholders (the fields are appended to rc).
@@ -333,7 +326,7 @@ static int render_placeholders(struct render_ctx *rc, const char *text, struct b
 						    "sections too deep");
 				}
 				if (sec.on_tag) {
-					holds = render_has_tag(rc, sec.arg);
+					holds = json_string_index(rc->tags, sec.arg) >= 0;
 				} else {
 					struct render_field f = { .name = sec.arg };
 					holds = *render_value(rc, &f) != '\0';

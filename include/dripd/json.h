@@ -53,6 +53,8 @@ int json_get_bool(const struct json_doc *d, const cJSON *obj, const char *key, b
 /* A duration member in the clock syntax ("30s", "3d"). */
 int json_get_duration(const struct json_doc *d, const cJSON *obj, const char *key, int64_t *out,
 		      char *err, size_t errlen);
+/* The index of the string `s` in a JSON array (a lead's tags), or -1; NULL array: -1. */
+int json_string_index(const cJSON *array, const char *s);
 /* Formats "FILE:LINE: " + message for `item`, returning DRIP_EINVALID. */
 int json_errf(const struct json_doc *d, const cJSON *item, char *err, size_t errlen,
 	      const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -758,6 +758,26 @@ static const char *const control_touch_states[] = { "pending",   "queued",  "sen
 						    "deferred",  "bounced", "failed",  "skipped",
 						    "uncertain", NULL };
 
+struct control_touch_walk {
+	cJSON *list;
+	struct store *store;
+};
+
+/* A touch as lead show lists it, plus who it was for: a person resolving one needs that. */
+static int control_touch_with_email(void *arg, const struct touch *t)
+{
+	struct control_touch_walk *w = arg;
+	struct lead l;
+	control_touch_item(w->list, t);
+	if (store_lead_by_id(w->store, t->lead_id, &l) == 0) {
+		cJSON_AddStringToObject(
+			cJSON_GetArrayItem(w->list, cJSON_GetArraySize(w->list) - 1), "email",
+			l.email);
+		store_lead_clear(&l);
+	}
+	return 0;
+}
+
 static int control_touch_list(struct dripd *d, const cJSON *args, cJSON *result, char *err,
 			      size_t errlen)
 {
@@ -770,24 +790,10 @@ static int control_touch_list(struct dripd *d, const cJSON *args, cJSON *result,
 		known = known || strcmp(*k, state) == 0;
 	if (!known)
 		return errf(err, errlen, DRIP_EINVALID, "unknown touch state \"%.32s\"", state);
-	cJSON *list = cJSON_AddArrayToObject(result, "touches");
-	if ((rc = store_touches_in_state(d->store, state, 1000, control_touch_item, list)))
+	struct control_touch_walk w = { .list = cJSON_AddArrayToObject(result, "touches"),
+					.store = d->store };
+	if ((rc = store_touches_in_state(d->store, state, 1000, control_touch_with_email, &w)))
 		return errf(err, errlen, rc, "cannot list touches");
-	/* Who each touch was for: a person resolving one needs the address. */
-	cJSON *o;
-	cJSON_ArrayForEach(o, list)
-	{
-		struct touch t;
-		struct lead l;
-		if (store_touch_get(d->store, (int64_t)cJSON_GetObjectItem(o, "id")->valuedouble,
-				    &t) != 0)
-			continue;
-		if (store_lead_by_id(d->store, t.lead_id, &l) == 0) {
-			cJSON_AddStringToObject(o, "email", l.email);
-			store_lead_clear(&l);
-		}
-		store_touch_clear(&t);
-	}
 	return 0;
 }
 

@@ -134,7 +134,7 @@ static cJSON *control_lead_json(const struct lead *l)
 	return o;
 }
 
-static int control_touch_item(void *arg, const struct touch *t)
+static cJSON *control_touch_json(const struct touch *t)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "id", (double)t->id);
@@ -148,7 +148,12 @@ static int control_touch_item(void *arg, const struct touch *t)
 		cJSON_AddStringToObject(o, "message_id", t->message_id);
 	if (*t->last_error)
 		cJSON_AddStringToObject(o, "last_error", t->last_error);
-	cJSON_AddItemToArray(arg, o);
+	return o;
+}
+
+static int control_touch_item(void *arg, const struct touch *t)
+{
+	cJSON_AddItemToArray(arg, control_touch_json(t));
 	return 0;
 }
 
@@ -768,13 +773,12 @@ static int control_touch_with_email(void *arg, const struct touch *t)
 {
 	struct control_touch_walk *w = arg;
 	struct lead l;
-	control_touch_item(w->list, t);
+	cJSON *o = control_touch_json(t);
 	if (store_lead_by_id(w->store, t->lead_id, &l) == 0) {
-		cJSON_AddStringToObject(
-			cJSON_GetArrayItem(w->list, cJSON_GetArraySize(w->list) - 1), "email",
-			l.email);
+		cJSON_AddStringToObject(o, "email", l.email);
 		store_lead_clear(&l);
 	}
+	cJSON_AddItemToArray(w->list, o);
 	return 0;
 }
 

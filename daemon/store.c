@@ -320,6 +320,10 @@ static const char *const store_sql_more[] = {
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[STMT_COUNT];
+	struct {
+		store_listen_fn fn;
+		void *arg;
+	} listeners[STORE_MAX_LISTENERS];
 };
 
 int store_schema_version(void)
@@ -905,7 +909,43 @@ int store_event_add(struct store *st, int64_t lead_id, int64_t touch_id, const c
 	store_bind_text(s, 3, kind);
 	sqlite3_bind_int64(s, 4, at);
 	store_bind_text(s, 5, detail_json && *detail_json ? detail_json : "{}");
-	return store_exec_stmt(st, s);
+	int rc = store_exec_stmt(st, s);
+	if (rc)
+		return rc;
+	struct store_event ev = {
+		.id = sqlite3_last_insert_rowid(st->db),
+		.lead_id = lead_id,
+		.touch_id = touch_id,
+		.kind = kind,
+		.at = at,
+		.detail = detail_json && *detail_json ? detail_json : "{}",
+	};
+	for (size_t i = 0; i < STORE_MAX_LISTENERS; i++)
+		if (st->listeners[i].fn)
+			st->listeners[i].fn(st->listeners[i].arg, &ev);
+	return 0;
+}
+
+int store_event_listen(struct store *st, store_listen_fn fn, void *arg)
+{
+	for (size_t i = 0; i < STORE_MAX_LISTENERS; i++) {
+		if (!st->listeners[i].fn) {
+			st->listeners[i].fn = fn;
+			st->listeners[i].arg = arg;
+			return 0;
+		}
+	}
+	return DRIP_EBUSY;
+}
+
+void store_event_unlisten(struct store *st, store_listen_fn fn, void *arg)
+{
+	for (size_t i = 0; i < STORE_MAX_LISTENERS; i++) {
+		if (st->listeners[i].fn == fn && st->listeners[i].arg == arg) {
+			st->listeners[i].fn = NULL;
+			st->listeners[i].arg = NULL;
+		}
+	}
 }
 
 int store_events_for_lead(struct store *st, int64_t lead_id, store_event_cb cb, void *arg)

@@ -178,6 +178,19 @@ int store_event_add(struct store *st, int64_t lead_id, int64_t touch_id, const c
 
 typedef int (*store_event_cb)(void *arg, const struct store_event *ev);
 typedef int (*store_touch_cb)(void *arg, const struct touch *t);
+
+/*
+ * The event feed: up to STORE_MAX_LISTENERS callbacks, each called on the loop thread right
+ * after store_event_add has inserted a row (ev->id set), before the surrounding transaction
+ * commits. A listener only takes note (queues work, wakes a handle); it must not call back
+ * into the store, and a rolled-back transaction takes its events with it, so a listener that
+ * must not see those reads the events table after the commit (by id) instead of trusting ev.
+ */
+#define STORE_MAX_LISTENERS 4
+typedef void (*store_listen_fn)(void *arg, const struct store_event *ev);
+/* DRIP_EBUSY when all slots are taken. */
+int store_event_listen(struct store *st, store_listen_fn fn, void *arg);
+void store_event_unlisten(struct store *st, store_listen_fn fn, void *arg);
 /* Calls cb for each event of a lead, oldest first; a non-zero return from cb stops the walk. */
 int store_events_for_lead(struct store *st, int64_t lead_id, store_event_cb cb, void *arg);
 /* Calls cb for each touch of a lead, in the order they were scheduled. */

@@ -818,6 +818,48 @@ static void test_events_are_walked_oldest_first_with_their_detail(void **state)
 	assert_string_equal(first.kind[0], "stage");
 }
 
+struct heard {
+	int n;
+	int64_t id[4];
+	char kind[4][16];
+};
+
+static void hear(void *arg, const struct store_event *ev)
+{
+	struct heard *h = arg;
+	if (h->n < 4) {
+		h->id[h->n] = ev->id;
+		snprintf(h->kind[h->n], sizeof(h->kind[0]), "%s", ev->kind);
+	}
+	h->n++;
+}
+
+static void test_event_listeners_hear_each_recorded_event_until_they_leave(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	struct heard a = { 0 }, b = { 0 };
+	assert_rc(store_event_listen(st, hear, &a), 0);
+	assert_rc(store_event_listen(st, hear, &b), 0);
+	assert_rc(store_event_add(st, lead, 0, "open", T0, NULL), 0);
+	/* A refused event is not heard. */
+	assert_rc(store_event_add(st, lead, 0, "stage", T0, "{oops"), DRIP_EINVALID);
+	store_event_unlisten(st, hear, &b);
+	assert_rc(store_event_add(st, lead, 0, "click", T0, NULL), 0);
+	assert_int_equal(a.n, 2);
+	assert_int_equal(b.n, 1);
+	assert_string_equal(a.kind[0], "open");
+	assert_string_equal(a.kind[1], "click");
+	assert_true(a.id[1] > a.id[0]);
+	assert_int_equal(b.id[0], a.id[0]);
+
+	struct heard more[STORE_MAX_LISTENERS];
+	int taken = 1; /* a is still listening */
+	while (taken < STORE_MAX_LISTENERS)
+		assert_rc(store_event_listen(st, hear, &more[taken++]), 0);
+	assert_rc(store_event_listen(st, hear, &b), DRIP_EBUSY);
+}
+
 static void test_event_with_invalid_json_detail_is_refused(void **state)
 {
 	struct store *st = *state;
@@ -994,6 +1036,7 @@ int main(void)
 		STORE_TEST(test_exit_active_skips_pending_touches_and_ends_the_enrolment),
 		STORE_TEST(test_events_are_walked_oldest_first_with_their_detail),
 		STORE_TEST(test_event_with_invalid_json_detail_is_refused),
+		STORE_TEST(test_event_listeners_hear_each_recorded_event_until_they_leave),
 		STORE_TEST(test_status_counts_leads_enrolments_and_touches_by_state),
 		STORE_TEST(test_settings_are_read_back_and_overwritten),
 		STORE_TEST(test_rolled_back_transaction_leaves_nothing),

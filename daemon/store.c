@@ -253,7 +253,7 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 	 * too, so the queries below can leave machine opens and clicks out. */
 	[STMT_EVENT_ADD] = "INSERT INTO events (lead_id, touch_id, kind, at, detail, confidence) "
 			   "VALUES (?1, nullif(?2, 0), ?3, ?4, ?5, "
-			   "json_extract(?5, '$.confidence'))",
+			   "CASE WHEN json_valid(?5) THEN json_extract(?5, '$.confidence') END)",
 	[STMT_EVENTS_FOR_LEAD] = "SELECT id, lead_id, coalesce(touch_id, 0), kind, at, detail "
 				 "FROM events WHERE lead_id = ?1 ORDER BY at, id",
 	[STMT_TOUCHES_FOR_LEAD] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches "

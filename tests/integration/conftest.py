@@ -62,9 +62,8 @@ class Daemon:
         if "listen" not in tracking:
             tracking["listen"] = f"127.0.0.1:{free_port()}"
         port = int(tracking["listen"].rsplit(":", 1)[1])
-        tracking.setdefault("base_url", f"http://127.0.0.1:{port}")
         self.http_port = port
-        self.base_url = tracking["base_url"]
+        self.base_url = f"http://127.0.0.1:{port}"  # where tests reach it (not base_url)
         cfg["tracking"] = tracking
         cfg.update(config)
         self.config = cfg

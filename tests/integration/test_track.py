@@ -63,9 +63,15 @@ def content_files(landing="https://example.com"):
     }
 
 
-def start(daemon_factory, tmp_path, name="d", landing="https://example.com", **config):
+def start(daemon_factory, tmp_path, name="d", landing="https://example.com", tracking=None,
+          **config):
+    """A daemon on the test content whose messages link to its own tracking port."""
     content = write_content(tmp_path / f"content-{name}", content_files(landing))
-    return daemon_factory(name, content=content, **config).start()
+    from conftest import free_port
+    port = free_port()
+    tracking = dict(tracking or {}, listen=f"127.0.0.1:{port}",
+                    base_url=f"http://127.0.0.1:{port}")
+    return daemon_factory(name, content=content, tracking=tracking, **config).start()
 
 
 def urls(msg):

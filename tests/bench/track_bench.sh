@@ -51,6 +51,7 @@ done
 "$root/.ci/build" "$build" >/dev/null
 
 work=$(mktemp -d /tmp/track-bench.XXXXXX)
+chmod 755 "$work" # nginx workers run as www-data
 dripd_pid="" nginx_pid=""
 cleanup() {
 	[ -n "$dripd_pid" ] && kill "$dripd_pid" 2>/dev/null && wait "$dripd_pid" 2>/dev/null

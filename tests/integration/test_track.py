@@ -138,8 +138,9 @@ def test_opens_and_clicks_are_recorded_score_and_move_the_lead(daemon_factory, t
     shown = d.ctl("lead", "show", "maya@example.org")
     kinds = [e["kind"] for e in shown["events"]]
     assert kinds.count("click") == 2 and kinds.count("open") == 2 and "stage" in kinds
-    stats = d.ctl("stats")
-    assert "opened" in json.dumps(stats) and "clicked" in json.dumps(stats)
+    steps = {(r["sequence"], r["step"]): r for r in d.ctl("stats")["steps"]}
+    assert steps[("aware", "one")]["opened"] == 1 and steps[("aware", "one")]["clicked"] == 1
+    assert steps[("consider", "c1")]["clicked"] == 1
     assert d.stop() == 0
 
 
@@ -168,7 +169,12 @@ def test_machine_opens_and_clicks_are_kept_but_do_not_score(daemon_factory, tmp_
     # The first two browser clicks looked human; the burst's third did not. Only the
     # human ones scored: 3 + 3.
     assert lead(d)["score"] == 6
-    assert d.ctl("stats")  # still answers
+    step = d.ctl("stats")["steps"][0]
+    # Machine opens count as no open; the two human clicks count as one clicked touch.
+    assert (step["opened"], step["clicked"]) == (1, 1), step
+    # lead show lists every hit, machine ones included, with their evidence.
+    shown = d.ctl("lead", "show", "maya@example.org")
+    assert sum(e["kind"] in ("open", "click") for e in shown["events"]) == 6
 
 
 def test_forwarded_for_counts_only_from_trusted_proxies(daemon_factory, tmp_path):

@@ -35,7 +35,10 @@ static const char *const config_delivery_keys[] = { "url",
 						    "per_day",
 						    "min_gap",
 						    NULL };
-static const char *const config_tracking_keys[] = { "listen", "base_url", "secret_file", NULL };
+static const char *const config_tracking_keys[] = { "listen",          "base_url",
+						    "secret_file",     "trusted_proxies",
+						    "max_connections", "request_timeout",
+						    "idle_timeout",    NULL };
 static const char *const config_inbox_keys[] = { "url", "username", "password_file", "poll", NULL };
 static const char *const config_webhook_keys[] = { "url", "events", NULL };
 static const char *const config_log_levels[] = { "error", "warning", "info", "debug", NULL };
@@ -71,6 +74,9 @@ struct config *config_defaults(void)
 	cfg->tracking.listen = xstrdup("127.0.0.1:8025");
 	cfg->tracking.base_url = xstrdup("http://127.0.0.1:8025");
 	cfg->tracking.secret_file = xstrdup("");
+	cfg->tracking.max_connections = 16384;
+	cfg->tracking.request_timeout = 10;
+	cfg->tracking.idle_timeout = 60;
 	cfg->inbox.url = xstrdup("");
 	cfg->inbox.username = xstrdup("");
 	cfg->inbox.password_file = xstrdup("");
@@ -97,6 +103,9 @@ void config_free(struct config *cfg)
 	free(cfg->tracking.listen);
 	free(cfg->tracking.base_url);
 	free(cfg->tracking.secret_file);
+	for (size_t i = 0; i < cfg->tracking.ntrusted_proxies; i++)
+		free(cfg->tracking.trusted_proxies[i]);
+	free(cfg->tracking.trusted_proxies);
 	free(cfg->inbox.url);
 	free(cfg->inbox.username);
 	free(cfg->inbox.password_file);
@@ -215,6 +224,36 @@ static int config_tracking(struct config *cfg, const struct json_doc *d, const c
 	    strncmp(cfg->tracking.base_url, "https://", 8) != 0)
 		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "base_url"), err, errlen,
 				 "tracking: \"base_url\" must start with http:// or https://");
+	if ((rc = json_get_int(d, o, "max_connections", 1, 1000000, &cfg->tracking.max_connections,
+			       err, errlen)) ||
+	    (rc = json_get_duration(d, o, "request_timeout", &cfg->tracking.request_timeout, err,
+				    errlen)) ||
+	    (rc = json_get_duration(d, o, "idle_timeout", &cfg->tracking.idle_timeout, err,
+				    errlen)))
+		return rc;
+	if (cfg->tracking.request_timeout < 1 || cfg->tracking.idle_timeout < 1)
+		return json_errf(d,
+				 cJSON_GetObjectItemCaseSensitive(
+					 o, cfg->tracking.request_timeout < 1 ? "request_timeout"
+									      : "idle_timeout"),
+				 err, errlen, "tracking: timeouts must be at least 1s");
+	const cJSON *tp = cJSON_GetObjectItemCaseSensitive(o, "trusted_proxies");
+	if (!tp)
+		return 0;
+	if (!cJSON_IsArray(tp))
+		return json_errf(d, tp, err, errlen,
+				 "tracking: \"trusted_proxies\" must be an array of addresses");
+	cfg->tracking.trusted_proxies = xcalloc((size_t)cJSON_GetArraySize(tp) + 1, sizeof(char *));
+	const cJSON *e;
+	cJSON_ArrayForEach(e, tp)
+	{
+		if (!cJSON_IsString(e) || !util_cidr_parse(e->valuestring, NULL))
+			return json_errf(d, e, err, errlen,
+					 "tracking: \"trusted_proxies\": each entry must be an IP "
+					 "address or a network such as \"10.0.0.0/8\" or \"::1\"");
+		cfg->tracking.trusted_proxies[cfg->tracking.ntrusted_proxies++] =
+			xstrdup(e->valuestring);
+	}
 	return 0;
 }
 

@@ -21,6 +21,7 @@
 #include "dripd/mailer.h"
 #include "dripd/sched.h"
 #include "dripd/token.h"
+#include "dripd/track.h"
 #include "dripd/util.h"
 
 /*
@@ -218,6 +219,8 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	log_info("dripd: %s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	control_close(d->control);
 	d->control = NULL;
+	track_close(d->track);
+	d->track = NULL;
 	sched_drain(d->sched, main_drained_cb, d);
 }
 
@@ -340,6 +343,8 @@ static int main_run(const char *path)
 		log_warn("dripd: sending is paused (dripctl resume lets it go on)");
 	}
 	if (!(d.control = control_new(&d, err, sizeof(err))))
+		log_fatal("dripd: %s", err);
+	if (!(d.track = track_new(&d, -1, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	main_signal(&loop, &main_sigs.term, SIGTERM, &d);
 	main_signal(&loop, &main_sigs.intr, SIGINT, &d);

@@ -107,6 +107,8 @@ static const char *const store_migrations[] = {
 	"CREATE INDEX events_touch ON events(touch_id, kind);",
 	/* 3: when a touch was first tried, so retries give up after an age, like an MTA. */
 	"ALTER TABLE touches ADD COLUMN first_attempt_at INTEGER;",
+	/* 4: /metrics counts leads per stage from an index, not a scan of the table. */
+	"CREATE INDEX leads_stage ON leads(stage);",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -164,6 +166,11 @@ enum store_stmt_id {
 	STMT_SUPPRESS,
 	STMT_SUPPRESSED,
 	STMT_STATS_STEPS,
+	STMT_LINK_GET,
+	STMT_TOUCH_HIT,
+	STMT_TOUCH_HAS_HUMAN,
+	STMT_STAGE_COUNTS,
+	STMT_QUEUE_DEPTH,
 	STMT_COUNT
 };
 
@@ -242,8 +249,11 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 			       "WHERE id = ?1 AND state = 'queued'",
 	[STMT_RECOVER_QUEUED] = "UPDATE touches SET state = 'pending' WHERE state = 'queued'",
 	[STMT_RECOVER_SENDING] = "UPDATE touches SET state = 'uncertain' WHERE state = 'sending'",
-	[STMT_EVENT_ADD] = "INSERT INTO events (lead_id, touch_id, kind, at, detail) "
-			   "VALUES (?1, nullif(?2, 0), ?3, ?4, ?5)",
+	/* A tracking hit's "confidence" that a person did it (0..1) is kept in its own column
+	 * too, so the queries below can leave machine opens and clicks out. */
+	[STMT_EVENT_ADD] = "INSERT INTO events (lead_id, touch_id, kind, at, detail, confidence) "
+			   "VALUES (?1, nullif(?2, 0), ?3, ?4, ?5, "
+			   "CASE WHEN json_valid(?5) THEN json_extract(?5, '$.confidence') END)",
 	[STMT_EVENTS_FOR_LEAD] = "SELECT id, lead_id, coalesce(touch_id, 0), kind, at, detail "
 				 "FROM events WHERE lead_id = ?1 ORDER BY at, id",
 	[STMT_TOUCHES_FOR_LEAD] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches "
@@ -266,10 +276,12 @@ static const char *const store_sql_more[] = {
 	[STMT_LEAD_ADD_SCORE] =
 		"UPDATE leads SET score = score + ?2, updated_at = ?3 WHERE id = ?1 "
 		"RETURNING score",
-	[STMT_LEAD_HAS_EVENT] = "SELECT 1 FROM events WHERE lead_id = ?1 AND kind = ?2 LIMIT 1",
+	[STMT_LEAD_HAS_EVENT] = "SELECT 1 FROM events WHERE lead_id = ?1 AND kind = ?2 "
+				"AND coalesce(confidence, 1) >= 0.5 LIMIT 1",
 	[STMT_LEAD_HAS_STEP_EVENT] = "SELECT 1 FROM events e JOIN touches t ON t.id = e.touch_id "
 				     "WHERE e.lead_id = ?1 AND e.kind = ?2 AND t.sequence = ?3 "
-				     "AND t.step = ?4 LIMIT 1",
+				     "AND t.step = ?4 AND coalesce(e.confidence, 1) >= 0.5 "
+				     "LIMIT 1",
 	[STMT_TOUCH_NOTE] = "UPDATE touches SET subject = ?2, variant = ?3 WHERE id = ?1",
 	[STMT_TOUCH_THREAD_ROOT] =
 		"SELECT message_id, coalesce(subject, '') FROM touches "
@@ -295,9 +307,9 @@ static const char *const store_sql_more[] = {
 	[STMT_STATS_STEPS] =
 		"SELECT t.sequence, t.step, t.variant, min(t.step_index), count(*),"
 		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
-		"   e.kind IN ('open', 'click'))),"
+		"   e.kind IN ('open', 'click') AND coalesce(e.confidence, 1) >= 0.5)),"
 		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = "
-		"'click')),"
+		"'click' AND coalesce(e.confidence, 1) >= 0.5)),"
 		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = "
 		"'reply')),"
 		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
@@ -309,6 +321,16 @@ static const char *const store_sql_more[] = {
 	[STMT_PENDING_STEPS] = "SELECT sequence, step, count(*) FROM touches "
 			       "WHERE state IN ('pending', 'queued') GROUP BY sequence, step",
 	/* A retried touch records its links again: the same index keeps the latest URL. */
+	[STMT_LINK_GET] = "SELECT url, tag FROM links WHERE touch_id = ?1 AND idx = ?2",
+	[STMT_TOUCH_HIT] = "SELECT lead_id, coalesce(sent_at, 0) FROM touches WHERE id = ?1 AND "
+			   "state IN ('sending', 'sent', 'uncertain')",
+	[STMT_TOUCH_HAS_HUMAN] = "SELECT 1 FROM events WHERE touch_id = ?1 AND kind = ?2 AND "
+				 "coalesce(confidence, 1) >= 0.5 LIMIT 1",
+	[STMT_STAGE_COUNTS] = "SELECT stage, count(*) FROM leads GROUP BY stage",
+	[STMT_QUEUE_DEPTH] = "SELECT (SELECT count(*) FROM touches WHERE state = 'pending'),"
+			     " (SELECT count(*) FROM touches WHERE state = 'queued'),"
+			     " (SELECT count(*) FROM touches WHERE state = 'sending'),"
+			     " (SELECT count(*) FROM touches WHERE state = 'uncertain')",
 	[STMT_LINK_ADD] = "INSERT INTO links (touch_id, idx, url, tag) VALUES (?1, ?2, ?3, ?4) "
 			  "ON CONFLICT (touch_id, idx) DO UPDATE SET url = excluded.url, "
 			  "tag = excluded.tag",
@@ -1291,4 +1313,80 @@ int store_lead_update(struct store *st, const struct lead *lead, int64_t now)
 	store_bind_text(s, 8, lead->attrs);
 	sqlite3_bind_int64(s, 9, now);
 	return store_touch_update(st, s);
+}
+
+int store_link_get(struct store *st, int64_t touch_id, int64_t index, char **url, char **tag)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LINK_GET);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, touch_id);
+	sqlite3_bind_int64(s, 2, index);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*url = xstrdup((const char *)sqlite3_column_text(s, 0));
+		*tag = xstrdup((const char *)sqlite3_column_text(s, 1));
+	}
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "link get");
+}
+
+int store_touch_hit(struct store *st, int64_t touch_id, int64_t *lead_id, int64_t *sent_at)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_HIT);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, touch_id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*lead_id = sqlite3_column_int64(s, 0);
+		*sent_at = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "touch hit");
+}
+
+int store_touch_has_human(struct store *st, int64_t touch_id, const char *kind, bool *found)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_HAS_HUMAN);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, touch_id);
+	store_bind_text(s, 2, kind);
+	rc = sqlite3_step(s);
+	*found = rc == SQLITE_ROW;
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, "touch has human");
+}
+
+int store_stage_counts(struct store *st, store_stage_count_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_STAGE_COUNTS);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		cb(arg, (const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1));
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "stage counts");
+}
+
+int store_queue_depth(struct store *st, int64_t out[4])
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_QUEUE_DEPTH);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	rc = sqlite3_step(s);
+	for (int i = 0; i < 4; i++)
+		out[i] = rc == SQLITE_ROW ? sqlite3_column_int64(s, i) : 0;
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "queue depth");
 }

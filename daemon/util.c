@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include "dripd/util.h"
 
@@ -202,4 +204,54 @@ bool util_email_valid(const char *s)
 	if (!dot || dot == at + 1 || dot[1] == '\0' || s[len - 1] == '.')
 		return false;
 	return true;
+}
+
+bool util_cidr_parse(const char *s, struct util_cidr *out)
+{
+	struct util_cidr c = { 0 };
+	char host[INET6_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	if (n == 0 || n >= sizeof(host))
+		return false;
+	memcpy(host, s, n);
+	host[n] = '\0';
+	if (inet_pton(AF_INET, host, c.addr) == 1)
+		c.family = AF_INET;
+	else if (inet_pton(AF_INET6, host, c.addr) == 1)
+		c.family = AF_INET6;
+	else
+		return false;
+	int max = c.family == AF_INET ? 32 : 128;
+	c.prefix = max;
+	if (slash) {
+		const char *p = slash + 1;
+		int v = 0;
+		if (!*p || strlen(p) > 3)
+			return false;
+		for (; *p; p++) {
+			if (*p < '0' || *p > '9')
+				return false;
+			v = v * 10 + (*p - '0');
+		}
+		if (v > max)
+			return false;
+		c.prefix = v;
+	}
+	if (out)
+		*out = c;
+	return true;
+}
+
+bool util_cidr_contains(const struct util_cidr *c, int family, const uint8_t *addr)
+{
+	if (family != c->family)
+		return false;
+	int full = c->prefix / 8, rest = c->prefix % 8;
+	if (memcmp(c->addr, addr, (size_t)full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	uint8_t mask = (uint8_t)(0xff << (8 - rest));
+	return (c->addr[full] & mask) == (addr[full] & mask);
 }

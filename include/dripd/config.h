@@ -45,6 +45,12 @@ struct config {
 		char *listen;
 		char *base_url;
 		char *secret_file;
+		/* addresses or networks ("10.0.0.0/8") whose X-Forwarded-For is believed */
+		char **trusted_proxies;
+		size_t ntrusted_proxies;
+		int64_t max_connections; /* past it a new connection is closed at once */
+		int64_t request_timeout; /* seconds for a whole request, from its first byte */
+		int64_t idle_timeout; /* seconds a kept-alive connection may wait for the next */
 	} tracking;
 	struct {
 		char *url;

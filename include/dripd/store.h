@@ -230,4 +230,19 @@ typedef int (*store_step_cb)(void *arg, const char *sequence, const char *step, 
 /* Calls cb for each step that pending or queued touches wait for, with how many wait. */
 int store_pending_steps(struct store *st, store_step_cb cb, void *arg);
 
+/* The URL and tag of link `index` of a touch; DRIP_ENOT_FOUND when the touch has no such
+ * link. *url and *tag are the caller's to free. */
+int store_link_get(struct store *st, int64_t touch_id, int64_t index, char **url, char **tag);
+/* The lead and send time (0 when unknown) of a touch that went out (sending, sent or
+ * uncertain); DRIP_ENOT_FOUND for any other touch. One primary-key lookup. */
+int store_touch_hit(struct store *st, int64_t touch_id, int64_t *lead_id, int64_t *sent_at);
+/* Whether the touch already has an event of `kind` that a person did (confidence >= 0.5
+ * or none given). Uses the events_touch index. */
+int store_touch_has_human(struct store *st, int64_t touch_id, const char *kind, bool *found);
+typedef void (*store_stage_count_cb)(void *arg, const char *stage, int64_t leads);
+/* How many leads each stage holds (from the leads_stage index). */
+int store_stage_counts(struct store *st, store_stage_count_cb cb, void *arg);
+/* Touches pending, queued, sending and uncertain, in that order (from partial indexes). */
+int store_queue_depth(struct store *st, int64_t out[4]);
+
 #endif

@@ -55,4 +55,18 @@ uint64_t util_fnv1a(uint64_t h, const void *data, size_t len);
 /* Whether `s` is a plausible mailbox address (local@domain, no spaces, controls or brackets). */
 bool util_email_valid(const char *s);
 
+/* An IPv4 or IPv6 network: an address and how many leading bits count. */
+struct util_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	int prefix;
+};
+/*
+ * Parses "192.0.2.1", "10.0.0.0/8", "::1" or "2001:db8::/32" into *out (which may be NULL to
+ * only check). False for anything else, a prefix longer than the family allows included.
+ */
+bool util_cidr_parse(const char *s, struct util_cidr *out);
+/* Whether the address `addr` (4 or 16 bytes of `family`) lies in the network. */
+bool util_cidr_contains(const struct util_cidr *c, int family, const uint8_t *addr);
+
 #endif

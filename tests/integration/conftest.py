@@ -57,6 +57,14 @@ class Daemon:
                          "max_connections": 2},
             "test_clock": True,
         }
+        # Every daemon listens for tracking on a port of its own, so tests can run side by side.
+        tracking = dict(config.pop("tracking", {}))
+        if "listen" not in tracking:
+            tracking["listen"] = f"127.0.0.1:{free_port()}"
+        port = int(tracking["listen"].rsplit(":", 1)[1])
+        self.http_port = port
+        self.base_url = f"http://127.0.0.1:{port}"  # where tests reach it (not base_url)
+        cfg["tracking"] = tracking
         cfg.update(config)
         self.config = cfg
         self.write_config()

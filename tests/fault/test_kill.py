@@ -79,6 +79,7 @@ def test_kill_9_at_random_moments_never_sends_a_step_twice_and_loses_nothing(
     next_lead = BATCH
     rng = random.Random(int(os.environ.get("DRIPD_FAULT_SEED", "20261125")))
     uncertain = 0
+    doubtful = set()  # ids of the touches left sending or uncertain by the kills so far
     started = time.monotonic()
     for kill in range(1, KILLS + 1):
         moment = rng.random()
@@ -105,7 +106,13 @@ def test_kill_9_at_random_moments_never_sends_a_step_twice_and_loses_nothing(
         # per sender thread for this kill (a kill during recovery finds the last ones again).
         by = dict(d.sql("SELECT state, count(*) FROM touches GROUP BY 1"))
         total = by.get("uncertain", 0) + by.get("sending", 0)
-        assert by.get("uncertain", 0) >= uncertain, f"kill {kill}: an uncertain touch vanished"
+        now_ids = dict(d.sql("SELECT id, state FROM touches WHERE state IN "
+                             "('sending', 'uncertain')"))
+        gone = {i: s for i, s in d.sql("SELECT id, state FROM touches") if i in doubtful and
+                i not in now_ids}
+        assert not gone, f"kill {kill}: sending/uncertain touches changed state: {gone}"
+        doubtful = set(now_ids)
+        assert total >= uncertain, f"kill {kill}: an uncertain touch vanished"
         assert total - uncertain <= THREADS, \
             f"kill {kill} left {total - uncertain} new uncertain touches (> {THREADS}): {by}"
         uncertain = total

@@ -324,6 +324,8 @@ struct store {
 		store_listen_fn fn;
 		void *arg;
 	} listeners[STORE_MAX_LISTENERS];
+	int last_rc; /* SQLite's code of the last failure (store_last_error) */
+	char last_err[200];
 };
 
 int store_schema_version(void)
@@ -333,7 +335,9 @@ int store_schema_version(void)
 
 static int store_fail(struct store *st, const char *what)
 {
-	log_err("store: %s: %s", what, sqlite3_errmsg(st->db));
+	st->last_rc = sqlite3_extended_errcode(st->db);
+	snprintf(st->last_err, sizeof(st->last_err), "%s", sqlite3_errmsg(st->db));
+	log_err("store: %s: %s", what, st->last_err);
 	return DRIP_ESTORE;
 }
 
@@ -1291,4 +1295,43 @@ int store_lead_update(struct store *st, const struct lead *lead, int64_t now)
 	store_bind_text(s, 8, lead->attrs);
 	sqlite3_bind_int64(s, 9, now);
 	return store_touch_update(st, s);
+}
+
+int store_last_error(struct store *st, char *msg, size_t msglen)
+{
+	int rc = st->last_rc & 0xff;
+	if (msglen)
+		snprintf(msg, msglen, "%s", st->last_err[0] ? st->last_err : "no error");
+	if (rc == SQLITE_FULL)
+		return STORE_FAIL_FULL;
+	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+		return STORE_FAIL_BUSY;
+	if (rc == SQLITE_IOERR || rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY)
+		return STORE_FAIL_IO;
+	return rc ? STORE_FAIL_OTHER : STORE_FAIL_NONE;
+}
+
+int store_write_probe(struct store *st, int64_t now, int64_t *requeued)
+{
+	sqlite3_stmt *s;
+	int rc;
+	*requeued = 0;
+	store_error_clear(st);
+	if ((rc = store_begin(st)))
+		return rc;
+	if ((rc = store_setting_set(st, "write_probe", now)))
+		goto fail;
+	if (!(s = store_stmt(st, STMT_RECOVER_QUEUED)) || (rc = store_exec_stmt(st, s)))
+		goto fail;
+	*requeued = sqlite3_changes(st->db);
+	return store_commit(st);
+fail:
+	store_rollback(st);
+	return rc ? rc : DRIP_ESTORE;
+}
+
+void store_error_clear(struct store *st)
+{
+	st->last_rc = 0;
+	st->last_err[0] = '\0';
 }

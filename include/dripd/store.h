@@ -230,4 +230,22 @@ typedef int (*store_step_cb)(void *arg, const char *sequence, const char *step, 
 /* Calls cb for each step that pending or queued touches wait for, with how many wait. */
 int store_pending_steps(struct store *st, store_step_cb cb, void *arg);
 
+/* What the database's last failure was, for a person and for holding sending back. */
+enum store_fail_kind {
+	STORE_FAIL_NONE,
+	STORE_FAIL_FULL, /* SQLITE_FULL: the disk (or the database's size limit) is full */
+	STORE_FAIL_BUSY, /* another process held the lock past the busy timeout */
+	STORE_FAIL_IO, /* an I/O error, or the file became unwritable */
+	STORE_FAIL_OTHER,
+};
+/* The kind of the last failed statement since store_error_clear, with SQLite's message. */
+int store_last_error(struct store *st, char *msg, size_t msglen);
+void store_error_clear(struct store *st);
+/*
+ * Whether the database takes writes again: one small write, and touches a failed claim left
+ * `queued` go back to `pending` (count in *requeued; only call it with no claim under way).
+ * 0, or DRIP_ESTORE with the reason in store_last_error.
+ */
+int store_write_probe(struct store *st, int64_t now, int64_t *requeued);
+
 #endif

@@ -40,7 +40,11 @@ def add_leads(d, first, n, deadline=None):
     addresses the daemon answered ok for (a kill may cut the answers short)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(30)
-    s.connect(str(d.socket))
+    try:
+        s.connect(str(d.socket))
+    except OSError:  # still starting after a kill at start-up
+        s.close()
+        return []
     f = s.makefile("rwb")
     for i in range(first, first + n):
         f.write(json.dumps({"v": 1, "id": i, "cmd": "lead.add",

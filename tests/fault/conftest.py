@@ -30,6 +30,7 @@ BUILD, DRIPCTL, DRIPD, ROOT = integration.BUILD, integration.DRIPCTL, integratio
     integration.ROOT
 Daemon, free_port, wait_for = integration.Daemon, integration.free_port, integration.wait_for
 daemon_factory = integration.daemon_factory
+smtp_sink, SmtpSink = integration.smtp_sink, integration.SmtpSink
 
 PLAIN_BUILD = Path(os.environ.get("DRIPD_PLAIN_BUILD", ROOT / "build"))
 

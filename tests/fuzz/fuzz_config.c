@@ -11,12 +11,18 @@
 
 static char fuzz_path[64];
 
+static void fuzz_config_cleanup(void)
+{
+	unlink(fuzz_path);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char err[512];
 	if (!fuzz_path[0]) {
 		snprintf(fuzz_path, sizeof(fuzz_path), "/tmp/dripd-fuzz-config.%d.json",
 			 (int)getpid());
+		atexit(fuzz_config_cleanup);
 	}
 	struct json_doc *d = json_doc_parse("in.json", (const char *)data, size, err, sizeof(err));
 	if (d) {

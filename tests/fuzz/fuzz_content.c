@@ -12,6 +12,22 @@
 
 static char fuzz_dir[64];
 
+static void fuzz_content_cleanup(void)
+{
+	static const char *const files[] = { "journey.json",
+					     "sequences/s.json",
+					     "templates/a.md",
+					     "templates/b.md",
+					     "sequences",
+					     "templates",
+					     "" };
+	char path[256];
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", fuzz_dir, files[i]);
+		remove(path);
+	}
+}
+
 static void fuzz_put(const char *rel, const char *text)
 {
 	char path[256];
@@ -30,6 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		mkdir(path, 0700);
 		snprintf(path, sizeof(path), "%s/templates", fuzz_dir);
 		mkdir(path, 0700);
+		atexit(fuzz_content_cleanup);
 	}
 	fuzz_split(data, size, p, 4);
 	fuzz_put("journey.json", p[0]);

@@ -25,6 +25,8 @@
 
 /* A timer never sleeps longer than this, so a changed clock or rate is noticed in time. */
 #define CLOCK_MAX_DELAY_MS (24 * 3600 * 1000ULL)
+/* Without the test clock, business time catches up with a moved wall clock at 1/10 speed. */
+#define CLOCK_SLEW_DIV 10
 
 int64_t clock_wall_ms(void)
 {
@@ -45,14 +47,23 @@ void clock_init(struct clock *c, bool test, double rate, int64_t offset_s, int64
 	c->rate = test && rate > 0 ? rate : 1.0;
 	c->anchor_business_ms = wall_ms + (test ? offset_s * 1000 : 0);
 	c->anchor_mono_ms = mono_ms;
+	c->last_ms = c->anchor_business_ms;
 }
 
+/*
+ * Without the test clock, business time runs with the monotonic clock from its anchor and
+ * slews towards the wall clock by at most CLOCK_SLEW_DIV-th of the time elapsed, so an NTP
+ * step of a second is followed within ten, while a wall clock set a day forward or back
+ * takes ten days to be caught up with: no burst of sends, no day of silence.
+ */
 static int64_t clock_business_ms(const struct clock *c, int64_t wall_ms, uint64_t mono_ms)
 {
-	if (!c->test)
-		return wall_ms;
-	double elapsed = (double)(mono_ms - c->anchor_mono_ms) * c->rate;
-	return c->anchor_business_ms + (int64_t)elapsed;
+	int64_t elapsed = mono_ms > c->anchor_mono_ms ? (int64_t)(mono_ms - c->anchor_mono_ms) : 0;
+	if (c->test)
+		return c->anchor_business_ms + (int64_t)((double)elapsed * c->rate);
+	int64_t base = c->anchor_business_ms + elapsed;
+	int64_t diff = wall_ms - base, max = elapsed / CLOCK_SLEW_DIV;
+	return base + (diff > max ? max : diff < -max ? -max : diff);
 }
 
 int64_t clock_business_at(const struct clock *c, int64_t wall_ms, uint64_t mono_ms)
@@ -60,9 +71,20 @@ int64_t clock_business_at(const struct clock *c, int64_t wall_ms, uint64_t mono_
 	return clock_business_ms(c, wall_ms, mono_ms) / 1000;
 }
 
-int64_t clock_now(const struct clock *c)
+int64_t clock_now(struct clock *c)
 {
-	return clock_business_at(c, clock_wall_ms(), clock_mono_ms());
+	int64_t wall = clock_wall_ms();
+	uint64_t mono = clock_mono_ms();
+	int64_t ms = clock_business_ms(c, wall, mono);
+	if (ms < c->last_ms)
+		ms = c->last_ms; /* business time never runs backwards */
+	c->last_ms = ms;
+	/* Re-anchor once a second, so the slew allowance is spent as it accrues. */
+	if (!c->test && mono >= c->anchor_mono_ms + 1000) {
+		c->anchor_business_ms = ms;
+		c->anchor_mono_ms = mono;
+	}
+	return ms / 1000;
 }
 
 int clock_advance(struct clock *c, int64_t secs, uint64_t mono_ms)
@@ -74,6 +96,7 @@ int clock_advance(struct clock *c, int64_t secs, uint64_t mono_ms)
 	/* Re-anchor first so the rate applies from here on to the new value. */
 	c->anchor_business_ms = clock_business_ms(c, 0, mono_ms) + secs * 1000;
 	c->anchor_mono_ms = mono_ms;
+	c->last_ms = c->anchor_business_ms;
 	return 0;
 }
 

@@ -206,6 +206,10 @@ static int control_status(struct dripd *d, const cJSON *args, cJSON *result, cha
 	control_add_time(result, "now", now);
 	cJSON_AddBoolToObject(result, "test_clock", d->clock.test);
 	cJSON_AddBoolToObject(result, "paused", d->sched && sched_paused(d->sched));
+	if (d->sched && sched_held(d->sched))
+		cJSON_AddStringToObject(result, "held", sched_held(d->sched));
+	else
+		cJSON_AddNullToObject(result, "held");
 	if (d->clock.test)
 		cJSON_AddNumberToObject(result, "clock_rate", d->clock.rate);
 	cJSON_AddNumberToObject(result, "leads", (double)st.leads);

@@ -30,6 +30,7 @@
 #define SCHED_CLAIM_MAX 64
 #define SCHED_JITTER 600 /* business seconds of spread at a window's opening */
 #define SCHED_RETRY_MS 1000 /* machine time before a claim is tried again */
+#define SCHED_HELD_MS 2000 /* machine time between two tries of a database refusing writes */
 
 struct sched {
 	uv_loop_t *loop;
@@ -48,9 +49,101 @@ struct sched {
 	void (*drain_cb)(void *arg);
 	void *drain_arg;
 	int64_t next_wake;
+	/* Sending is held back while the database refuses writes (a full disk, a lock held past
+	 * the busy timeout): why, for status, or "" when it is not. Outcomes that could not be
+	 * recorded wait in `unrecorded` and are recorded, in order, once a probe write works;
+	 * `batch_copy` keeps the outcomes of the open batch for that. */
+	char held[320];
+	struct mailer_result *unrecorded, *batch_copy;
+	size_t nunrecorded, capunrecorded, nbatch_copy, capbatch_copy;
 };
 
 static void sched_timer_cb(uv_timer_t *t);
+
+static void sched_push_result(struct mailer_result **arr, size_t *n, size_t *cap,
+			      const struct mailer_result *r)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*arr = xrealloc(*arr, *cap * sizeof(**arr));
+	}
+	(*arr)[(*n)++] = *r;
+}
+
+/* The database refused a write: hold sending back, say why, and try again in a while. */
+static void sched_hold(struct sched *s)
+{
+	char msg[200];
+	int kind = store_last_error(s->store, msg, sizeof(msg));
+	bool was = s->held[0] != '\0';
+	snprintf(s->held, sizeof(s->held),
+		 "%s: the database refuses writes (%s); sending resumes when it takes them again",
+		 kind == STORE_FAIL_FULL   ? "disk full"
+		 : kind == STORE_FAIL_BUSY ? "database locked by another process"
+					   : "database error",
+		 msg);
+	if (!was)
+		log_err("sched: sending held back: %s", s->held);
+	s->next_wake = 0;
+	if (!s->draining)
+		uv_timer_start(&s->timer, sched_timer_cb, SCHED_HELD_MS, 0);
+}
+
+static void sched_record(struct sched *s, const struct mailer_result *r);
+
+/*
+ * Takes one outcome: kept for later while sending is held back, else recorded (inside a
+ * batch, a copy is kept until the batch commits; alone, a failed write keeps it).
+ */
+static void sched_take(struct sched *s, const struct mailer_result *r)
+{
+	if (s->held[0] && !s->batch) {
+		sched_push_result(&s->unrecorded, &s->nunrecorded, &s->capunrecorded, r);
+		return;
+	}
+	if (s->batch) {
+		sched_push_result(&s->batch_copy, &s->nbatch_copy, &s->capbatch_copy, r);
+		sched_record(s, r);
+		return;
+	}
+	store_error_clear(s->store);
+	sched_record(s, r);
+	if (store_last_error(s->store, NULL, 0) != STORE_FAIL_NONE) {
+		sched_push_result(&s->unrecorded, &s->nunrecorded, &s->capunrecorded, r);
+		sched_hold(s);
+	}
+}
+
+/* Whether the database takes writes again; if so, records what it refused meanwhile. */
+static bool sched_unhold(struct sched *s, int64_t now)
+{
+	int64_t requeued = 0;
+	if (store_write_probe(s->store, now, &requeued) != 0) {
+		sched_hold(s);
+		return false;
+	}
+	struct mailer_result *todo = s->unrecorded;
+	size_t n = s->nunrecorded;
+	log_info("sched: the database takes writes again; sending resumes (%zu outcome(s) to "
+		 "record, %lld claimed touch(es) back to pending)",
+		 n, (long long)requeued);
+	s->held[0] = '\0';
+	s->unrecorded = NULL;
+	s->nunrecorded = s->capunrecorded = 0;
+	if (n) {
+		sched_results_begin(s);
+		for (size_t i = 0; i < n; i++)
+			sched_take(s, &todo[i]);
+		sched_results_end(s);
+	}
+	free(todo);
+	return s->held[0] == '\0';
+}
+
+const char *sched_held(const struct sched *s)
+{
+	return s->held[0] ? s->held : NULL;
+}
 
 struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store *st,
 			struct clock *clk, struct mailer *m)
@@ -519,6 +612,9 @@ static void sched_run(struct sched *s)
 		uv_timer_stop(&s->timer);
 		return; /* idle: resuming kicks the scheduler */
 	}
+	if (s->held[0] && !sched_unhold(s, now))
+		return; /* sched_hold re-armed the timer */
+	store_error_clear(s->store);
 	while (!s->draining && s->content && mailer_idle(s->mailer) > 0) {
 		size_t want = mailer_idle(s->mailer), allow = sched_allowance(s, now, &refill);
 		if (allow == 0) {
@@ -535,11 +631,10 @@ static void sched_run(struct sched *s)
 		if (want > SCHED_CLAIM_MAX)
 			want = SCHED_CLAIM_MAX;
 		if (store_touch_claim(s->store, now, want, ids, &n) != 0) {
-			/* The database refused (busy, full): look again in a while, not at once. */
+			/* The database refused (busy, full): hold back and probe it in a while. */
 			log_warn("sched: cannot claim due touches; retrying in %d ms",
-				 SCHED_RETRY_MS);
-			s->next_wake = 0;
-			uv_timer_start(&s->timer, sched_timer_cb, SCHED_RETRY_MS, 0);
+				 SCHED_HELD_MS);
+			sched_hold(s);
 			return;
 		}
 		if (n == 0)
@@ -556,13 +651,18 @@ static void sched_run(struct sched *s)
 				for (size_t i = 0; i < s->njobs; i++)
 					mailer_submit(s->mailer, s->jobs[i]);
 			} else {
-				log_err("sched: cannot commit a claim of %zu touches; they stay "
-					"queued until the next start",
+				log_err("sched: cannot commit a claim of %zu touches; they go "
+					"back to pending once the database takes writes",
 					n);
 				for (size_t i = 0; i < s->njobs; i++)
 					mailer_job_free(s->jobs[i]);
 			}
 			s->njobs = 0;
+		}
+		if (store_last_error(s->store, NULL, 0) != STORE_FAIL_NONE) {
+			/* A write of this claim failed: its touches may be left queued. */
+			sched_hold(s);
+			return;
 		}
 	}
 	sched_arm(s, now);
@@ -627,7 +727,13 @@ static int sched_next_step(struct sched *s, const struct touch *t, int64_t now)
 
 void sched_results_begin(struct sched *s)
 {
+	s->nbatch_copy = 0;
+	if (s->held[0])
+		return; /* the outcomes wait in `unrecorded` */
+	store_error_clear(s->store);
 	s->batch = store_begin(s->store) == 0;
+	if (!s->batch)
+		sched_hold(s);
 }
 
 void sched_results_end(struct sched *s)
@@ -635,19 +741,50 @@ void sched_results_end(struct sched *s)
 	if (!s->batch)
 		return;
 	s->batch = false;
-	if (store_commit(s->store) != 0)
-		log_err("sched: cannot commit a batch of outcomes: its touches stay sending and "
-			"become uncertain at the next start");
+	bool failed = store_last_error(s->store, NULL, 0) != STORE_FAIL_NONE;
+	if (failed)
+		store_rollback(s->store);
+	if (failed || store_commit(s->store) != 0) {
+		/* Nothing of the batch was recorded: keep every outcome for when it can be. */
+		log_err("sched: cannot record a batch of %zu outcome(s); they are kept and "
+			"recorded once the database takes writes",
+			s->nbatch_copy);
+		for (size_t i = 0; i < s->nbatch_copy; i++)
+			sched_push_result(&s->unrecorded, &s->nunrecorded, &s->capunrecorded,
+					  &s->batch_copy[i]);
+		sched_hold(s);
+	}
+	s->nbatch_copy = 0;
 }
 
 void sched_on_result(struct sched *s, const struct mailer_result *r)
+{
+	sched_take(s, r);
+	if (s->draining) {
+		if (mailer_busy(s->mailer) == 0 && s->drain_cb) {
+			void (*cb)(void *) = s->drain_cb;
+			s->drain_cb = NULL;
+			if (s->nunrecorded)
+				log_err("sched: %zu outcome(s) could not be recorded before the "
+					"exit: "
+					"their touches become uncertain at the next start",
+					s->nunrecorded);
+			cb(s->drain_arg);
+		}
+		return;
+	}
+	sched_kick(s);
+}
+
+/* Records one outcome in the store and moves the lead along. */
+static void sched_record(struct sched *s, const struct mailer_result *r)
 {
 	int64_t now = clock_now(s->clock);
 	struct touch t;
 	int rc;
 	if (store_touch_get(s->store, r->touch_id, &t) != 0) {
 		log_err("sched: outcome for unknown touch %lld", (long long)r->touch_id);
-		goto kick;
+		return;
 	}
 	if ((rc = sched_write_begin(s)) != 0)
 		goto out;
@@ -714,16 +851,6 @@ out:
 							  : "failed",
 			 r->detail);
 	store_touch_clear(&t);
-kick:
-	if (s->draining) {
-		if (mailer_busy(s->mailer) == 0 && s->drain_cb) {
-			void (*cb)(void *) = s->drain_cb;
-			s->drain_cb = NULL;
-			cb(s->drain_arg);
-		}
-		return;
-	}
-	sched_kick(s);
 }
 
 void sched_drain(struct sched *s, void (*done)(void *arg), void *arg)
@@ -744,6 +871,8 @@ static void sched_closed_cb(uv_handle_t *h)
 {
 	struct sched *s = h->data;
 	content_unref(s->content);
+	free(s->unrecorded);
+	free(s->batch_copy);
 	free(s);
 }
 

@@ -346,6 +346,8 @@ struct store {
 		store_listen_fn fn;
 		void *arg;
 	} listeners[STORE_MAX_LISTENERS];
+	int last_rc; /* SQLite's code of the last failure (store_last_error) */
+	char last_err[200];
 };
 
 int store_schema_version(void)
@@ -355,7 +357,9 @@ int store_schema_version(void)
 
 static int store_fail(struct store *st, const char *what)
 {
-	log_err("store: %s: %s", what, sqlite3_errmsg(st->db));
+	st->last_rc = sqlite3_extended_errcode(st->db);
+	snprintf(st->last_err, sizeof(st->last_err), "%s", sqlite3_errmsg(st->db));
+	log_err("store: %s: %s", what, st->last_err);
 	return DRIP_ESTORE;
 }
 
@@ -1389,4 +1393,43 @@ int store_queue_depth(struct store *st, int64_t out[4])
 		out[i] = rc == SQLITE_ROW ? sqlite3_column_int64(s, i) : 0;
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW ? 0 : store_fail(st, "queue depth");
+}
+
+int store_last_error(struct store *st, char *msg, size_t msglen)
+{
+	int rc = st->last_rc & 0xff;
+	if (msglen)
+		snprintf(msg, msglen, "%s", st->last_err[0] ? st->last_err : "no error");
+	if (rc == SQLITE_FULL)
+		return STORE_FAIL_FULL;
+	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+		return STORE_FAIL_BUSY;
+	if (rc == SQLITE_IOERR || rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY)
+		return STORE_FAIL_IO;
+	return rc ? STORE_FAIL_OTHER : STORE_FAIL_NONE;
+}
+
+int store_write_probe(struct store *st, int64_t now, int64_t *requeued)
+{
+	sqlite3_stmt *s;
+	int rc;
+	*requeued = 0;
+	store_error_clear(st);
+	if ((rc = store_begin(st)))
+		return rc;
+	if ((rc = store_setting_set(st, "write_probe", now)))
+		goto fail;
+	if (!(s = store_stmt(st, STMT_RECOVER_QUEUED)) || (rc = store_exec_stmt(st, s)))
+		goto fail;
+	*requeued = sqlite3_changes(st->db);
+	return store_commit(st);
+fail:
+	store_rollback(st);
+	return rc ? rc : DRIP_ESTORE;
+}
+
+void store_error_clear(struct store *st)
+{
+	st->last_rc = 0;
+	st->last_err[0] = '\0';
 }

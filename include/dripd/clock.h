@@ -9,25 +9,33 @@
 struct tm;
 
 /*
- * Business time is UTC seconds. Without the test clock it is the wall clock. With it
- * (config "test_clock": true) it is the wall clock at start-up plus a persisted offset,
- * then runs `rate` times faster than libuv's monotonic clock, so `clock_advance` and a
- * fast demo rate move it, and a jump of the wall clock does not.
+ * Business time is UTC seconds. Without the test clock it is the wall clock at start-up,
+ * then runs with libuv's monotonic clock and slews towards the wall clock by at most a
+ * tenth of the time elapsed: a small NTP correction is followed within seconds, a wall
+ * clock jumping a day forward or back is caught up with over ten days, so neither bursts
+ * nor loses the schedule. It never runs backwards. With the test clock (config
+ * "test_clock": true) it is the wall clock at start-up plus a persisted offset, then runs
+ * `rate` times faster than the monotonic clock, so `clock_advance` and a fast demo rate
+ * move it, and a jump of the wall clock does not.
  */
 struct clock {
 	bool test;
 	double rate;
 	int64_t anchor_business_ms; /* business time at anchor_mono_ms */
 	uint64_t anchor_mono_ms;
+	int64_t last_ms; /* the latest business time clock_now answered */
 };
 
 /* Sets up `c`; with `test`, business time starts at wall + offset_s and runs at `rate`. */
 void clock_init(struct clock *c, bool test, double rate, int64_t offset_s, int64_t wall_ms,
 		uint64_t mono_ms);
-/* Business time in seconds at the machine instants given (pure; for tests and the others). */
+/*
+ * Business time in seconds at the machine instants given, from the last anchor (pure; for
+ * tests and the others).
+ */
 int64_t clock_business_at(const struct clock *c, int64_t wall_ms, uint64_t mono_ms);
-/* Business time now, in seconds. */
-int64_t clock_now(const struct clock *c);
+/* Business time now, in seconds; never less than the last answer. Re-anchors the slew. */
+int64_t clock_now(struct clock *c);
 /* Moves a test clock forward by `secs`; returns DRIP_EDISABLED without the test clock. */
 int clock_advance(struct clock *c, int64_t secs, uint64_t mono_ms);
 /* What to persist so a restart resumes the same business time: business minus wall. */

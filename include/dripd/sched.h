@@ -29,6 +29,12 @@ struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store 
 /* A global pause: nothing new is handed to the sender threads until resumed. */
 void sched_set_paused(struct sched *s, bool paused);
 bool sched_paused(const struct sched *s);
+/*
+ * Why sending is held back, or NULL: the database refused a write (a full disk, a lock held
+ * past the busy timeout). Claims stop, outcomes are kept in memory, and a probe write every
+ * 2 s resumes everything (recording the kept outcomes first) once the database takes it.
+ */
+const char *sched_held(const struct sched *s);
 /* The tracking secrets that sign the links of every message from now on (not owned). */
 void sched_set_keys(struct sched *s, const struct token_keys *keys);
 /* The content to render with from now on (takes a reference, drops the old one). */

@@ -245,4 +245,22 @@ int store_stage_counts(struct store *st, store_stage_count_cb cb, void *arg);
 /* Touches pending, queued, sending and uncertain, in that order (from partial indexes). */
 int store_queue_depth(struct store *st, int64_t out[4]);
 
+/* What the database's last failure was, for a person and for holding sending back. */
+enum store_fail_kind {
+	STORE_FAIL_NONE,
+	STORE_FAIL_FULL, /* SQLITE_FULL: the disk (or the database's size limit) is full */
+	STORE_FAIL_BUSY, /* another process held the lock past the busy timeout */
+	STORE_FAIL_IO, /* an I/O error, or the file became unwritable */
+	STORE_FAIL_OTHER,
+};
+/* The kind of the last failed statement since store_error_clear, with SQLite's message. */
+int store_last_error(struct store *st, char *msg, size_t msglen);
+void store_error_clear(struct store *st);
+/*
+ * Whether the database takes writes again: one small write, and touches a failed claim left
+ * `queued` go back to `pending` (count in *requeued; only call it with no claim under way).
+ * 0, or DRIP_ESTORE with the reason in store_last_error.
+ */
+int store_write_probe(struct store *st, int64_t now, int64_t *requeued);
+
 #endif

@@ -170,10 +170,29 @@ static void test_without_test_clock_business_time_is_the_wall_clock(void **state
 	clock_init(&c, false, 1000.0, 3600, WALL_MS, MONO_MS);
 	assert_false(c.test);
 	assert_i64_equal(clock_business_at(&c, WALL_MS, MONO_MS), WALL_MS / 1000);
-	/* Monotonic time passing does not move it; the wall clock does. */
-	assert_i64_equal(clock_business_at(&c, WALL_MS, MONO_MS + 50000), WALL_MS / 1000);
-	assert_i64_equal(clock_business_at(&c, WALL_MS + 7000, MONO_MS), WALL_MS / 1000 + 7);
+	/* Both clocks running together: business time is the wall clock. */
+	assert_i64_equal(clock_business_at(&c, WALL_MS + 50000, MONO_MS + 50000),
+			 WALL_MS / 1000 + 50);
 	assert_i64_equal(clock_offset_at(&c, WALL_MS + 7000, MONO_MS + 9000), 0);
+}
+
+static void test_without_test_clock_a_wall_clock_jump_is_slewed_not_followed(void **state)
+{
+	struct clock c;
+	(void)state;
+	clock_init(&c, false, 1.0, 0, WALL_MS, MONO_MS);
+	/* The wall clock set a day forward: after 10 s, business time moved 10 s plus a
+	 * tenth, not a day. */
+	assert_i64_equal(clock_business_at(&c, WALL_MS + 86400000 + 10000, MONO_MS + 10000),
+			 WALL_MS / 1000 + 11);
+	/* A day back: business time still moves forward, at nine tenths of the pace. */
+	assert_i64_equal(clock_business_at(&c, WALL_MS - 86400000 + 10000, MONO_MS + 10000),
+			 WALL_MS / 1000 + 9);
+	/* A small step (an NTP correction of 2 s) is caught up with within 20 s. */
+	assert_i64_equal(clock_business_at(&c, WALL_MS + 2000 + 20000, MONO_MS + 20000),
+			 WALL_MS / 1000 + 22);
+	/* The monotonic clock alone (a wall clock stopped) moves it at nine tenths. */
+	assert_i64_equal(clock_business_at(&c, WALL_MS, MONO_MS + 50000), WALL_MS / 1000 + 45);
 }
 
 static void test_test_clock_starts_at_wall_time_plus_offset(void **state)
@@ -1483,6 +1502,7 @@ int main(void)
 		cmocka_unit_test(test_durations_format_in_the_largest_exact_unit),
 		cmocka_unit_test(test_formatted_durations_parse_back_to_the_same_seconds),
 		cmocka_unit_test(test_without_test_clock_business_time_is_the_wall_clock),
+		cmocka_unit_test(test_without_test_clock_a_wall_clock_jump_is_slewed_not_followed),
 		cmocka_unit_test(test_test_clock_starts_at_wall_time_plus_offset),
 		cmocka_unit_test(test_test_clock_follows_monotonic_time_not_the_wall_clock),
 		cmocka_unit_test(test_test_clock_runs_at_its_rate),

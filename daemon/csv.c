@@ -100,6 +100,19 @@ int csv_next(const char *data, size_t len, bool eof, size_t *used, struct csv_re
 			buf_addc(&field, '"'); /* "" inside quotes is one quote */
 			state = QUOTED;
 			continue;
+		} else if (state == FIELD_START && (c == ' ' || c == '\t')) {
+			/* Spaces before an opening quote (a, "b, c") are layout, not text. */
+			size_t j = i;
+			while (j < len && (data[j] == ' ' || data[j] == '\t'))
+				j++;
+			if (j == len && !eof)
+				goto more;
+			if (j < len && data[j] == '"') {
+				i = j - 1;
+				continue;
+			}
+			state = UNQUOTED;
+			buf_addc(&field, c);
 		} else {
 			/* Text after a closing quote, or a quote inside unquoted text: kept. */
 			state = UNQUOTED;
@@ -171,6 +184,11 @@ static const struct {
 	{ "stage", CSV_COL_STAGE },
 	{ "tags", CSV_COL_TAGS },
 	{ "tag", CSV_COL_TAGS },
+	{ "id", CSV_COL_READONLY },
+	{ "status", CSV_COL_READONLY },
+	{ "score", CSV_COL_READONLY },
+	{ "created_at", CSV_COL_READONLY },
+	{ "updated_at", CSV_COL_READONLY },
 };
 
 static const char *const csv_column_names[] = {
@@ -183,6 +201,7 @@ static const char *const csv_column_names[] = {
 	[CSV_COL_TZ] = "tz",
 	[CSV_COL_STAGE] = "stage",
 	[CSV_COL_TAGS] = "tags",
+	[CSV_COL_READONLY] = "",
 };
 
 const char *csv_column_name(enum csv_column c)

@@ -54,6 +54,7 @@ enum csv_column {
 	CSV_COL_TZ,
 	CSV_COL_STAGE,
 	CSV_COL_TAGS,
+	CSV_COL_READONLY, /* what an export adds and an import ignores: id, status, score, … */
 };
 
 /*

@@ -75,6 +75,9 @@ static void test_lenient_where_nothing_shifts(void **state)
 	/* A quote inside unquoted text, and text after a closing quote, are kept. */
 	expect("5\" disk,ok\n", "5\" disk|ok;", 1);
 	expect("\"a\"b,c\n", "ab|c;", 1);
+	/* Spaces before an opening quote are layout; spaces before text are kept. */
+	expect("a, \"b,c\", d\n", "a|b,c| d;", 1);
+	expect("a,  \"two\r\nlines\"\r\n", "a|two\r\nlines;", 2);
 	/* A blank line is a record of one empty field, marked blank. */
 	struct csv_record r;
 	size_t used;

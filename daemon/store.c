@@ -1474,7 +1474,7 @@ int store_suppression_get(struct store *st, const char *address, store_suppressi
 		return DRIP_ESTORE;
 	store_bind_text(s, 1, address);
 	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	if (rc == SQLITE_ROW && cb) {
 		struct store_suppression e;
 		store_suppression_fill(s, &e);
 		cb(arg, &e);

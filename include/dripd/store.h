@@ -253,7 +253,8 @@ struct store_suppression {
 	int64_t at;
 };
 typedef int (*store_suppression_cb)(void *arg, const struct store_suppression *s);
-/* The entry for exactly this address or domain; DRIP_ENOT_FOUND when there is none. */
+/* The entry for exactly this address or domain (to cb, which may be NULL); DRIP_ENOT_FOUND
+ * when there is none. */
 int store_suppression_get(struct store *st, const char *address, store_suppression_cb cb,
 			  void *arg);
 int store_suppressions(struct store *st, store_suppression_cb cb, void *arg);

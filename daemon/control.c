@@ -38,6 +38,7 @@
 #define CONTROL_BACKUP_TICK_MS 2
 #define CONTROL_DEFERRED 1 /* a handler that answers later (backup) */
 #define CONTROL_FORGET_KEY_FILE "forget.secret"
+#define CONTROL_IMPORT_SLICE_MS 10 /* the longest an import holds the loop at a time */
 
 struct control_client {
 	uv_pipe_t pipe;
@@ -70,6 +71,8 @@ struct control {
 	int64_t *events; /* ids of events to show the watchers */
 	size_t nevents, cap, lost;
 	struct control_backup *backups;
+	struct control_import *imports; /* chunks being imported, oldest first */
+	uv_timer_t import_timer;
 	char *path;
 	int open_handles;
 };
@@ -969,13 +972,23 @@ static int control_explain(struct dripd *d, const cJSON *args, cJSON *result, ch
 #define CONTROL_PAGE_LEADS 2000
 #define CONTROL_PAGE_EVENTS 5000
 
+/* One lead.import chunk, worked on in slices of the loop's time. */
 struct control_import {
+	struct control_import *next;
 	enum csv_column col[CSV_MAX_FIELDS];
 	char attr[CSV_MAX_FIELDS][65];
 	size_t n;
 	int64_t added, updated, unchanged, suppressed, bad;
 	cJSON *errors;
 	bool skip_existing;
+	cJSON *args; /* a copy of the request's args: the chunk's text lives here */
+	const char *text;
+	size_t len, pos;
+	int64_t line;
+	struct csv_record rec;
+	cJSON *result; /* the answer being built (deferred imports own it) */
+	struct control_client *client; /* who asked; NULL once it went away */
+	cJSON *id;
 };
 
 static void control_import_error(struct control_import *im, int64_t line, const char *msg)
@@ -1146,73 +1159,128 @@ out:
 	return rc;
 }
 
-/*
- * lead.import: one chunk of whole CSV records (dripctl cuts the file at record ends, at most
- * PROTO_MAX_LINE bytes) with the file's header and the line the chunk starts on. The chunk
- * is one transaction, each row a savepoint inside it: a bad row is reported with its line
- * and the good ones commit. Between chunks the loop sends mail as usual.
- */
-static int control_lead_import(struct dripd *d, const cJSON *args, cJSON *result, char *err,
-			       size_t errlen)
+static void control_import_free(struct control_import *im)
 {
-	const char *text = control_str(args, "csv");
-	const char *line_s = control_str(args, "line");
-	struct control_import *im = xcalloc(1, sizeof(*im));
-	struct csv_record rec;
-	size_t len = text ? strlen(text) : 0, pos = 0, used;
-	int64_t line = line_s ? strtoll(line_s, NULL, 10) : 2, now = clock_now(&d->clock);
-	char why[512];
-	int rc;
+	csv_record_free(&im->rec);
+	cJSON_Delete(im->args);
+	cJSON_Delete(im->result);
+	cJSON_Delete(im->id);
+	free(im);
+}
 
-	csv_record_init(&rec);
-	im->skip_existing = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(args, "skip_existing"));
-	im->errors = cJSON_AddArrayToObject(result, "errors");
-	if ((rc = control_import_header(im, cJSON_GetObjectItemCaseSensitive(args, "header"), err,
-					errlen)))
-		goto out;
-	if (line < 1)
-		line = 1;
-	if ((rc = store_begin(d->store))) {
-		errf(err, errlen, rc, "cannot write to the database");
-		goto out;
-	}
-	while (pos < len) {
-		int r = csv_next(text + pos, len - pos, true, &used, &rec, why, sizeof(why));
+/*
+ * Works through the chunk's rows for at most budget_ms in one transaction, each row a
+ * savepoint inside it: a bad row is reported with its line and the good ones commit. Sets
+ * *done at the chunk's end. Costs one commit per call.
+ */
+static int control_import_slice(struct dripd *d, struct control_import *im, uint64_t budget_ms,
+				bool *done, char *err, size_t errlen)
+{
+	uint64_t start = clock_mono_ms();
+	int64_t now = clock_now(&d->clock);
+	char why[512];
+	size_t used, rows = 0;
+	int rc;
+	*done = false;
+	if ((rc = store_begin(d->store)))
+		return errf(err, errlen, rc, "cannot write to the database");
+	while (im->pos < im->len) {
+		if (++rows % 16 == 0 && clock_mono_ms() - start >= budget_ms)
+			break;
+		int r = csv_next(im->text + im->pos, im->len - im->pos, true, &used, &im->rec, why,
+				 sizeof(why));
 		if (r < 0) {
 			/* The rest of the chunk cannot be split into records: report it once. */
-			control_import_error(im, line, why);
+			control_import_error(im, im->line, why);
+			im->pos = im->len;
 			break;
 		}
-		if (r == 0)
+		if (r == 0) {
+			im->pos = im->len;
 			break;
-		if (!rec.blank) {
+		}
+		if (!im->rec.blank) {
 			if ((rc = store_part_begin(d->store)))
 				break;
-			int row = control_import_row(d, im, &rec, now, why, sizeof(why));
+			int row = control_import_row(d, im, &im->rec, now, why, sizeof(why));
 			if ((rc = store_part_end(d->store, row == 0)))
 				break;
 			if (row)
-				control_import_error(im, line, why);
+				control_import_error(im, im->line, why);
 		}
-		line += (int64_t)rec.lines;
-		pos += used;
+		im->line += (int64_t)im->rec.lines;
+		im->pos += used;
 	}
 	if (rc) {
 		store_rollback(d->store);
-		errf(err, errlen, rc, "cannot write to the database");
-		goto out;
+		return errf(err, errlen, rc, "cannot write to the database");
 	}
 	if ((rc = control_finish(d, 0, err, errlen)))
-		goto out;
+		return rc;
+	*done = im->pos >= im->len;
+	return 0;
+}
+
+static void control_import_totals(const struct control_import *im, cJSON *result)
+{
 	cJSON_AddNumberToObject(result, "added", (double)im->added);
 	cJSON_AddNumberToObject(result, "updated", (double)im->updated);
 	cJSON_AddNumberToObject(result, "unchanged", (double)im->unchanged);
 	cJSON_AddNumberToObject(result, "suppressed", (double)im->suppressed);
 	cJSON_AddNumberToObject(result, "bad", (double)im->bad);
-	cJSON_AddNumberToObject(result, "next_line", (double)line);
+	cJSON_AddNumberToObject(result, "next_line", (double)im->line);
+}
+
+static void control_import_cb(uv_timer_t *t);
+
+/*
+ * lead.import: one chunk of whole CSV records (dripctl cuts the file at record ends, at most
+ * PROTO_MAX_LINE bytes) with the file's header and the line the chunk starts on. On the
+ * socket the chunk is worked on in slices of CONTROL_IMPORT_SLICE_MS, each its own
+ * transaction, with the loop's other work (sending, other clients) between them; the answer
+ * comes when the whole chunk is in.
+ */
+static int control_lead_import(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			       size_t errlen)
+{
+	const char *line_s = control_str(args, "line");
+	struct control *ctl = d->control;
+	struct control_import *im = xcalloc(1, sizeof(*im));
+	bool done = false;
+	int rc;
+
+	csv_record_init(&im->rec);
+	im->args = cJSON_Duplicate(args, 1);
+	im->text = control_str(im->args, "csv");
+	im->len = strlen(im->text);
+	im->line = line_s ? strtoll(line_s, NULL, 10) : 2;
+	if (im->line < 1)
+		im->line = 1;
+	im->skip_existing = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(args, "skip_existing"));
+	if ((rc = control_import_header(im, cJSON_GetObjectItemCaseSensitive(args, "header"), err,
+					errlen)))
+		goto out;
+	if (ctl && ctl->current) {
+		im->result = cJSON_CreateObject();
+		im->errors = cJSON_AddArrayToObject(im->result, "errors");
+		im->client = ctl->current;
+		im->id = ctl->current_id ? cJSON_Duplicate(ctl->current_id, 0) : cJSON_CreateNull();
+		struct control_import **tail = &ctl->imports;
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = im;
+		if (!uv_is_active((uv_handle_t *)&ctl->import_timer))
+			uv_timer_start(&ctl->import_timer, control_import_cb, 0, 0);
+		return CONTROL_DEFERRED;
+	}
+	/* No loop to come back to (the unit tests): the whole chunk at once. */
+	im->errors = cJSON_AddArrayToObject(result, "errors");
+	while (!done && (rc = control_import_slice(d, im, UINT64_MAX, &done, err, errlen)) == 0)
+		;
+	if (rc == 0)
+		control_import_totals(im, result);
 out:
-	csv_record_free(&rec);
-	free(im);
+	control_import_free(im);
 	return rc;
 }
 
@@ -1873,6 +1941,9 @@ static void control_client_close(struct control_client *cl)
 	for (struct control_backup *b = cl->ctl->backups; b; b = b->next)
 		if (b->client == cl)
 			b->client = NULL; /* the backup finishes; nobody hears the answer */
+	for (struct control_import *im = cl->ctl->imports; im; im = im->next)
+		if (im->client == cl)
+			im->client = NULL; /* its rows still go in, as if answered */
 	if (cl->prev)
 		cl->prev->next = cl->next;
 	else
@@ -2060,6 +2131,33 @@ static int control_watch(struct dripd *d, const cJSON *args, cJSON *result, char
 	}
 	cJSON_AddBoolToObject(result, "watching", 1);
 	return 0;
+}
+
+/* ---- import: one slice of the oldest chunk per loop turn --------------------------------- */
+
+static void control_import_cb(uv_timer_t *t)
+{
+	struct control *ctl = t->data;
+	struct control_import *im = ctl->imports;
+	char err[1024] = "";
+	bool done = false;
+	if (!im)
+		return;
+	int rc = control_import_slice(ctl->d, im, CONTROL_IMPORT_SLICE_MS, &done, err, sizeof(err));
+	if (rc == 0 && !done) {
+		uv_timer_start(t, control_import_cb, 0, 0);
+		return;
+	}
+	ctl->imports = im->next;
+	if (rc == 0)
+		control_import_totals(im, im->result);
+	if (im->client) {
+		control_send(im->client, control_answer(im->id, rc, im->result, err));
+		im->result = NULL;
+	}
+	control_import_free(im);
+	if (ctl->imports)
+		uv_timer_start(t, control_import_cb, 0, 0);
 }
 
 /* ---- backup: SQLite's online backup, a few pages per loop turn ------------------------- */
@@ -2294,7 +2392,9 @@ struct control *control_new(struct dripd *d, char *err, size_t errlen)
 	ctl->flush.data = ctl;
 	uv_timer_init(d->loop, &ctl->backup_timer);
 	ctl->backup_timer.data = ctl;
-	ctl->open_handles = 3;
+	uv_timer_init(d->loop, &ctl->import_timer);
+	ctl->import_timer.data = ctl;
+	ctl->open_handles = 4;
 	store_event_listen(d->store, control_event_cb, ctl);
 	/* The socket is created 0660 (never briefly wider), then given control_group. */
 	mode_t old = umask(0117);
@@ -2336,5 +2436,11 @@ void control_close(struct control *ctl)
 		unlink(ctl->path);
 	uv_close((uv_handle_t *)&ctl->flush, control_handle_closed_cb);
 	uv_close((uv_handle_t *)&ctl->backup_timer, control_handle_closed_cb);
+	uv_close((uv_handle_t *)&ctl->import_timer, control_handle_closed_cb);
+	while (ctl->imports) {
+		struct control_import *im = ctl->imports;
+		ctl->imports = im->next;
+		control_import_free(im);
+	}
 	uv_close((uv_handle_t *)&ctl->server, control_handle_closed_cb);
 }

@@ -509,7 +509,7 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 	s = NULL;
 	if (sqlite3_exec(st->db,
 			 "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-			 "PRAGMA secure_delete = ON;",
+			 "PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;",
 			 NULL, NULL, NULL) != SQLITE_OK) {
 		errf(err, errlen, DRIP_ESTORE, "%s: %s", path, sqlite3_errmsg(st->db));
 		goto fail;

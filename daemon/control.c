@@ -59,6 +59,14 @@ struct control_backup {
 	uint64_t started_ms;
 };
 
+struct control_test_send {
+	struct control_test_send *next;
+	int64_t key; /* the negative "touch id" the mailer hands back */
+	struct control_client *client;
+	cJSON *id;
+	char *to;
+};
+
 struct control {
 	struct dripd *d;
 	uv_pipe_t server;
@@ -72,6 +80,8 @@ struct control {
 	size_t nevents, cap, lost;
 	struct control_backup *backups;
 	struct control_import *imports; /* chunks being imported, oldest first */
+	struct control_test_send *tests; /* send-test jobs with a sender thread */
+	int64_t test_seq;
 	uv_timer_t import_timer;
 	char *path;
 	int open_handles;
@@ -1691,6 +1701,8 @@ static int control_watch(struct dripd *d, const cJSON *args, cJSON *result, char
 			 size_t errlen);
 static int control_backup(struct dripd *d, const cJSON *args, cJSON *result, char *err,
 			  size_t errlen);
+static int control_send_test(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			     size_t errlen);
 
 /* clang-format off */
 const struct control_cmd control_cmds[] = {
@@ -1801,6 +1813,12 @@ const struct control_cmd control_cmds[] = {
 	  CONTROL_CHANGES_STATE, { { 0 } }, control_reload },
 	{ "backup", "backup", "a consistent copy of the database through SQLite's backup API",
 	  0, { { NULL, "file", CONTROL_ARG_STRING, true, "FILE" } }, control_backup },
+	{ "send-test", "send-test",
+	  "a real send of what the lead would get, to another address; marked as a test, never "
+	  "counted", 0,
+	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
+	    { "--to", "to", CONTROL_ARG_STRING, true, "ADDRESS" },
+	    { "--step", "step", CONTROL_ARG_STRING, false, "SEQUENCE/STEP" } }, control_send_test },
 	{ "help", "help", "list the commands", 0, { { 0 } }, control_help },
 	{ 0 },
 };
@@ -1944,6 +1962,9 @@ static void control_client_close(struct control_client *cl)
 	for (struct control_import *im = cl->ctl->imports; im; im = im->next)
 		if (im->client == cl)
 			im->client = NULL; /* its rows still go in, as if answered */
+	for (struct control_test_send *ts = cl->ctl->tests; ts; ts = ts->next)
+		if (ts->client == cl)
+			ts->client = NULL;
 	if (cl->prev)
 		cl->prev->next = cl->next;
 	else
@@ -2158,6 +2179,111 @@ static void control_import_cb(uv_timer_t *t)
 	control_import_free(im);
 	if (ctl->imports)
 		uv_timer_start(t, control_import_cb, 0, 0);
+}
+
+/* ---- send-test: one real message on a sender thread, outside the books ------------------ */
+
+static int control_send_test(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			     size_t errlen)
+{
+	const char *to = control_str(args, "to"), *step_arg = control_str(args, "step");
+	struct control *ctl = d->control;
+	struct lead lead;
+	struct touch t;
+	struct sched_mail mail;
+	char seq[128];
+	const char *step = NULL;
+	int rc;
+	(void)result;
+
+	memset(&t, 0, sizeof(t));
+	if (!ctl || !ctl->current || !d->mailer)
+		return errf(err, errlen, DRIP_EUNSUPPORTED, "send-test needs the running daemon");
+	if (!util_email_valid(to))
+		return errf(err, errlen, DRIP_EINVALID, "--to \"%.200s\" is not an email address",
+			    to);
+	if (step_arg && (rc = control_step_arg(d, step_arg, seq, sizeof(seq), &step, err, errlen)))
+		return rc;
+	if ((rc = control_lead(d, args, &lead, err, errlen)))
+		return rc;
+	if (step) {
+		size_t index = 0;
+		content_step(content_sequence(d->content, seq), step, &index);
+		t.sequence = xstrdup(seq);
+		t.step = xstrdup(step);
+		t.step_index = (int64_t)index;
+	} else if ((rc = store_touch_next_for_lead(d->store, lead.id, &t))) {
+		errf(err, errlen, rc, "%s has no step due; name one with --step SEQUENCE/STEP",
+		     lead.email);
+		goto out;
+	}
+	if ((rc = sched_compose(d->store, d->content, d->cfg, d->keys, &lead, &t,
+				clock_now(&d->clock), &mail, err, errlen)))
+		goto out;
+	if (mailer_idle(d->mailer) == 0) {
+		rc = errf(err, errlen, DRIP_EBUSY,
+			  "every sender thread is busy: try again in a moment");
+	} else {
+		/* No touch, no event: the message is marked and goes only to --to. */
+		struct mailer_job *job = xcalloc(1, sizeof(*job));
+		struct buf data;
+		buf_init(&data);
+		buf_printf(&data, "X-Dripd-Test: send-test of %s/%s, not counted\r\n", t.sequence,
+			   t.step);
+		buf_add(&data, mail.data.data, mail.data.len);
+		job->touch_id = --ctl->test_seq;
+		job->envelope_from = xstrdup(mail.envelope_from);
+		job->rcpt = xstrdup(to);
+		job->len = data.len;
+		job->data = buf_steal(&data);
+		struct control_test_send *ts = xcalloc(1, sizeof(*ts));
+		ts->key = job->touch_id;
+		ts->client = ctl->current;
+		ts->id = ctl->current_id ? cJSON_Duplicate(ctl->current_id, 0) : cJSON_CreateNull();
+		ts->to = xstrdup(to);
+		ts->next = ctl->tests;
+		ctl->tests = ts;
+		mailer_submit(d->mailer, job);
+		log_info("control: send-test of %s/%s for lead %lld to %s", t.sequence, t.step,
+			 (long long)lead.id, to);
+		rc = CONTROL_DEFERRED;
+	}
+	sched_mail_clear(&mail);
+out:
+	store_touch_clear(&t);
+	store_lead_clear(&lead);
+	return rc;
+}
+
+void control_on_test_result(struct control *ctl, const struct mailer_result *r)
+{
+	for (struct control_test_send **p = &ctl->tests; *p; p = &(*p)->next) {
+		struct control_test_send *ts = *p;
+		if (ts->key != r->touch_id)
+			continue;
+		*p = ts->next;
+		cJSON *result = cJSON_CreateObject();
+		char err[512] = "";
+		int rc = 0;
+		if (r->outcome == MAILER_OK) {
+			cJSON_AddStringToObject(result, "to", ts->to);
+			cJSON_AddNumberToObject(result, "code", r->code);
+			cJSON_AddStringToObject(result, "detail", r->detail);
+		} else {
+			rc = errf(err, sizeof(err),
+				  r->outcome == MAILER_TEMPFAIL ? DRIP_ETEMPFAIL : DRIP_EPERMFAIL,
+				  "the test message to %s was not accepted: %d %s", ts->to, r->code,
+				  r->detail);
+		}
+		if (ts->client)
+			control_send(ts->client, control_answer(ts->id, rc, result, err));
+		else
+			cJSON_Delete(result);
+		cJSON_Delete(ts->id);
+		free(ts->to);
+		free(ts);
+		return;
+	}
 }
 
 /* ---- backup: SQLite's online backup, a few pages per loop turn ------------------------- */
@@ -2441,6 +2567,13 @@ void control_close(struct control *ctl)
 		struct control_import *im = ctl->imports;
 		ctl->imports = im->next;
 		control_import_free(im);
+	}
+	while (ctl->tests) {
+		struct control_test_send *ts = ctl->tests;
+		ctl->tests = ts->next;
+		cJSON_Delete(ts->id);
+		free(ts->to);
+		free(ts);
 	}
 	uv_close((uv_handle_t *)&ctl->server, control_handle_closed_cb);
 }

@@ -574,6 +574,10 @@ static void dripctl_print_more(const char *cmd, const cJSON *res)
 		printf("reloaded: %.0f sequences, %.0f templates from %s\n",
 		       dripctl_n(res, "sequences"), dripctl_n(res, "templates"),
 		       dripctl_s(res, "content_dir"));
+	} else if (strcmp(cmd, "send-test") == 0) {
+		printf("test message accepted for %s (%.0f %s); nothing was recorded for the "
+		       "lead\n",
+		       dripctl_s(res, "to"), dripctl_n(res, "code"), dripctl_s(res, "detail"));
 	} else if (strcmp(cmd, "backup") == 0) {
 		printf("backup written to %s (%.0f pages in %.0f ms)\n", dripctl_s(res, "file"),
 		       dripctl_n(res, "pages"), dripctl_n(res, "ms"));

@@ -95,6 +95,11 @@ static int main_check(const char *path)
 static void main_mailer_result_cb(void *arg, const struct mailer_result *r)
 {
 	struct dripd *d = arg;
+	if (r->touch_id < 0) { /* a dripctl send-test, outside the books */
+		if (d->control)
+			control_on_test_result(d->control, r);
+		return;
+	}
 	sched_on_result(d->sched, r);
 }
 

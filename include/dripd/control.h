@@ -66,6 +66,9 @@ char *control_handle_line(struct dripd *d, const char *line);
 struct control;
 /* Listens on cfg->control_socket (mode 0660), replacing a stale socket, never a live one. */
 struct control *control_new(struct dripd *d, char *err, size_t errlen);
+struct mailer_result;
+/* The outcome of a send-test job (the mailer hands those back with a negative touch id). */
+void control_on_test_result(struct control *c, const struct mailer_result *r);
 /* Stops listening, closes every client and frees the control (in close callbacks). */
 void control_close(struct control *c);
 

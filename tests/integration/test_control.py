@@ -374,3 +374,33 @@ def test_reload_queue_backup_and_exit_codes(daemon, tmp_path):
     assert daemon.ctl_raw("lead", "list", "--status", "asleep").returncode == 1
     r = daemon.ctl_raw("lead", "forget", "nobody@example.org")
     assert r.returncode == 1 and "no lead" in r.stderr
+
+
+def test_send_test_sends_a_marked_copy_elsewhere_and_records_nothing(daemon_factory, tmp_path,
+                                                                      smtp_sink):
+    content = write_content(tmp_path / "content", ONE_STEP)
+    d = daemon_factory(content=content)
+    d.config["delivery"] = {"url": smtp_sink.url, "from": "Ana Ruiz <ana@example.com>",
+                            "max_connections": 2}
+    d.write_config()
+    d.start()
+    d.ctl("lead", "add", "maya@example.org", "--first-name", "Maya")
+    wait_for(lambda: len(smtp_sink.messages) == 1, 10, "the welcome message")
+    before = d.ctl("lead", "show", "maya@example.org")
+    r = d.ctl_raw("send-test", "maya@example.org", "--to", "me@example.com", "--step",
+                  "hello/hi")
+    assert r.returncode == 0 and "me@example.com" in r.stdout, r.stderr
+    wait_for(lambda: len(smtp_sink.messages) == 2, 10, "the test message")
+    mail_from, rcpts, raw = smtp_sink.messages[1]
+    assert rcpts == ["me@example.com"]
+    msg = smtp_sink.parsed()[1]
+    assert msg["X-Dripd-Test"].startswith("send-test of hello/hi")
+    assert msg["Subject"] == "Hi Maya"
+    after = d.ctl("lead", "show", "maya@example.org")
+    assert after["touches"] == before["touches"] and after["events"] == before["events"]
+    assert d.ctl("status")["touches"]["sent"] == 1
+    smtp_sink.rcpt_codes["no@example.com"] = "550 5.1.1 no such user"
+    r = d.ctl_raw("send-test", "maya@example.org", "--to", "no@example.com")
+    assert r.returncode == 1 and "not accepted" in r.stderr, r.stderr
+    assert d.ctl_raw("send-test", "maya@example.org", "--to", "bad").returncode == 1
+    assert d.ctl_raw("send-test", "maya@example.org").returncode == 2

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
 
 #include "dripd/clock.h"
 #include "dripd/config.h"
@@ -16,10 +18,11 @@
  * with defaults filled first. A config is immutable once loaded: a reload builds a new one.
  */
 
-static const char *const config_top_keys[] = { "state_dir",  "content_dir", "control_socket",
-					       "timezone",   "log_level",   "delivery",
-					       "tracking",   "inbox",       "webhooks",
-					       "test_clock", "clock_rate",  NULL };
+static const char *const config_top_keys[] = { "state_dir",     "content_dir",    "control_socket",
+					       "timezone",      "log_level",      "delivery",
+					       "tracking",      "inbox",          "webhooks",
+					       "test_clock",    "clock_rate",     "control_group",
+					       "control_users", "control_groups", NULL };
 static const char *const config_delivery_keys[] = { "url",
 						    "from",
 						    "username",
@@ -57,6 +60,7 @@ struct config *config_defaults(void)
 	cfg->content_dir = xstrdup("/etc/dripd/content");
 	cfg->control_socket = xstrdup("/run/dripd/control.sock");
 	cfg->timezone = xstrdup("UTC");
+	cfg->control_group = xstrdup("");
 	cfg->log_level = xstrdup("info");
 	cfg->delivery.url = xstrdup("smtp://127.0.0.1:25");
 	/* Must pass util_email_valid (a dot in the domain), as message_build checks it too. */
@@ -116,6 +120,9 @@ void config_free(struct config *cfg)
 		free(cfg->webhooks[i].events);
 	}
 	free(cfg->webhooks);
+	free(cfg->control_group);
+	free(cfg->control_uids);
+	free(cfg->control_gids);
 	free(cfg);
 }
 
@@ -319,6 +326,33 @@ static int config_webhooks(struct config *cfg, const struct json_doc *d, const c
 	return 0;
 }
 
+/* control_users / control_groups: names that must exist on this machine, kept as ids. */
+static int config_ids(const struct json_doc *d, const cJSON *root, const char *key, bool users,
+		      unsigned **ids, size_t *n, char *err, size_t errlen)
+{
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, key), *e;
+	if (!arr)
+		return 0;
+	if (!cJSON_IsArray(arr))
+		return json_errf(d, arr, err, errlen, "\"%s\" must be an array of %s names", key,
+				 users ? "user" : "group");
+	*ids = xcalloc((size_t)cJSON_GetArraySize(arr) + 1, sizeof(**ids));
+	cJSON_ArrayForEach(e, arr)
+	{
+		struct passwd *pw = NULL;
+		struct group *gr = NULL;
+		if (!cJSON_IsString(e))
+			return json_errf(d, e, err, errlen, "\"%s\": each entry must be a name",
+					 key);
+		if (users ? !(pw = getpwnam(e->valuestring)) : !(gr = getgrnam(e->valuestring)))
+			return json_errf(d, e, err, errlen,
+					 "\"%s\": no %s \"%.64s\" on this machine", key,
+					 users ? "user" : "group", e->valuestring);
+		(*ids)[(*n)++] = users ? (unsigned)pw->pw_uid : (unsigned)gr->gr_gid;
+	}
+	return 0;
+}
+
 static int config_apply(struct config *cfg, const struct json_doc *d, char *err, size_t errlen)
 {
 	const cJSON *root = json_doc_root(d);
@@ -336,6 +370,17 @@ static int config_apply(struct config *cfg, const struct json_doc *d, char *err,
 	    (rc = json_get_number(d, root, "clock_rate", 0.001, 10000000, &cfg->clock_rate, err,
 				  errlen)))
 		return rc;
+	if ((rc = config_string(d, root, "control_group", &cfg->control_group, false, p, err,
+				errlen)) ||
+	    (rc = config_ids(d, root, "control_users", true, &cfg->control_uids,
+			     &cfg->ncontrol_uids, err, errlen)) ||
+	    (rc = config_ids(d, root, "control_groups", false, &cfg->control_gids,
+			     &cfg->ncontrol_gids, err, errlen)))
+		return rc;
+	if (*cfg->control_group && !getgrnam(cfg->control_group))
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(root, "control_group"), err,
+				 errlen, "\"control_group\": no group \"%.64s\" on this machine",
+				 cfg->control_group);
 	if (!clock_tz_valid(cfg->timezone))
 		return json_errf(d, cJSON_GetObjectItemCaseSensitive(root, "timezone"), err, errlen,
 				 "\"timezone\": unknown time zone \"%s\" (an IANA name such as "

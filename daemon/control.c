@@ -1,5 +1,7 @@
 /* control.c - the Unix control socket: JSON lines in, one command table, JSON lines out. */
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include <uv.h>
 
 #include "dripd/control.h"
+#include "dripd/csv.h"
 #include "dripd/error.h"
 #include "dripd/journey.h"
 #include "dripd/json.h"
@@ -29,6 +32,14 @@
 #define CONTROL_MAX_PENDING (4 * 1024 * 1024)
 #define CONTROL_MAX_FIELD 256
 
+#define CONTROL_WATCH_MAX (1024 * 1024) /* unsent bytes before a watcher is dropped */
+#define CONTROL_WATCH_BACKLOG 100000 /* events waiting for the next flush */
+#define CONTROL_BACKUP_PAGES 256 /* pages per backup step */
+#define CONTROL_BACKUP_TICK_MS 2
+#define CONTROL_DEFERRED 1 /* a handler that answers later (backup) */
+#define CONTROL_FORGET_KEY_FILE "forget.secret"
+#define CONTROL_IMPORT_SLICE_MS 10 /* the longest an import holds the loop at a time */
+
 struct control_client {
 	uv_pipe_t pipe;
 	struct control *ctl;
@@ -36,15 +47,47 @@ struct control_client {
 	struct control_client *prev, *next;
 	bool reading;
 	bool closing;
+	bool watching;
+};
+
+struct control_backup {
+	struct control_backup *next;
+	struct store_backup *bk;
+	struct control_client *client; /* NULL once it went away */
+	cJSON *id;
+	char *path;
+	uint64_t started_ms;
+};
+
+struct control_test_send {
+	struct control_test_send *next;
+	int64_t key; /* the negative "touch id" the mailer hands back */
+	struct control_client *client;
+	cJSON *id;
+	char *to;
 };
 
 struct control {
 	struct dripd *d;
 	uv_pipe_t server;
+	uv_timer_t flush; /* sends noted events to the watchers after the current callback */
+	uv_timer_t backup_timer;
 	struct control_client *clients;
+	struct control_client *current; /* whose request is being handled, if any */
+	const cJSON *current_id;
+	size_t watchers;
+	int64_t *events; /* ids of events to show the watchers */
+	size_t nevents, cap, lost;
+	struct control_backup *backups;
+	struct control_import *imports; /* chunks being imported, oldest first */
+	struct control_test_send *tests; /* send-test jobs with a sender thread */
+	int64_t test_seq;
+	uv_timer_t import_timer;
 	char *path;
 	int open_handles;
 };
+
+static void control_flush_cb(uv_timer_t *t);
 
 /* ---- arguments ------------------------------------------------------------------------ */
 
@@ -83,20 +126,22 @@ static int control_check_args(const struct control_cmd *c, const cJSON *args, ch
 				    c->words, a->string);
 		bool ok = spec->kind == CONTROL_ARG_STRING ? cJSON_IsString(a)
 			  : spec->kind == CONTROL_ARG_LIST ? cJSON_IsArray(a)
+			  : spec->kind == CONTROL_ARG_FLAG ? cJSON_IsBool(a)
 							   : cJSON_IsObject(a);
 		const cJSON *e;
-		if (ok && spec->kind != CONTROL_ARG_STRING)
+		if (ok && (spec->kind == CONTROL_ARG_LIST || spec->kind == CONTROL_ARG_MAP))
 			cJSON_ArrayForEach(e, a) ok = ok && cJSON_IsString(e);
 		if (!ok)
 			return errf(err, errlen, DRIP_EINVALID, "\"%s\" must be %s", a->string,
 				    spec->kind == CONTROL_ARG_STRING ? "a string"
 				    : spec->kind == CONTROL_ARG_LIST ? "a list of strings"
+				    : spec->kind == CONTROL_ARG_FLAG ? "true or false"
 								     : "an object of strings");
 	}
 	for (size_t i = 0; i < CONTROL_MAX_ARGS && c->args[i].key; i++)
 		if (c->args[i].required && !cJSON_GetObjectItemCaseSensitive(args, c->args[i].key))
 			return errf(err, errlen, DRIP_EINVALID, "%s needs %s", c->words,
-				    c->args[i].meta);
+				    c->args[i].meta ? c->args[i].meta : c->args[i].key);
 	return 0;
 }
 
@@ -935,6 +980,715 @@ static int control_explain(struct dripd *d, const cJSON *args, cJSON *result, ch
 	return rc;
 }
 
+/* ---- import, export, lists ------------------------------------------------------------ */
+
+#define CONTROL_IMPORT_MAX_ERRORS 100 /* per chunk; the rest are counted */
+#define CONTROL_PAGE_LEADS 2000
+#define CONTROL_PAGE_EVENTS 5000
+
+/* One lead.import chunk, worked on in slices of the loop's time. */
+struct control_import {
+	struct control_import *next;
+	enum csv_column col[CSV_MAX_FIELDS];
+	char attr[CSV_MAX_FIELDS][65];
+	size_t n;
+	int64_t added, updated, unchanged, suppressed, bad;
+	cJSON *errors;
+	bool skip_existing;
+	cJSON *args; /* a copy of the request's args: the chunk's text lives here */
+	const char *text;
+	size_t len, pos;
+	int64_t line;
+	struct csv_record rec;
+	cJSON *result; /* the answer being built (deferred imports own it) */
+	struct control_client *client; /* who asked; NULL once it went away */
+	cJSON *id;
+};
+
+static void control_import_error(struct control_import *im, int64_t line, const char *msg)
+{
+	im->bad++;
+	if (cJSON_GetArraySize(im->errors) >= CONTROL_IMPORT_MAX_ERRORS)
+		return;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "line", (double)line);
+	cJSON_AddStringToObject(o, "message", msg);
+	cJSON_AddItemToArray(im->errors, o);
+}
+
+/* The header row: every known column at most once, every other one a usable attribute name. */
+static int control_import_header(struct control_import *im, const cJSON *header, char *err,
+				 size_t errlen)
+{
+	const cJSON *h;
+	bool email = false;
+	im->n = 0;
+	cJSON_ArrayForEach(h, header)
+	{
+		if (im->n >= CSV_MAX_FIELDS)
+			return errf(err, errlen, DRIP_EINVALID,
+				    "the header has more than %d columns", CSV_MAX_FIELDS);
+		size_t i = im->n++;
+		im->col[i] = csv_column(h->valuestring, im->attr[i], sizeof(im->attr[i]));
+		if (im->col[i] == CSV_COL_ATTR && !im->attr[i][0])
+			return errf(err, errlen, DRIP_EINVALID,
+				    "header column %zu (\"%.64s\") has no usable name", i + 1,
+				    h->valuestring);
+		for (size_t k = 0; k < i; k++)
+			if (im->col[k] == im->col[i] &&
+			    (im->col[i] != CSV_COL_ATTR || strcmp(im->attr[k], im->attr[i]) == 0) &&
+			    im->col[i] != CSV_COL_READONLY)
+				return errf(err, errlen, DRIP_EINVALID,
+					    "header columns %zu and %zu both mean %s", k + 1, i + 1,
+					    im->col[i] == CSV_COL_ATTR
+						    ? im->attr[i]
+						    : csv_column_name(im->col[i]));
+		email = email || im->col[i] == CSV_COL_EMAIL;
+	}
+	if (!email)
+		return errf(err, errlen, DRIP_EINVALID, "the header has no email column");
+	return 0;
+}
+
+static char *control_trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		s[--n] = '\0';
+	return s;
+}
+
+/* One data row, inside the chunk's transaction: an added or updated lead, or a reason. */
+static int control_import_row(struct dripd *d, struct control_import *im, struct csv_record *rec,
+			      int64_t now, char *err, size_t errlen)
+{
+	cJSON *args = cJSON_CreateObject(), *attrs = NULL, *tags = NULL;
+	const char *email = "", *stage = NULL;
+	struct lead lead, base;
+	char *tags_json = NULL, *attrs_json = NULL;
+	bool have_base = false;
+	int rc = 0;
+
+	memset(&lead, 0, sizeof(lead));
+	if (rec->nfields != im->n) {
+		rc = errf(err, errlen, DRIP_EINVALID, "%zu fields where the header has %zu",
+			  rec->nfields, im->n);
+		goto out;
+	}
+	for (size_t i = 0; i < im->n; i++) {
+		char *v = control_trim(rec->fields[i]);
+		switch (im->col[i]) {
+		case CSV_COL_EMAIL:
+			email = v;
+			break;
+		case CSV_COL_STAGE:
+			stage = *v ? v : NULL;
+			break;
+		case CSV_COL_TAGS:
+			if (!*v)
+				break;
+			tags = cJSON_AddArrayToObject(args, "tags");
+			for (char *save = NULL, *t = strtok_r(v, ";", &save); t;
+			     t = strtok_r(NULL, ";", &save))
+				if (*(t = control_trim(t)))
+					cJSON_AddItemToArray(tags, cJSON_CreateString(t));
+			break;
+		case CSV_COL_ATTR:
+			if (!*v)
+				break;
+			if (!attrs)
+				attrs = cJSON_AddObjectToObject(args, "attrs");
+			cJSON *obj = strcmp(im->attr[i], "attrs") == 0 && *v == '{' ? cJSON_Parse(v)
+										    : NULL;
+			if (obj && cJSON_IsObject(obj)) {
+				/* An export's attrs column: its JSON object merges in. */
+				for (cJSON *a = obj->child; a; a = a->next)
+					if (cJSON_IsString(a))
+						cJSON_AddStringToObject(attrs, a->string,
+									a->valuestring);
+			} else {
+				cJSON_AddStringToObject(attrs, im->attr[i], v);
+			}
+			cJSON_Delete(obj);
+			break;
+		case CSV_COL_READONLY:
+			break;
+		default:
+			if (*v)
+				cJSON_AddStringToObject(args, csv_column_name(im->col[i]), v);
+		}
+	}
+	if (!util_email_valid(email)) {
+		rc = errf(err, errlen, DRIP_EINVALID, "\"%.200s\" is not an email address", email);
+		goto out;
+	}
+	if (stage && content_stage_index(d->content, stage) < 0) {
+		rc = errf(err, errlen, DRIP_EINVALID, "unknown stage \"%.64s\"", stage);
+		goto out;
+	}
+	rc = store_lead_by_email(d->store, email, &base);
+	if (rc && rc != DRIP_ENOT_FOUND) {
+		errf(err, errlen, rc, "cannot read lead %.200s", email);
+		goto out;
+	}
+	have_base = rc == 0;
+	if (have_base && im->skip_existing) {
+		im->unchanged++;
+		rc = 0;
+		goto out;
+	}
+	if (!have_base && store_suppressed(d->store, email, NULL, 0) == 0) {
+		/* An opted-out or forgotten address never comes back through an import. */
+		im->suppressed++;
+		rc = 0;
+		goto out;
+	}
+	if ((rc = control_lead_profile(args, have_base ? &base : NULL, &lead, &tags_json,
+				       &attrs_json, err, errlen)))
+		goto out;
+	if (have_base) {
+		/* An update changes the profile only: never the stage, never the status. */
+		lead.id = base.id;
+		if ((rc = store_lead_update(d->store, &lead, now)))
+			errf(err, errlen, rc, "cannot update %s", email);
+		else
+			im->updated++;
+		goto out;
+	}
+	lead.email = (char *)email;
+	lead.stage = (char *)(stage ? stage : d->content->stages[0]);
+	if ((rc = store_lead_insert(d->store, &lead, now)))
+		errf(err, errlen, rc, "cannot add %s", email);
+	else if ((rc = journey_enter_stage(d->store, d->content, &lead, lead.stage, NULL, now, err,
+					   errlen)) == 0)
+		im->added++;
+out:
+	if (have_base)
+		store_lead_clear(&base);
+	free(tags_json);
+	cJSON_free(attrs_json);
+	cJSON_Delete(args);
+	return rc;
+}
+
+static void control_import_free(struct control_import *im)
+{
+	csv_record_free(&im->rec);
+	cJSON_Delete(im->args);
+	cJSON_Delete(im->result);
+	cJSON_Delete(im->id);
+	free(im);
+}
+
+/*
+ * Works through the chunk's rows for at most budget_ms in one transaction, each row a
+ * savepoint inside it: a bad row is reported with its line and the good ones commit. Sets
+ * *done at the chunk's end. Costs one commit per call.
+ */
+static int control_import_slice(struct dripd *d, struct control_import *im, uint64_t budget_ms,
+				bool *done, char *err, size_t errlen)
+{
+	uint64_t start = clock_mono_ms();
+	int64_t now = clock_now(&d->clock);
+	char why[512];
+	size_t used, rows = 0;
+	int rc;
+	*done = false;
+	if ((rc = store_begin(d->store)))
+		return errf(err, errlen, rc, "cannot write to the database");
+	while (im->pos < im->len) {
+		if (++rows % 16 == 0 && clock_mono_ms() - start >= budget_ms)
+			break;
+		int r = csv_next(im->text + im->pos, im->len - im->pos, true, &used, &im->rec, why,
+				 sizeof(why));
+		if (r < 0) {
+			/* The rest of the chunk cannot be split into records: report it once. */
+			control_import_error(im, im->line, why);
+			im->pos = im->len;
+			break;
+		}
+		if (r == 0) {
+			im->pos = im->len;
+			break;
+		}
+		if (!im->rec.blank) {
+			if ((rc = store_part_begin(d->store)))
+				break;
+			int row = control_import_row(d, im, &im->rec, now, why, sizeof(why));
+			if ((rc = store_part_end(d->store, row == 0)))
+				break;
+			if (row)
+				control_import_error(im, im->line, why);
+		}
+		im->line += (int64_t)im->rec.lines;
+		im->pos += used;
+	}
+	if (rc) {
+		store_rollback(d->store);
+		return errf(err, errlen, rc, "cannot write to the database");
+	}
+	if ((rc = control_finish(d, 0, err, errlen)))
+		return rc;
+	*done = im->pos >= im->len;
+	return 0;
+}
+
+static void control_import_totals(const struct control_import *im, cJSON *result)
+{
+	cJSON_AddNumberToObject(result, "added", (double)im->added);
+	cJSON_AddNumberToObject(result, "updated", (double)im->updated);
+	cJSON_AddNumberToObject(result, "unchanged", (double)im->unchanged);
+	cJSON_AddNumberToObject(result, "suppressed", (double)im->suppressed);
+	cJSON_AddNumberToObject(result, "bad", (double)im->bad);
+	cJSON_AddNumberToObject(result, "next_line", (double)im->line);
+}
+
+static void control_import_cb(uv_timer_t *t);
+
+/*
+ * lead.import: one chunk of whole CSV records (dripctl cuts the file at record ends, at most
+ * PROTO_MAX_LINE bytes) with the file's header and the line the chunk starts on. On the
+ * socket the chunk is worked on in slices of CONTROL_IMPORT_SLICE_MS, each its own
+ * transaction, with the loop's other work (sending, other clients) between them; the answer
+ * comes when the whole chunk is in.
+ */
+static int control_lead_import(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			       size_t errlen)
+{
+	const char *line_s = control_str(args, "line");
+	struct control *ctl = d->control;
+	struct control_import *im = xcalloc(1, sizeof(*im));
+	bool done = false;
+	int rc;
+
+	csv_record_init(&im->rec);
+	im->args = cJSON_Duplicate(args, 1);
+	im->text = control_str(im->args, "csv");
+	im->len = strlen(im->text);
+	im->line = line_s ? strtoll(line_s, NULL, 10) : 2;
+	if (im->line < 1)
+		im->line = 1;
+	im->skip_existing = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(args, "skip_existing"));
+	if ((rc = control_import_header(im, cJSON_GetObjectItemCaseSensitive(args, "header"), err,
+					errlen)))
+		goto out;
+	if (ctl && ctl->current) {
+		im->result = cJSON_CreateObject();
+		im->errors = cJSON_AddArrayToObject(im->result, "errors");
+		im->client = ctl->current;
+		im->id = ctl->current_id ? cJSON_Duplicate(ctl->current_id, 0) : cJSON_CreateNull();
+		struct control_import **tail = &ctl->imports;
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = im;
+		if (!uv_is_active((uv_handle_t *)&ctl->import_timer))
+			uv_timer_start(&ctl->import_timer, control_import_cb, 0, 0);
+		return CONTROL_DEFERRED;
+	}
+	/* No loop to come back to (the unit tests): the whole chunk at once. */
+	im->errors = cJSON_AddArrayToObject(result, "errors");
+	while (!done && (rc = control_import_slice(d, im, UINT64_MAX, &done, err, errlen)) == 0)
+		;
+	if (rc == 0)
+		control_import_totals(im, result);
+out:
+	control_import_free(im);
+	return rc;
+}
+
+/* The "after" cursor of a paged command: the last id the client saw, 0 at the start. */
+static int64_t control_after(const cJSON *args)
+{
+	const char *s = control_str(args, "after");
+	return s ? strtoll(s, NULL, 10) : 0;
+}
+
+static void control_next(cJSON *result, size_t got, size_t page, int64_t last)
+{
+	if (got < page) {
+		cJSON_AddNullToObject(result, "next");
+	} else {
+		char next[32];
+		snprintf(next, sizeof(next), "%lld", (long long)last);
+		cJSON_AddStringToObject(result, "next", next);
+	}
+}
+
+static int control_check_stage_status(struct dripd *d, const char *stage, const char *status,
+				      char *err, size_t errlen)
+{
+	static const char *const statuses[] = { "active",       "paused",   "replied",
+						"handoff",      "customer", "completed",
+						"unsubscribed", "bounced",  "complained",
+						"forgotten",    NULL };
+	bool known = !status;
+	for (const char *const *s = statuses; *s && !known; s++)
+		known = strcmp(*s, status) == 0;
+	if (stage && content_stage_index(d->content, stage) < 0)
+		return errf(err, errlen, DRIP_EINVALID, "unknown stage \"%.64s\"", stage);
+	if (!known)
+		return errf(err, errlen, DRIP_EINVALID, "unknown status \"%.32s\"", status);
+	return 0;
+}
+
+struct control_page {
+	struct buf csv;
+	cJSON *list;
+	size_t n;
+	int64_t last;
+};
+
+static int control_export_lead(void *arg, const struct lead *l)
+{
+	struct control_page *p = arg;
+	char created[32], score[32];
+	struct buf tags;
+	cJSON *t, *arr = cJSON_Parse(l->tags);
+	buf_init(&tags);
+	buf_adds(&tags, "");
+	cJSON_ArrayForEach(t, arr) if (cJSON_IsString(t))
+		buf_printf(&tags, "%s%s", tags.len ? ";" : "", t->valuestring);
+	cJSON_Delete(arr);
+	clock_format_utc(l->created_at, created, sizeof(created));
+	snprintf(score, sizeof(score), "%lld", (long long)l->score);
+	const char *row[] = {
+		l->email, l->first_name, l->last_name, l->company, l->title, l->tz,
+		l->stage, l->status,     score,        tags.data,  l->attrs, created
+	};
+	csv_write_row(&p->csv, row, sizeof(row) / sizeof(row[0]), true);
+	buf_free(&tags);
+	p->n++;
+	p->last = l->id;
+	return 0;
+}
+
+static int control_lead_export(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			       size_t errlen)
+{
+	static const char *const header[] = { "email", "first_name", "last_name", "company",
+					      "title", "tz",         "stage",     "status",
+					      "score", "tags",       "attrs",     "created_at" };
+	const char *stage = control_str(args, "stage");
+	int64_t after = control_after(args);
+	struct control_page p = { .n = 0 };
+	int rc;
+	if ((rc = control_check_stage_status(d, stage, NULL, err, errlen)))
+		return rc;
+	buf_init(&p.csv);
+	buf_adds(&p.csv, "");
+	if (after == 0)
+		csv_write_row(&p.csv, header, sizeof(header) / sizeof(header[0]), false);
+	rc = store_leads_page(d->store, after, stage ? stage : "", "", CONTROL_PAGE_LEADS,
+			      control_export_lead, &p);
+	if (rc == 0) {
+		cJSON_AddStringToObject(result, "csv", p.csv.data);
+		cJSON_AddNumberToObject(result, "count", (double)p.n);
+		control_next(result, p.n, CONTROL_PAGE_LEADS, p.last);
+	} else {
+		errf(err, errlen, rc, "cannot read the leads");
+	}
+	buf_free(&p.csv);
+	return rc;
+}
+
+static int control_export_event(void *arg, const struct store_event *ev, const char *email,
+				const char *sequence, const char *step)
+{
+	struct control_page *p = arg;
+	char id[32], at[32];
+	snprintf(id, sizeof(id), "%lld", (long long)ev->id);
+	clock_format_utc(ev->at, at, sizeof(at));
+	const char *row[] = { id, at, email, ev->kind, sequence, step, ev->detail };
+	csv_write_row(&p->csv, row, sizeof(row) / sizeof(row[0]), true);
+	p->n++;
+	p->last = ev->id;
+	return 0;
+}
+
+/* "2026-11-20", "2026-11-20T10:00:00Z" or a duration back from now ("7d"). */
+static int control_parse_since(struct dripd *d, const char *s, int64_t *out)
+{
+	struct tm tm;
+	int64_t secs;
+	memset(&tm, 0, sizeof(tm));
+	if (clock_parse_duration(s, &secs) == 0) {
+		*out = clock_now(&d->clock) - secs;
+		return 0;
+	}
+	const char *end = strptime(s, "%Y-%m-%d", &tm);
+	if (end && *end == 'T')
+		end = strptime(end + 1, "%H:%M:%S", &tm);
+	if (!end || (*end && strcmp(end, "Z") != 0))
+		return DRIP_EINVALID;
+	*out = (int64_t)timegm(&tm);
+	return 0;
+}
+
+static int control_events_export(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+				 size_t errlen)
+{
+	static const char *const header[] = { "id",       "at",   "email", "kind",
+					      "sequence", "step", "detail" };
+	const char *since_s = control_str(args, "since");
+	int64_t since = 0, after = control_after(args);
+	struct control_page p = { .n = 0 };
+	int rc;
+	if (since_s && control_parse_since(d, since_s, &since) != 0)
+		return errf(err, errlen, DRIP_EINVALID,
+			    "--since takes a date (2026-11-20), a UTC time (2026-11-20T10:00:00Z) "
+			    "or a duration back from now (7d), not \"%.32s\"",
+			    since_s);
+	buf_init(&p.csv);
+	buf_adds(&p.csv, "");
+	if (after == 0)
+		csv_write_row(&p.csv, header, sizeof(header) / sizeof(header[0]), false);
+	rc = store_events_page(d->store, after, since, CONTROL_PAGE_EVENTS, control_export_event,
+			       &p);
+	if (rc == 0) {
+		cJSON_AddStringToObject(result, "csv", p.csv.data);
+		cJSON_AddNumberToObject(result, "count", (double)p.n);
+		control_next(result, p.n, CONTROL_PAGE_EVENTS, p.last);
+	} else {
+		errf(err, errlen, rc, "cannot read the events");
+	}
+	buf_free(&p.csv);
+	return rc;
+}
+
+static int control_list_lead(void *arg, const struct lead *l)
+{
+	struct control_page *p = arg;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "email", l->email);
+	cJSON_AddStringToObject(o, "first_name", l->first_name);
+	cJSON_AddStringToObject(o, "last_name", l->last_name);
+	cJSON_AddStringToObject(o, "company", l->company);
+	cJSON_AddStringToObject(o, "stage", l->stage);
+	cJSON_AddStringToObject(o, "status", l->status);
+	cJSON_AddNumberToObject(o, "score", (double)l->score);
+	control_add_time(o, "updated_at", l->updated_at);
+	cJSON_AddItemToArray(p->list, o);
+	p->n++;
+	p->last = l->id;
+	return 0;
+}
+
+static int control_lead_list(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			     size_t errlen)
+{
+	const char *stage = control_str(args, "stage"), *status = control_str(args, "status");
+	struct control_page p = { .list = cJSON_AddArrayToObject(result, "leads") };
+	int rc;
+	if ((rc = control_check_stage_status(d, stage, status, err, errlen)))
+		return rc;
+	if ((rc = store_leads_page(d->store, control_after(args), stage ? stage : "",
+				   status ? status : "", CONTROL_PAGE_LEADS, control_list_lead,
+				   &p)))
+		return errf(err, errlen, rc, "cannot read the leads");
+	control_next(result, p.n, CONTROL_PAGE_LEADS, p.last);
+	return 0;
+}
+
+/* ---- forgetting and the suppression list ------------------------------------------------ */
+
+static int control_lead_forget(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			       size_t errlen)
+{
+	const char *email = control_str(args, "email");
+	struct lead lead;
+	int rc = store_lead_by_email(d->store, email, &lead);
+	if (rc == DRIP_ENOT_FOUND) {
+		char hashed[STORE_HASH_LEN];
+		if (store_address_hash(d->store, email, hashed) == 0 &&
+		    store_suppression_get(d->store, hashed, NULL, NULL) == 0)
+			return errf(err, errlen, DRIP_ENOT_FOUND, "%.200s was forgotten already",
+				    email);
+		return errf(err, errlen, rc, "no lead %.200s", email);
+	}
+	if (rc)
+		return errf(err, errlen, rc, "cannot read lead %.200s", email);
+	if ((rc = store_begin(d->store)) == 0) {
+		int64_t now = clock_now(&d->clock);
+		rc = store_lead_forget(d->store, &lead, "forgotten", now);
+		if (rc == DRIP_EINVALID)
+			errf(err, errlen, rc, "no key for forgotten addresses (state_dir/%s)",
+			     CONTROL_FORGET_KEY_FILE);
+		if (rc == 0)
+			rc = store_event_add(d->store, lead.id, 0, "forget", now, "{}");
+	}
+	if ((rc = control_finish(d, rc, err, errlen)) == 0) {
+		cJSON_AddNumberToObject(result, "id", (double)lead.id);
+		cJSON_AddBoolToObject(result, "forgotten", 1);
+		log_info("control: lead %lld forgotten", (long long)lead.id);
+	}
+	store_lead_clear(&lead);
+	return rc;
+}
+
+/* An address, or a whole domain (example.com): lower-case letters, digits, '.', '-'. */
+static bool control_domain_valid(const char *s)
+{
+	size_t n = strlen(s);
+	return n > 2 && n < 254 && strchr(s, '.') && s[0] != '.' && s[n - 1] != '.' &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == n;
+}
+
+static int control_suppression_item(void *arg, const struct store_suppression *e)
+{
+	cJSON *o = cJSON_CreateObject();
+	bool hashed = strncmp(e->address, "hmac:", 5) == 0;
+	cJSON_AddStringToObject(o, "address", e->address);
+	cJSON_AddStringToObject(o, "kind",
+				hashed                    ? "forgotten"
+				: strchr(e->address, '@') ? "address"
+							  : "domain");
+	cJSON_AddStringToObject(o, "reason", e->reason);
+	cJSON_AddStringToObject(o, "source", e->source);
+	control_add_time(o, "at", e->at);
+	if (cJSON_IsArray((cJSON *)arg))
+		cJSON_AddItemToArray(arg, o);
+	else
+		cJSON_AddItemToObject(arg, "entry", o);
+	return 0;
+}
+
+static int control_suppress_add(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+				size_t errlen)
+{
+	const char *addr = control_str(args, "address"), *reason = control_str(args, "reason");
+	int rc;
+	if (!util_email_valid(addr) && !control_domain_valid(addr))
+		return errf(err, errlen, DRIP_EINVALID,
+			    "\"%.200s\" is neither an email address nor a domain", addr);
+	if (reason && (rc = control_check_field("reason", reason, err, errlen)))
+		return rc;
+	if ((rc = store_suppress(d->store, addr, reason ? reason : "manual", "dripctl",
+				 clock_now(&d->clock))))
+		return errf(err, errlen, rc, "cannot suppress %.200s", addr);
+	log_info("control: %s suppressed", addr);
+	store_suppression_get(d->store, addr, control_suppression_item, result);
+	return 0;
+}
+
+struct control_suppression_copy {
+	char reason[64];
+	char source[64];
+	int64_t at;
+};
+
+static int control_suppression_copy(void *arg, const struct store_suppression *e)
+{
+	struct control_suppression_copy *c = arg;
+	snprintf(c->reason, sizeof(c->reason), "%s", e->reason);
+	snprintf(c->source, sizeof(c->source), "%s", e->source);
+	c->at = e->at;
+	return 0;
+}
+
+static int control_suppress_remove(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+				   size_t errlen)
+{
+	const char *addr = control_str(args, "address");
+	bool force = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(args, "force"));
+	struct control_suppression_copy e;
+	char when[32];
+	int rc = store_suppression_get(d->store, addr, control_suppression_copy, &e);
+	if (rc == DRIP_ENOT_FOUND)
+		return errf(err, errlen, rc, "%.200s is not on the suppression list", addr);
+	if (rc)
+		return errf(err, errlen, rc, "cannot read the suppression list");
+	if (strcmp(e.source, "forget") == 0)
+		return errf(err, errlen, DRIP_EINVALID,
+			    "a forgotten address stays suppressed: the person asked to be erased");
+	/* The person's own opt-out (an unsubscribe, a complaint) is theirs to undo. */
+	bool own = strcmp(e.reason, "unsubscribe") == 0 || strcmp(e.reason, "complaint") == 0;
+	clock_format_utc(e.at, when, sizeof(when));
+	if (own && !force)
+		return errf(err, errlen, DRIP_EDENIED,
+			    "%.200s opted out themself (%s on %s): removing that needs --force",
+			    addr, e.reason, when);
+	struct lead lead;
+	bool has_lead = store_lead_by_email(d->store, addr, &lead) == 0;
+	if ((rc = store_begin(d->store)) == 0) {
+		rc = store_unsuppress(d->store, addr);
+		if (rc == 0 && has_lead) {
+			cJSON *detail = cJSON_CreateObject();
+			cJSON_AddStringToObject(detail, "reason", e.reason);
+			cJSON_AddStringToObject(detail, "source", "dripctl");
+			cJSON_AddBoolToObject(detail, "forced", force);
+			char *json = cJSON_PrintUnformatted(detail);
+			rc = store_event_add(d->store, lead.id, 0, "unsuppress",
+					     clock_now(&d->clock), json);
+			cJSON_free(json);
+			cJSON_Delete(detail);
+		}
+	}
+	if ((rc = control_finish(d, rc, err, errlen)) == 0) {
+		if (own)
+			log_warn("control: %s taken off the suppression list with --force (it was "
+				 "the person's own %s of %s)",
+				 addr, e.reason, when);
+		else
+			log_info("control: %s taken off the suppression list", addr);
+		cJSON_AddStringToObject(result, "address", addr);
+		cJSON_AddStringToObject(result, "was", e.reason);
+		cJSON_AddBoolToObject(result, "forced", own);
+	}
+	if (has_lead)
+		store_lead_clear(&lead);
+	return rc;
+}
+
+static int control_suppress_list(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+				 size_t errlen)
+{
+	(void)args;
+	int rc = store_suppressions(d->store, control_suppression_item,
+				    cJSON_AddArrayToObject(result, "entries"));
+	return rc ? errf(err, errlen, rc, "cannot read the suppression list") : 0;
+}
+
+/* ---- queue, reload -------------------------------------------------------------------- */
+
+static int control_queue(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			 size_t errlen)
+{
+	const char *limit_s = control_str(args, "limit");
+	long limit = limit_s ? strtol(limit_s, NULL, 10) : 20;
+	struct store_status st;
+	int rc;
+	if (limit < 1 || limit > 1000)
+		return errf(err, errlen, DRIP_EINVALID, "--limit takes 1 to 1000");
+	if ((rc = store_status(d->store, &st)))
+		return errf(err, errlen, rc, "cannot read the database");
+	control_add_time(result, "now", clock_now(&d->clock));
+	cJSON_AddBoolToObject(result, "paused", d->sched && sched_paused(d->sched));
+	cJSON_AddNumberToObject(result, "pending", (double)st.pending);
+	cJSON_AddNumberToObject(result, "in_flight", (double)(st.queued + st.sending));
+	struct control_touch_walk w = { .list = cJSON_AddArrayToObject(result, "touches"),
+					.store = d->store };
+	if ((rc = store_touches_due(d->store, (size_t)limit, control_touch_with_email, &w)))
+		return errf(err, errlen, rc, "cannot read the queue");
+	return 0;
+}
+
+static int control_reload(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			  size_t errlen)
+{
+	(void)args;
+	if (!d->reload)
+		return errf(err, errlen, DRIP_EUNSUPPORTED, "reload is not available here");
+	int rc = d->reload(d, err, errlen);
+	if (rc)
+		return rc;
+	cJSON_AddStringToObject(result, "content_dir", d->content->dir);
+	cJSON_AddNumberToObject(result, "sequences", (double)d->content->nseqs);
+	cJSON_AddNumberToObject(result, "templates", (double)d->content->ntpls);
+	return 0;
+}
+
 /* The profile options lead add and lead update share (control_lead_profile reads them). */
 #define CONTROL_PROFILE_ARGS                                                       \
 	{ "--first-name", "first_name", CONTROL_ARG_STRING, false, "NAME" },       \
@@ -946,6 +1700,13 @@ static int control_explain(struct dripd *d, const cJSON *args, cJSON *result, ch
 	{                                                                          \
 		"--attr", "attrs", CONTROL_ARG_MAP, false, "KEY=VALUE"             \
 	}
+
+static int control_watch(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			 size_t errlen);
+static int control_backup(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			  size_t errlen);
+static int control_send_test(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			     size_t errlen);
 
 /* clang-format off */
 const struct control_cmd control_cmds[] = {
@@ -1011,6 +1772,57 @@ const struct control_cmd control_cmds[] = {
 	{ "clock.advance", "clock advance", "move the test clock forward (test clock only)",
 	  CONTROL_CHANGES_STATE | CONTROL_TEST_CLOCK,
 	  { { NULL, "duration", CONTROL_ARG_STRING, true, "DURATION" } }, control_clock_advance },
+	{ "lead.import", "lead import",
+	  "add leads from a CSV file with a header row; a known address is updated (profile "
+	  "only), a suppressed one never comes back",
+	  CONTROL_CHANGES_STATE | CONTROL_CLIENT_FILE,
+	  { { NULL, "file", CONTROL_ARG_STRING, true, "FILE.csv" },
+	    { "--update", "update", CONTROL_ARG_FLAG, false, "(the default)" },
+	    { "--skip-existing", "skip_existing", CONTROL_ARG_FLAG, false, "" },
+	    { NULL, "header", CONTROL_ARG_LIST, true, NULL },
+	    { NULL, "csv", CONTROL_ARG_STRING, true, NULL },
+	    { NULL, "line", CONTROL_ARG_STRING, false, NULL } }, control_lead_import },
+	{ "lead.export", "lead export", "every lead (or one stage's) as CSV on standard output",
+	  CONTROL_PAGED,
+	  { { "--stage", "stage", CONTROL_ARG_STRING, false, "STAGE" },
+	    { NULL, "after", CONTROL_ARG_STRING, false, NULL } }, control_lead_export },
+	{ "events.export", "events export", "events (since a date or duration ago) as CSV",
+	  CONTROL_PAGED,
+	  { { "--since", "since", CONTROL_ARG_STRING, false, "DATE|DURATION" },
+	    { NULL, "after", CONTROL_ARG_STRING, false, NULL } }, control_events_export },
+	{ "lead.list", "lead list", "leads with their stage, status and score", CONTROL_PAGED,
+	  { { "--stage", "stage", CONTROL_ARG_STRING, false, "STAGE" },
+	    { "--status", "status", CONTROL_ARG_STRING, false, "STATUS" },
+	    { NULL, "after", CONTROL_ARG_STRING, false, NULL } }, control_lead_list },
+	{ "lead.forget", "lead forget",
+	  "erase a lead's personal data; only a keyed hash stays, so it is never mailed again",
+	  CONTROL_CHANGES_STATE, { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" } },
+	  control_lead_forget },
+	{ "suppress.add", "suppress add", "never mail an address, or a whole domain, again",
+	  CONTROL_CHANGES_STATE,
+	  { { NULL, "address", CONTROL_ARG_STRING, true, "ADDRESS|DOMAIN" },
+	    { "--reason", "reason", CONTROL_ARG_STRING, false, "TEXT" } }, control_suppress_add },
+	{ "suppress.remove", "suppress remove",
+	  "take an entry off the suppression list (a person's own opt-out needs --force)",
+	  CONTROL_CHANGES_STATE,
+	  { { NULL, "address", CONTROL_ARG_STRING, true, "ADDRESS|DOMAIN" },
+	    { "--force", "force", CONTROL_ARG_FLAG, false, "" } }, control_suppress_remove },
+	{ "suppress.list", "suppress list", "the suppression list", 0, { { 0 } },
+	  control_suppress_list },
+	{ "queue", "queue", "what is due next, and when", 0,
+	  { { "--limit", "limit", CONTROL_ARG_STRING, false, "N" } }, control_queue },
+	{ "watch", "watch", "live events until interrupted", CONTROL_STREAM, { { 0 } },
+	  control_watch },
+	{ "reload", "reload", "reload config and content (as SIGHUP); bad ones are refused",
+	  CONTROL_CHANGES_STATE, { { 0 } }, control_reload },
+	{ "backup", "backup", "a consistent copy of the database through SQLite's backup API",
+	  0, { { NULL, "file", CONTROL_ARG_STRING, true, "FILE" } }, control_backup },
+	{ "send-test", "send-test",
+	  "a real send of what the lead would get, to another address; marked as a test, never "
+	  "counted", 0,
+	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
+	    { "--to", "to", CONTROL_ARG_STRING, true, "ADDRESS" },
+	    { "--step", "step", CONTROL_ARG_STRING, false, "SEQUENCE/STEP" } }, control_send_test },
 	{ "help", "help", "list the commands", 0, { { 0 } }, control_help },
 	{ 0 },
 };
@@ -1029,7 +1841,11 @@ void control_usage(const struct control_cmd *c, struct buf *out)
 	buf_adds(out, c->words);
 	for (size_t i = 0; i < CONTROL_MAX_ARGS && c->args[i].key; i++) {
 		const struct control_arg *a = &c->args[i];
-		if (!a->flag)
+		if (!a->meta)
+			continue; /* filled in by dripctl, not typed */
+		if (a->kind == CONTROL_ARG_FLAG)
+			buf_printf(out, " [%s]", a->flag);
+		else if (!a->flag)
 			buf_printf(out, a->required ? " %s%s" : " [%s%s]", a->meta,
 				   a->kind == CONTROL_ARG_LIST ? "…" : "");
 		else
@@ -1040,11 +1856,32 @@ void control_usage(const struct control_cmd *c, struct buf *out)
 
 /* ---- requests ------------------------------------------------------------------------- */
 
+/* One answer line: ok with `result` (consumed), or the error rc with its message. */
+static char *control_answer(const cJSON *id, int rc, cJSON *result, const char *err)
+{
+	cJSON *answer = cJSON_CreateObject();
+	cJSON_AddNumberToObject(answer, "v", PROTO_VERSION);
+	if (cJSON_IsNumber(id) || cJSON_IsString(id))
+		cJSON_AddItemToObject(answer, "id", cJSON_Duplicate(id, 0));
+	if (rc == 0) {
+		cJSON_AddBoolToObject(answer, "ok", 1);
+		cJSON_AddItemToObject(answer, "result", result);
+	} else {
+		cJSON_Delete(result);
+		cJSON_AddBoolToObject(answer, "ok", 0);
+		cJSON *e = cJSON_AddObjectToObject(answer, "error");
+		cJSON_AddStringToObject(e, "code", drip_errname(rc));
+		cJSON_AddStringToObject(e, "message", err && *err ? err : drip_strerror(rc));
+	}
+	char *out = proto_line(answer);
+	cJSON_Delete(answer);
+	return out;
+}
+
 char *control_handle_line(struct dripd *d, const char *line)
 {
 	char err[1024] = "";
 	cJSON *req = cJSON_Parse(line);
-	cJSON *answer = cJSON_CreateObject();
 	cJSON *result = cJSON_CreateObject();
 	const cJSON *id = req ? cJSON_GetObjectItemCaseSensitive(req, "id") : NULL;
 	const cJSON *v = req ? cJSON_GetObjectItemCaseSensitive(req, "v") : NULL;
@@ -1052,11 +1889,9 @@ char *control_handle_line(struct dripd *d, const char *line)
 	const cJSON *args = req ? cJSON_GetObjectItemCaseSensitive(req, "args") : NULL;
 	cJSON *empty = NULL;
 	const struct control_cmd *c = NULL;
+	char *out = NULL;
 	int rc = 0;
 
-	cJSON_AddNumberToObject(answer, "v", PROTO_VERSION);
-	if (cJSON_IsNumber(id) || cJSON_IsString(id))
-		cJSON_AddItemToObject(answer, "id", cJSON_Duplicate(id, 0));
 	if (!cJSON_IsObject(req)) {
 		rc = errf(err, sizeof(err), DRIP_EPROTOCOL,
 			  "a request is one JSON object per line");
@@ -1076,21 +1911,18 @@ char *control_handle_line(struct dripd *d, const char *line)
 		if (!args)
 			args = empty = cJSON_CreateObject();
 		rc = control_check_args(c, args, err, sizeof(err));
-		if (rc == 0)
+		if (rc == 0) {
+			if (d->control)
+				d->control->current_id = id;
 			rc = c->handler(d, args, result, err, sizeof(err));
+			if (d->control)
+				d->control->current_id = NULL;
+		}
 	}
-	if (rc == 0) {
-		cJSON_AddBoolToObject(answer, "ok", 1);
-		cJSON_AddItemToObject(answer, "result", result);
-	} else {
-		cJSON_Delete(result);
-		cJSON_AddBoolToObject(answer, "ok", 0);
-		cJSON *e = cJSON_AddObjectToObject(answer, "error");
-		cJSON_AddStringToObject(e, "code", drip_errname(rc));
-		cJSON_AddStringToObject(e, "message", *err ? err : drip_strerror(rc));
-	}
-	char *out = proto_line(answer);
-	cJSON_Delete(answer);
+	if (rc == CONTROL_DEFERRED)
+		cJSON_Delete(result); /* the handler answers later, with the request's id */
+	else
+		out = control_answer(id, rc, result, err);
 	cJSON_Delete(req);
 	cJSON_Delete(empty);
 	return out;
@@ -1098,16 +1930,27 @@ char *control_handle_line(struct dripd *d, const char *line)
 
 /* ---- the socket ----------------------------------------------------------------------- */
 
+static void control_release(struct control *ctl)
+{
+	if (--ctl->open_handles == 0) {
+		free(ctl->events);
+		free(ctl->path);
+		free(ctl);
+	}
+}
+
+static void control_handle_closed_cb(uv_handle_t *h)
+{
+	control_release(h->data);
+}
+
 static void control_client_closed_cb(uv_handle_t *h)
 {
 	struct control_client *cl = h->data;
 	struct control *ctl = cl->ctl;
 	proto_reader_free(&cl->reader);
 	free(cl);
-	if (--ctl->open_handles == 0) {
-		free(ctl->path);
-		free(ctl);
-	}
+	control_release(ctl);
 }
 
 static void control_client_close(struct control_client *cl)
@@ -1115,6 +1958,17 @@ static void control_client_close(struct control_client *cl)
 	if (cl->closing)
 		return;
 	cl->closing = true;
+	if (cl->watching)
+		cl->ctl->watchers--;
+	for (struct control_backup *b = cl->ctl->backups; b; b = b->next)
+		if (b->client == cl)
+			b->client = NULL; /* the backup finishes; nobody hears the answer */
+	for (struct control_import *im = cl->ctl->imports; im; im = im->next)
+		if (im->client == cl)
+			im->client = NULL; /* its rows still go in, as if answered */
+	for (struct control_test_send *ts = cl->ctl->tests; ts; ts = ts->next)
+		if (ts->client == cl)
+			ts->client = NULL;
 	if (cl->prev)
 		cl->prev->next = cl->next;
 	else
@@ -1158,7 +2012,8 @@ static void control_send(struct control_client *cl, char *line)
 	struct control_write *w = xcalloc(1, sizeof(*w));
 	uv_buf_t b = uv_buf_init(line, (unsigned)strlen(line));
 	w->data = line;
-	if (uv_write(&w->req, (uv_stream_t *)&cl->pipe, &b, 1, control_write_cb) != 0) {
+	if (cl->closing ||
+	    uv_write(&w->req, (uv_stream_t *)&cl->pipe, &b, 1, control_write_cb) != 0) {
 		free(line);
 		free(w);
 		control_client_close(cl);
@@ -1197,13 +2052,362 @@ static void control_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 			break;
 		if (!*line)
 			continue;
-		control_send(cl, control_handle_line(cl->ctl->d, line));
+		cl->ctl->current = cl;
+		char *answer = control_handle_line(cl->ctl->d, line);
+		cl->ctl->current = NULL;
+		if (answer)
+			control_send(cl, answer);
 	}
+}
+
+/* ---- watch: the event feed to every watching client ------------------------------------ */
+
+/* Notes an event for the watchers; sent after the current callback (and its commit). */
+static void control_event_cb(void *arg, const struct store_event *ev)
+{
+	struct control *ctl = arg;
+	if (ctl->watchers == 0)
+		return;
+	if (ctl->nevents >= CONTROL_WATCH_BACKLOG) {
+		ctl->lost++;
+		return;
+	}
+	if (ctl->nevents == ctl->cap) {
+		ctl->cap = ctl->cap ? ctl->cap * 2 : 64;
+		ctl->events = xrealloc(ctl->events, ctl->cap * sizeof(*ctl->events));
+	}
+	ctl->events[ctl->nevents++] = ev->id;
+	if (!uv_is_active((uv_handle_t *)&ctl->flush))
+		uv_timer_start(&ctl->flush, control_flush_cb, 0, 0);
+}
+
+struct control_event_line {
+	struct control *ctl;
+	char *line;
+};
+
+static int control_event_line_cb(void *arg, const struct store_event *ev, const char *email,
+				 const char *sequence, const char *step)
+{
+	struct control_event_line *el = arg;
+	cJSON *msg = cJSON_CreateObject(), *o = cJSON_AddObjectToObject(msg, "event");
+	cJSON_AddNumberToObject(msg, "v", PROTO_VERSION);
+	cJSON_AddNumberToObject(o, "id", (double)ev->id);
+	cJSON_AddStringToObject(o, "kind", ev->kind);
+	control_add_time(o, "at", ev->at);
+	cJSON_AddStringToObject(o, "email", email);
+	if (ev->lead_id)
+		cJSON_AddNumberToObject(o, "lead", (double)ev->lead_id);
+	if (ev->touch_id)
+		cJSON_AddNumberToObject(o, "touch", (double)ev->touch_id);
+	if (*sequence) {
+		cJSON_AddStringToObject(o, "sequence", sequence);
+		cJSON_AddStringToObject(o, "step", step);
+	}
+	cJSON *detail = cJSON_Parse(ev->detail);
+	cJSON_AddItemToObject(o, "detail", detail ? detail : cJSON_CreateObject());
+	el->line = proto_line(msg);
+	cJSON_Delete(msg);
+	return 1;
+}
+
+static void control_flush_cb(uv_timer_t *t)
+{
+	struct control *ctl = t->data;
+	for (size_t i = 0; i < ctl->nevents && ctl->watchers > 0; i++) {
+		struct control_event_line el = { .ctl = ctl };
+		/* Read back by id: an event whose transaction rolled back is not there. */
+		if (store_events_page(ctl->d->store, ctl->events[i] - 1, 0, 1,
+				      control_event_line_cb, &el) != 0 ||
+		    !el.line)
+			continue;
+		for (struct control_client *cl = ctl->clients, *next; cl; cl = next) {
+			next = cl->next;
+			if (!cl->watching)
+				continue;
+			if (uv_stream_get_write_queue_size((uv_stream_t *)&cl->pipe) >
+			    CONTROL_WATCH_MAX) {
+				/* A watcher that does not read is dropped, never waited for. */
+				log_warn("control: dropping a watch client that stopped reading");
+				control_client_close(cl);
+				continue;
+			}
+			control_send(cl, xstrdup(el.line));
+		}
+		free(el.line);
+	}
+	if (ctl->lost)
+		log_warn("control: %zu event(s) not shown to watchers (backlog full)", ctl->lost);
+	ctl->lost = 0;
+	ctl->nevents = 0;
+}
+
+static int control_watch(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			 size_t errlen)
+{
+	(void)args;
+	struct control *ctl = d->control;
+	if (!ctl || !ctl->current)
+		return errf(err, errlen, DRIP_EUNSUPPORTED,
+			    "watch streams over the control socket");
+	if (!ctl->current->watching) {
+		ctl->current->watching = true;
+		ctl->watchers++;
+	}
+	cJSON_AddBoolToObject(result, "watching", 1);
+	return 0;
+}
+
+/* ---- import: one slice of the oldest chunk per loop turn --------------------------------- */
+
+static void control_import_cb(uv_timer_t *t)
+{
+	struct control *ctl = t->data;
+	struct control_import *im = ctl->imports;
+	char err[1024] = "";
+	bool done = false;
+	if (!im)
+		return;
+	int rc = control_import_slice(ctl->d, im, CONTROL_IMPORT_SLICE_MS, &done, err, sizeof(err));
+	if (rc == 0 && !done) {
+		uv_timer_start(t, control_import_cb, 0, 0);
+		return;
+	}
+	ctl->imports = im->next;
+	if (rc == 0)
+		control_import_totals(im, im->result);
+	if (im->client) {
+		control_send(im->client, control_answer(im->id, rc, im->result, err));
+		im->result = NULL;
+	}
+	control_import_free(im);
+	if (ctl->imports)
+		uv_timer_start(t, control_import_cb, 0, 0);
+}
+
+/* ---- send-test: one real message on a sender thread, outside the books ------------------ */
+
+static int control_send_test(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			     size_t errlen)
+{
+	const char *to = control_str(args, "to"), *step_arg = control_str(args, "step");
+	struct control *ctl = d->control;
+	struct lead lead;
+	struct touch t;
+	struct sched_mail mail;
+	char seq[128];
+	const char *step = NULL;
+	int rc;
+	(void)result;
+
+	memset(&t, 0, sizeof(t));
+	if (!ctl || !ctl->current || !d->mailer)
+		return errf(err, errlen, DRIP_EUNSUPPORTED, "send-test needs the running daemon");
+	if (!util_email_valid(to))
+		return errf(err, errlen, DRIP_EINVALID, "--to \"%.200s\" is not an email address",
+			    to);
+	if (step_arg && (rc = control_step_arg(d, step_arg, seq, sizeof(seq), &step, err, errlen)))
+		return rc;
+	if ((rc = control_lead(d, args, &lead, err, errlen)))
+		return rc;
+	if (step) {
+		size_t index = 0;
+		content_step(content_sequence(d->content, seq), step, &index);
+		t.sequence = xstrdup(seq);
+		t.step = xstrdup(step);
+		t.step_index = (int64_t)index;
+	} else if ((rc = store_touch_next_for_lead(d->store, lead.id, &t))) {
+		errf(err, errlen, rc, "%s has no step due; name one with --step SEQUENCE/STEP",
+		     lead.email);
+		goto out;
+	}
+	if ((rc = sched_compose(d->store, d->content, d->cfg, d->keys, &lead, &t,
+				clock_now(&d->clock), &mail, err, errlen)))
+		goto out;
+	if (mailer_idle(d->mailer) == 0) {
+		rc = errf(err, errlen, DRIP_EBUSY,
+			  "every sender thread is busy: try again in a moment");
+	} else {
+		/* No touch, no event: the message is marked and goes only to --to. */
+		struct mailer_job *job = xcalloc(1, sizeof(*job));
+		struct buf data;
+		buf_init(&data);
+		buf_printf(&data, "X-Dripd-Test: send-test of %s/%s, not counted\r\n", t.sequence,
+			   t.step);
+		buf_add(&data, mail.data.data, mail.data.len);
+		job->touch_id = --ctl->test_seq;
+		job->envelope_from = xstrdup(mail.envelope_from);
+		job->rcpt = xstrdup(to);
+		job->len = data.len;
+		job->data = buf_steal(&data);
+		struct control_test_send *ts = xcalloc(1, sizeof(*ts));
+		ts->key = job->touch_id;
+		ts->client = ctl->current;
+		ts->id = ctl->current_id ? cJSON_Duplicate(ctl->current_id, 0) : cJSON_CreateNull();
+		ts->to = xstrdup(to);
+		ts->next = ctl->tests;
+		ctl->tests = ts;
+		mailer_submit(d->mailer, job);
+		log_info("control: send-test of %s/%s for lead %lld to %s", t.sequence, t.step,
+			 (long long)lead.id, to);
+		rc = CONTROL_DEFERRED;
+	}
+	sched_mail_clear(&mail);
+out:
+	store_touch_clear(&t);
+	store_lead_clear(&lead);
+	return rc;
+}
+
+void control_on_test_result(struct control *ctl, const struct mailer_result *r)
+{
+	for (struct control_test_send **p = &ctl->tests; *p; p = &(*p)->next) {
+		struct control_test_send *ts = *p;
+		if (ts->key != r->touch_id)
+			continue;
+		*p = ts->next;
+		cJSON *result = cJSON_CreateObject();
+		char err[512] = "";
+		int rc = 0;
+		if (r->outcome == MAILER_OK) {
+			cJSON_AddStringToObject(result, "to", ts->to);
+			cJSON_AddNumberToObject(result, "code", r->code);
+			cJSON_AddStringToObject(result, "detail", r->detail);
+		} else {
+			rc = errf(err, sizeof(err),
+				  r->outcome == MAILER_TEMPFAIL ? DRIP_ETEMPFAIL : DRIP_EPERMFAIL,
+				  "the test message to %s was not accepted: %d %s", ts->to, r->code,
+				  r->detail);
+		}
+		if (ts->client)
+			control_send(ts->client, control_answer(ts->id, rc, result, err));
+		else
+			cJSON_Delete(result);
+		cJSON_Delete(ts->id);
+		free(ts->to);
+		free(ts);
+		return;
+	}
+}
+
+/* ---- backup: SQLite's online backup, a few pages per loop turn ------------------------- */
+
+static void control_backup_cb(uv_timer_t *t)
+{
+	struct control *ctl = t->data;
+	for (struct control_backup **pb = &ctl->backups; *pb;) {
+		struct control_backup *b = *pb;
+		char err[512] = "";
+		int remaining, total;
+		int rc = store_backup_step(b->bk, CONTROL_BACKUP_PAGES, err, sizeof(err));
+		if (rc == 0) {
+			pb = &b->next;
+			continue;
+		}
+		store_backup_progress(b->bk, &remaining, &total);
+		int end = store_backup_end(b->bk, rc == 1);
+		if (rc == 1 && end)
+			rc = errf(err, sizeof(err), end, "cannot finish the backup into %s",
+				  b->path);
+		cJSON *result = cJSON_CreateObject();
+		if (rc == 1) {
+			rc = 0;
+			cJSON_AddStringToObject(result, "file", b->path);
+			cJSON_AddNumberToObject(result, "pages", total);
+			cJSON_AddNumberToObject(result, "ms",
+						(double)(clock_mono_ms() - b->started_ms));
+			log_info("control: backup of %d pages into %s", total, b->path);
+		} else {
+			log_err("control: %s", err);
+		}
+		if (b->client)
+			control_send(b->client, control_answer(b->id, rc, result, err));
+		else
+			cJSON_Delete(result);
+		*pb = b->next;
+		cJSON_Delete(b->id);
+		free(b->path);
+		free(b);
+	}
+	if (!ctl->backups)
+		uv_timer_stop(t);
+}
+
+static int control_backup(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			  size_t errlen)
+{
+	const char *path = control_str(args, "file");
+	struct control *ctl = d->control;
+	struct store_backup *bk;
+	int rc;
+	if (path[0] != '/')
+		return errf(err, errlen, DRIP_EINVALID, "backup needs an absolute path, not %.200s",
+			    path);
+	if (access(path, F_OK) == 0)
+		return errf(err, errlen, DRIP_EEXISTS, "%.200s exists: refusing to overwrite it",
+			    path);
+	if (!(bk = store_backup_begin(d->store, path, err, errlen)))
+		return DRIP_EIO;
+	if (!ctl || !ctl->current) {
+		/* No loop to come back to (the unit tests): all pages at once. */
+		while ((rc = store_backup_step(bk, -1, err, errlen)) == 0)
+			;
+		int end = store_backup_end(bk, rc == 1);
+		if (rc == 1 && end)
+			return errf(err, errlen, end, "cannot finish the backup into %s", path);
+		if (rc == 1)
+			cJSON_AddStringToObject(result, "file", path);
+		return rc == 1 ? 0 : rc;
+	}
+	struct control_backup *b = xcalloc(1, sizeof(*b));
+	b->bk = bk;
+	b->client = ctl->current;
+	b->id = ctl->current_id ? cJSON_Duplicate(ctl->current_id, 0) : cJSON_CreateNull();
+	b->path = xstrdup(path);
+	b->started_ms = clock_mono_ms();
+	b->next = ctl->backups;
+	ctl->backups = b;
+	if (!uv_is_active((uv_handle_t *)&ctl->backup_timer))
+		uv_timer_start(&ctl->backup_timer, control_backup_cb, 0, CONTROL_BACKUP_TICK_MS);
+	return CONTROL_DEFERRED;
+}
+
+/* ---- connections ---------------------------------------------------------------------- */
+
+/* Root, dripd's own user, control_users, and members of control_groups may connect. */
+static bool control_peer_allowed(const struct config *cfg, int fd, char *who, size_t wholen)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+		return false;
+	snprintf(who, wholen, "uid %u gid %u pid %d", (unsigned)cred.uid, (unsigned)cred.gid,
+		 (int)cred.pid);
+	if (cred.uid == 0 || cred.uid == geteuid())
+		return true;
+	for (size_t i = 0; i < cfg->ncontrol_uids; i++)
+		if (cfg->control_uids[i] == (unsigned)cred.uid)
+			return true;
+	if (cfg->ncontrol_gids == 0)
+		return false;
+	gid_t groups[256];
+	socklen_t glen = sizeof(groups);
+	size_t ngroups = 0;
+	groups[ngroups++] = cred.gid;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups + 1, &glen) == 0)
+		ngroups += glen / sizeof(gid_t);
+	for (size_t g = 0; g < ngroups && g < 256; g++)
+		for (size_t i = 0; i < cfg->ncontrol_gids; i++)
+			if (cfg->control_gids[i] == (unsigned)groups[g])
+				return true;
+	return false;
 }
 
 static void control_connection_cb(uv_stream_t *server, int status)
 {
 	struct control *ctl = server->data;
+	uv_os_fd_t fd;
+	char who[96] = "";
 	if (status < 0) {
 		log_warn("control: accept: %s", uv_strerror(status));
 		return;
@@ -1219,6 +2423,19 @@ static void control_connection_cb(uv_stream_t *server, int status)
 		cl->next->prev = cl;
 	ctl->clients = cl;
 	if (uv_accept(server, (uv_stream_t *)&cl->pipe) != 0) {
+		control_client_close(cl);
+		return;
+	}
+	if (uv_fileno((uv_handle_t *)&cl->pipe, &fd) != 0 ||
+	    !control_peer_allowed(ctl->d->cfg, fd, who, sizeof(who))) {
+		char *e = xasprintf("{\"v\":%d,\"ok\":false,\"error\":{\"code\":\"%s\",\"message\":"
+				    "\"%s is not allowed to drive dripd (control_users, "
+				    "control_groups)\"}}\n",
+				    PROTO_VERSION, drip_errname(DRIP_EDENIED), who);
+		uv_buf_t b = uv_buf_init(e, (unsigned)strlen(e));
+		uv_try_write((uv_stream_t *)&cl->pipe, &b, 1);
+		free(e);
+		log_warn("control: refused a connection from %s", who);
 		control_client_close(cl);
 		return;
 	}
@@ -1251,47 +2468,116 @@ static int control_clear_stale(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * The key of forgotten addresses' hashes: state_dir/forget.secret, created with 32 random
+ * bytes (mode 0600) on first start, like the tracking secret. Losing it would let a
+ * forgotten address be imported again, so it is never rotated.
+ */
+static int control_forget_key(struct dripd *d, char *err, size_t errlen)
+{
+	char *path = xasprintf("%s/%s", d->cfg->state_dir, CONTROL_FORGET_KEY_FILE);
+	char hex[65];
+	int rc = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		util_random_hex(hex, 32);
+		hex[64] = '\n';
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || write(fd, hex, 65) != 65 || fsync(fd) != 0)
+			rc = errf(err, errlen, DRIP_EIO, "control: cannot create %s: %s", path,
+				  strerror(errno));
+		else
+			log_info("control: created the key of forgotten addresses in %s", path);
+		if (fd >= 0)
+			close(fd);
+		fd = rc ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+	}
+	if (rc == 0) {
+		ssize_t n = fd >= 0 ? read(fd, hex, 64) : -1;
+		if (n < 32)
+			rc = errf(err, errlen, DRIP_EIO, "control: cannot read %s: %s", path,
+				  n < 0 ? strerror(errno) : "shorter than 32 bytes");
+		else
+			rc = store_set_hash_key(d->store, hex, (size_t)n);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return rc;
+}
+
 struct control *control_new(struct dripd *d, char *err, size_t errlen)
 {
 	const char *path = d->cfg->control_socket;
 	struct control *ctl;
 	int rc;
-	if (control_clear_stale(path, err, errlen))
+	if (control_forget_key(d, err, errlen) || control_clear_stale(path, err, errlen))
 		return NULL;
 	ctl = xcalloc(1, sizeof(*ctl));
 	ctl->d = d;
 	ctl->path = xstrdup(path);
 	uv_pipe_init(d->loop, &ctl->server, 0);
 	ctl->server.data = ctl;
-	ctl->open_handles = 1;
-	if ((rc = uv_pipe_bind(&ctl->server, path)) != 0 ||
+	uv_timer_init(d->loop, &ctl->flush);
+	ctl->flush.data = ctl;
+	uv_timer_init(d->loop, &ctl->backup_timer);
+	ctl->backup_timer.data = ctl;
+	uv_timer_init(d->loop, &ctl->import_timer);
+	ctl->import_timer.data = ctl;
+	ctl->open_handles = 4;
+	store_event_listen(d->store, control_event_cb, ctl);
+	/* The socket is created 0660 (never briefly wider), then given control_group. */
+	mode_t old = umask(0117);
+	rc = uv_pipe_bind(&ctl->server, path);
+	umask(old);
+	if (rc != 0 ||
 	    (rc = uv_listen((uv_stream_t *)&ctl->server, 64, control_connection_cb)) != 0) {
 		errf(err, errlen, DRIP_EIO, "control: cannot listen on %s: %s", path,
 		     uv_strerror(rc));
 		control_close(ctl);
 		return NULL;
 	}
-	/* Users in the daemon's group may drive it; nobody else may. */
 	if (chmod(path, 0660) != 0)
 		log_warn("control: chmod %s: %s", path, strerror(errno));
+	if (*d->cfg->control_group) {
+		struct group *g = getgrnam(d->cfg->control_group);
+		if (!g || chown(path, (uid_t)-1, g->gr_gid) != 0)
+			log_warn("control: cannot give %s to group %s: %s", path,
+				 d->cfg->control_group, g ? strerror(errno) : "no such group");
+	}
 	log_info("control: listening on %s", path);
 	return ctl;
 }
 
-static void control_server_closed_cb(uv_handle_t *h)
-{
-	struct control *ctl = h->data;
-	if (--ctl->open_handles == 0) {
-		free(ctl->path);
-		free(ctl);
-	}
-}
-
 void control_close(struct control *ctl)
 {
+	store_event_unlisten(ctl->d->store, control_event_cb, ctl);
 	while (ctl->clients)
 		control_client_close(ctl->clients);
+	while (ctl->backups) {
+		struct control_backup *b = ctl->backups;
+		ctl->backups = b->next;
+		store_backup_end(b->bk, false);
+		cJSON_Delete(b->id);
+		free(b->path);
+		free(b);
+	}
 	if (uv_is_active((uv_handle_t *)&ctl->server))
 		unlink(ctl->path);
-	uv_close((uv_handle_t *)&ctl->server, control_server_closed_cb);
+	uv_close((uv_handle_t *)&ctl->flush, control_handle_closed_cb);
+	uv_close((uv_handle_t *)&ctl->backup_timer, control_handle_closed_cb);
+	uv_close((uv_handle_t *)&ctl->import_timer, control_handle_closed_cb);
+	while (ctl->imports) {
+		struct control_import *im = ctl->imports;
+		ctl->imports = im->next;
+		control_import_free(im);
+	}
+	while (ctl->tests) {
+		struct control_test_send *ts = ctl->tests;
+		ctl->tests = ts->next;
+		cJSON_Delete(ts->id);
+		free(ts->to);
+		free(ts);
+	}
+	uv_close((uv_handle_t *)&ctl->server, control_handle_closed_cb);
 }

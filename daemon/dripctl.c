@@ -1,9 +1,11 @@
 /* dripctl.c - the command-line client of dripd's control socket. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "dripd/control.h"
+#include "dripd/csv.h"
 #include "dripd/error.h"
 #include "dripd/proto.h"
 #include "dripd/util.h"
@@ -42,7 +45,9 @@ static void dripctl_help(FILE *f)
 		fprintf(f, "  %s\n      %s\n", u.data, c->summary);
 		buf_free(&u);
 	}
-	fputs("\nexit status: 0 ok, 1 the command failed, 2 usage error, 3 dripd unreachable\n", f);
+	fputs("\nexit status: 0 ok, 1 the command failed, 2 usage error, 3 dripd unreachable (no\n"
+	      "socket, no answer, or this user is not allowed to drive it)\n",
+	      f);
 }
 
 static int dripctl_usage_error(const struct control_cmd *c, const char *fmt, const char *arg)
@@ -98,8 +103,13 @@ static int dripctl_parse_args(const struct control_cmd *c, int argc, char **argv
 			for (size_t k = 0; k < CONTROL_MAX_ARGS && c->args[k].key && !spec; k++)
 				if (c->args[k].flag && strcmp(c->args[k].flag, a) == 0)
 					spec = &c->args[k];
-			if (!spec)
+			if (!spec || !spec->meta)
 				return dripctl_usage_error(c, "unknown option %s", a);
+			if (spec->kind == CONTROL_ARG_FLAG) {
+				cJSON_DeleteItemFromObjectCaseSensitive(args, spec->key);
+				cJSON_AddTrueToObject(args, spec->key);
+				continue;
+			}
 			if (i + 1 >= argc)
 				return dripctl_usage_error(c, "%s needs a value", a);
 			const char *v = argv[++i];
@@ -128,7 +138,7 @@ static int dripctl_parse_args(const struct control_cmd *c, int argc, char **argv
 		}
 		size_t seen = 0;
 		for (size_t k = 0; k < CONTROL_MAX_ARGS && c->args[k].key && !spec; k++)
-			if (!c->args[k].flag && seen++ == positional)
+			if (!c->args[k].flag && c->args[k].meta && seen++ == positional)
 				spec = &c->args[k];
 		if (!spec)
 			return dripctl_usage_error(c, "unexpected argument \"%s\"", a);
@@ -143,14 +153,24 @@ static int dripctl_parse_args(const struct control_cmd *c, int argc, char **argv
 		positional++;
 	}
 	for (size_t k = 0; k < CONTROL_MAX_ARGS && c->args[k].key; k++)
-		if (c->args[k].required && !cJSON_GetObjectItemCaseSensitive(args, c->args[k].key))
+		if (c->args[k].required && c->args[k].meta &&
+		    !cJSON_GetObjectItemCaseSensitive(args, c->args[k].key))
 			return dripctl_usage_error(c, "missing %s", c->args[k].meta);
 	return EXIT_OK;
 }
 
-static int dripctl_connect(const char *path)
+struct dripctl_conn {
+	int fd;
+	const char *path;
+	struct proto_reader r;
+};
+
+static int dripctl_connect(struct dripctl_conn *c, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	c->fd = -1;
+	c->path = path;
+	proto_reader_init(&c->r);
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		fprintf(stderr, "dripctl: socket path %s is too long\n", path);
 		return -1;
@@ -163,54 +183,63 @@ static int dripctl_connect(const char *path)
 			close(fd);
 		return -1;
 	}
-	return fd;
+	c->fd = fd;
+	return 0;
+}
+
+static void dripctl_disconnect(struct dripctl_conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	proto_reader_free(&c->r);
+}
+
+/* The next line from dripd, parsed; NULL at the end (quiet) or on garbage (reported). */
+static cJSON *dripctl_read(struct dripctl_conn *c, bool quiet_eof)
+{
+	char chunk[65536];
+	bool too_long = false;
+	for (;;) {
+		char *l = c->r.in.data ? proto_reader_next(&c->r, &too_long) : NULL;
+		if (l) {
+			cJSON *answer = cJSON_Parse(l);
+			if (!answer)
+				fprintf(stderr, "dripctl: dripd sent an unreadable answer\n");
+			return answer;
+		}
+		if (too_long) {
+			fprintf(stderr, "dripctl: dripd's answer is too long\n");
+			return NULL;
+		}
+		ssize_t n = read(c->fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (!quiet_eof)
+				fprintf(stderr, "dripctl: dripd at %s closed the connection\n",
+					c->path);
+			return NULL;
+		}
+		proto_reader_feed(&c->r, chunk, (size_t)n);
+	}
 }
 
 /* Sends one request line and reads one answer line; NULL (reported) if the daemon went away. */
-static cJSON *dripctl_call(int fd, const char *path, cJSON *req)
+static cJSON *dripctl_call(struct dripctl_conn *c, cJSON *req)
 {
 	char *line = proto_line(req);
 	size_t len = strlen(line), off = 0;
 	while (off < len) {
-		ssize_t n = write(fd, line + off, len - off);
+		ssize_t n = write(c->fd, line + off, len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0) {
-			fprintf(stderr, "dripctl: writing to %s: %s\n", path, strerror(errno));
-			free(line);
-			return NULL;
-		}
+		if (n <= 0)
+			break; /* dripd may have said why before it closed: read that */
 		off += (size_t)n;
 	}
 	free(line);
-	struct proto_reader r;
-	char chunk[65536];
-	bool too_long = false;
-	cJSON *answer = NULL;
-	proto_reader_init(&r);
-	for (;;) {
-		char *l = proto_reader_next(&r, &too_long);
-		if (l) {
-			answer = cJSON_Parse(l);
-			if (!answer)
-				fprintf(stderr, "dripctl: dripd sent an unreadable answer\n");
-			break;
-		}
-		if (too_long) {
-			fprintf(stderr, "dripctl: dripd's answer is too long\n");
-			break;
-		}
-		ssize_t n = read(fd, chunk, sizeof(chunk));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			fprintf(stderr, "dripctl: dripd at %s closed the connection\n", path);
-			break;
-		}
-		proto_reader_feed(&r, chunk, (size_t)n);
-	}
-	proto_reader_free(&r);
-	return answer;
+	return dripctl_read(c, false);
 }
 
 static const char *dripctl_s(const cJSON *o, const char *key)
@@ -265,6 +294,8 @@ static void dripctl_print_lead(const cJSON *lead)
 	dripctl_time(lead, "created_at", when, sizeof(when));
 	printf("  %-10s %s\n", "added", when);
 }
+
+static void dripctl_print_more(const char *cmd, const cJSON *res);
 
 static void dripctl_print(const char *cmd, const cJSON *res)
 {
@@ -385,10 +416,516 @@ static void dripctl_print(const char *cmd, const cJSON *res)
 		dripctl_time(res, "now", when, sizeof(when));
 		printf("business time is now %s\n", when);
 	} else {
+		dripctl_print_more(cmd, res);
+	}
+}
+
+/* ---- human output helpers ------------------------------------------------------------- */
+
+static bool dripctl_colour_on;
+
+/* An ANSI colour for a terminal, "" otherwise (NO_COLOR or not a tty). */
+static const char *dripctl_c(const char *code)
+{
+	return dripctl_colour_on ? code : "";
+}
+
+#define DRIPCTL_RED "\033[31m"
+#define DRIPCTL_GREEN "\033[32m"
+#define DRIPCTL_YELLOW "\033[33m"
+#define DRIPCTL_DIM "\033[2m"
+#define DRIPCTL_OFF "\033[0m"
+
+static const char *dripctl_status_colour(const char *status)
+{
+	if (strcmp(status, "active") == 0 || strcmp(status, "customer") == 0)
+		return dripctl_c(DRIPCTL_GREEN);
+	if (strcmp(status, "paused") == 0 || strcmp(status, "handoff") == 0 ||
+	    strcmp(status, "replied") == 0)
+		return dripctl_c(DRIPCTL_YELLOW);
+	if (strcmp(status, "unsubscribed") == 0 || strcmp(status, "bounced") == 0 ||
+	    strcmp(status, "complained") == 0 || strcmp(status, "forgotten") == 0)
+		return dripctl_c(DRIPCTL_RED);
+	return "";
+}
+
+static int64_t dripctl_parse_iso(const char *s)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+/* "in 3h 20m", "2d 4h ago", "now": t against now, the two biggest units. */
+static void dripctl_relative(int64_t t, int64_t now, char *out, size_t outlen)
+{
+	int64_t d = t - now, a = d < 0 ? -d : d;
+	static const struct {
+		int64_t secs;
+		const char *unit;
+	} units[] = { { 86400, "d" }, { 3600, "h" }, { 60, "m" }, { 1, "s" } };
+	char span[32] = "";
+	size_t used = 0;
+	int parts = 0;
+	if (t <= 0) {
+		snprintf(out, outlen, "-");
+		return;
+	}
+	if (a < 1) {
+		snprintf(out, outlen, "now");
+		return;
+	}
+	for (size_t i = 0; i < 4 && parts < 2; i++) {
+		if (a >= units[i].secs || parts > 0) {
+			int64_t n = a / units[i].secs;
+			a %= units[i].secs;
+			if (n == 0 && parts > 0)
+				break;
+			used += (size_t)snprintf(span + used, sizeof(span) - used, "%s%lld%s",
+						 parts ? " " : "", (long long)n, units[i].unit);
+			parts++;
+		}
+	}
+	snprintf(out, outlen, d > 0 ? "in %s" : "%s ago", span);
+}
+
+static int64_t dripctl_now(const cJSON *res)
+{
+	int64_t now = dripctl_parse_iso(dripctl_s(res, "now"));
+	return now ? now : (int64_t)time(NULL);
+}
+
+static void dripctl_print_more(const char *cmd, const cJSON *res)
+{
+	const cJSON *o;
+	char when[48];
+	int64_t now = dripctl_now(res);
+	if (strcmp(cmd, "lead.list") == 0) {
+		int w = 5;
+		cJSON_ArrayForEach(
+			o, cJSON_GetObjectItemCaseSensitive(
+				   res, "leads")) if ((int)strlen(dripctl_s(o, "email")) > w) w =
+			(int)strlen(dripctl_s(o, "email"));
+		if (w > 48)
+			w = 48;
+		printf("%-*s  %-24s %-14s %-12s %5s  %s\n", w, "EMAIL", "NAME", "STAGE", "STATUS",
+		       "SCORE", "UPDATED");
+		cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(res, "leads"))
+		{
+			char name[128];
+			snprintf(name, sizeof(name), "%s %s", dripctl_s(o, "first_name"),
+				 dripctl_s(o, "last_name"));
+			dripctl_relative(dripctl_parse_iso(dripctl_s(o, "updated_at")), now, when,
+					 sizeof(when));
+			printf("%-*.*s  %-24.24s %-14.14s %s%-12.12s%s %5.0f  %s\n", w, w,
+			       dripctl_s(o, "email"), name, dripctl_s(o, "stage"),
+			       dripctl_status_colour(dripctl_s(o, "status")),
+			       dripctl_s(o, "status"), dripctl_c(DRIPCTL_OFF),
+			       dripctl_n(o, "score"), when);
+		}
+		printf("%d lead(s)\n",
+		       cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res, "leads")));
+	} else if (strcmp(cmd, "queue") == 0) {
+		printf("%.0f pending, %.0f being sent%s\n", dripctl_n(res, "pending"),
+		       dripctl_n(res, "in_flight"),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "paused"))
+			       ? " — sending is PAUSED"
+			       : "");
+		printf("  %-16s %-21s %-32s %s\n", "DUE", "AT (UTC)", "LEAD", "SEQUENCE/STEP");
+		cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(res, "touches"))
+		{
+			char at[40];
+			dripctl_relative(dripctl_parse_iso(dripctl_s(o, "due_at")), now, when,
+					 sizeof(when));
+			dripctl_time(o, "due_at", at, sizeof(at));
+			printf("  %-16s %-21s %-32.32s %s/%s\n", when, at, dripctl_s(o, "email"),
+			       dripctl_s(o, "sequence"), dripctl_s(o, "step"));
+		}
+	} else if (strcmp(cmd, "suppress.list") == 0) {
+		printf("%-40s %-9s %-14s %-9s %s\n", "ADDRESS", "KIND", "REASON", "SOURCE",
+		       "SINCE");
+		cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(res, "entries"))
+		{
+			bool forgotten = strcmp(dripctl_s(o, "kind"), "forgotten") == 0;
+			dripctl_relative(dripctl_parse_iso(dripctl_s(o, "at")), now, when,
+					 sizeof(when));
+			printf("%-40.40s %-9s %-14.14s %-9s %s\n",
+			       forgotten ? "(a forgotten address, kept as a hash)"
+					 : dripctl_s(o, "address"),
+			       dripctl_s(o, "kind"), dripctl_s(o, "reason"), dripctl_s(o, "source"),
+			       when);
+		}
+	} else if (strcmp(cmd, "suppress.add") == 0) {
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(res, "entry");
+		printf("%s is suppressed (%s)\n", dripctl_s(e, "address"), dripctl_s(e, "reason"));
+	} else if (strcmp(cmd, "suppress.remove") == 0) {
+		printf("%s is off the suppression list (it was: %s)%s\n", dripctl_s(res, "address"),
+		       dripctl_s(res, "was"),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "forced"))
+			       ? "; the override is recorded as an event"
+			       : "");
+	} else if (strcmp(cmd, "lead.forget") == 0) {
+		printf("lead %.0f forgotten: its personal data is erased; a keyed hash of the "
+		       "address stays on the suppression list\n",
+		       dripctl_n(res, "id"));
+	} else if (strcmp(cmd, "reload") == 0) {
+		printf("reloaded: %.0f sequences, %.0f templates from %s\n",
+		       dripctl_n(res, "sequences"), dripctl_n(res, "templates"),
+		       dripctl_s(res, "content_dir"));
+	} else if (strcmp(cmd, "send-test") == 0) {
+		printf("test message accepted for %s (%.0f %s); nothing was recorded for the "
+		       "lead\n",
+		       dripctl_s(res, "to"), dripctl_n(res, "code"), dripctl_s(res, "detail"));
+	} else if (strcmp(cmd, "backup") == 0) {
+		printf("backup written to %s (%.0f pages in %.0f ms)\n", dripctl_s(res, "file"),
+		       dripctl_n(res, "pages"), dripctl_n(res, "ms"));
+	} else {
 		char *s = cJSON_Print(res);
 		printf("%s\n", s);
 		cJSON_free(s);
 	}
+}
+
+/* ---- commands that take more than one exchange ---------------------------------------- */
+
+static cJSON *dripctl_request(const struct control_cmd *c, const cJSON *args, int id)
+{
+	cJSON *req = cJSON_CreateObject();
+	cJSON_AddNumberToObject(req, "v", PROTO_VERSION);
+	cJSON_AddNumberToObject(req, "id", id);
+	cJSON_AddStringToObject(req, "cmd", c->name);
+	cJSON_AddItemToObject(req, "args", cJSON_Duplicate(args, 1));
+	return req;
+}
+
+/* An error answer printed; the exit code it means. */
+static int dripctl_error(const cJSON *answer)
+{
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(answer, "error");
+	fprintf(stderr, "dripctl: %s (%s)\n", dripctl_s(e, "message"), dripctl_s(e, "code"));
+	return strcmp(dripctl_s(e, "code"), "denied") == 0 &&
+			       !cJSON_GetObjectItemCaseSensitive(answer, "id")
+		       ? EXIT_UNREACHABLE
+		       : EXIT_CMD;
+}
+
+#define DRIPCTL_CHUNK_ROWS 1000
+#define DRIPCTL_CHUNK_BYTES (256 * 1024)
+
+struct dripctl_import {
+	const char *file;
+	FILE *in;
+	struct buf buf; /* bytes read and not yet sent */
+	size_t start; /* where the unsent records begin in buf */
+	bool eof;
+	long long total_bytes, read_bytes;
+	double added, updated, unchanged, suppressed, bad;
+};
+
+static int dripctl_import_fill(struct dripctl_import *im)
+{
+	char chunk[65536];
+	if (im->start > 0) {
+		memmove(im->buf.data, im->buf.data + im->start, im->buf.len - im->start);
+		im->buf.len -= im->start;
+		im->start = 0;
+	}
+	size_t n = fread(chunk, 1, sizeof(chunk), im->in);
+	if (n > 0) {
+		buf_add(&im->buf, chunk, n);
+		im->read_bytes += (long long)n;
+	}
+	if (n < sizeof(chunk)) {
+		if (ferror(im->in)) {
+			fprintf(stderr, "dripctl: reading %s: %s\n", im->file, strerror(errno));
+			return -1;
+		}
+		im->eof = true;
+	}
+	buf_adds(&im->buf, "");
+	return 0;
+}
+
+/*
+ * lead import: the header is read here, then whole records go to dripd in chunks of at most
+ * DRIPCTL_CHUNK_ROWS rows and DRIPCTL_CHUNK_BYTES bytes, each with the line it starts on, so
+ * dripd reports the file's own line numbers and memory stays bounded on both sides.
+ */
+static int dripctl_lead_import(struct dripctl_conn *conn, const struct control_cmd *c, cJSON *args,
+			       bool json)
+{
+	struct dripctl_import im = { .file = dripctl_s(args, "file") };
+	struct csv_record rec;
+	char why[256];
+	size_t used, pos;
+	long long line = 1;
+	bool progress = isatty(2) && !json;
+	int rc = EXIT_OK, id = 1;
+	struct stat sb;
+
+	im.in = strcmp(im.file, "-") == 0 ? stdin : fopen(im.file, "rb");
+	if (!im.in) {
+		fprintf(stderr, "dripctl: cannot open %s: %s\n", im.file, strerror(errno));
+		return EXIT_CMD;
+	}
+	if (fstat(fileno(im.in), &sb) == 0 && S_ISREG(sb.st_mode))
+		im.total_bytes = (long long)sb.st_size;
+	buf_init(&im.buf);
+	csv_record_init(&rec);
+	/* The header row, after a byte-order mark. */
+	for (;;) {
+		if (dripctl_import_fill(&im)) {
+			rc = EXIT_CMD;
+			goto out;
+		}
+		if (im.start == 0 && im.buf.len >= 3)
+			im.start = csv_skip_bom(im.buf.data, im.buf.len);
+		int r = csv_next(im.buf.data + im.start, im.buf.len - im.start, im.eof, &used, &rec,
+				 why, sizeof(why));
+		if (r < 0 || (r == 0 && im.eof)) {
+			fprintf(stderr, "dripctl: %s:1: %s\n", im.file,
+				r < 0 ? why : "no header row (the file is empty)");
+			rc = EXIT_CMD;
+			goto out;
+		}
+		if (r == 1)
+			break;
+	}
+	cJSON *header = cJSON_AddArrayToObject(args, "header");
+	for (size_t i = 0; i < rec.nfields; i++)
+		cJSON_AddItemToArray(header, cJSON_CreateString(rec.fields[i]));
+	line += (long long)rec.lines;
+	im.start += used;
+	for (;;) {
+		/* Whole records from start, up to the chunk's limits. */
+		size_t rows = 0;
+		long long chunk_line = line;
+		char *cut_error = NULL;
+		pos = im.start;
+		for (;;) {
+			int r = csv_next(im.buf.data + pos, im.buf.len - pos, im.eof, &used, &rec,
+					 why, sizeof(why));
+			if (r == 1) {
+				pos += used;
+				line += (long long)rec.lines;
+				if (++rows >= DRIPCTL_CHUNK_ROWS ||
+				    pos - im.start >= DRIPCTL_CHUNK_BYTES)
+					break;
+				continue;
+			}
+			if (r < 0) {
+				cut_error = xasprintf("%s:%lld: %s", im.file, line, why);
+				break;
+			}
+			if (im.eof)
+				break;
+			size_t off = pos - im.start;
+			if (dripctl_import_fill(&im)) {
+				rc = EXIT_CMD;
+				goto out;
+			}
+			pos = im.start + off;
+		}
+		if (pos > im.start) {
+			if (memchr(im.buf.data + im.start, '\0', pos - im.start)) {
+				fprintf(stderr, "dripctl: %s:%lld: a NUL byte: not a text file\n",
+					im.file, chunk_line);
+				free(cut_error);
+				rc = EXIT_CMD;
+				goto out;
+			}
+			char *text = xstrndup(im.buf.data + im.start, pos - im.start);
+			char line_s[32];
+			snprintf(line_s, sizeof(line_s), "%lld", chunk_line);
+			cJSON_DeleteItemFromObjectCaseSensitive(args, "csv");
+			cJSON_DeleteItemFromObjectCaseSensitive(args, "line");
+			cJSON_AddStringToObject(args, "csv", text);
+			cJSON_AddStringToObject(args, "line", line_s);
+			free(text);
+			cJSON *req = dripctl_request(c, args, id++);
+			cJSON *answer = dripctl_call(conn, req);
+			cJSON_Delete(req);
+			if (!answer) {
+				free(cut_error);
+				rc = EXIT_UNREACHABLE;
+				goto out;
+			}
+			if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(answer, "ok"))) {
+				rc = dripctl_error(answer);
+				cJSON_Delete(answer);
+				free(cut_error);
+				goto out;
+			}
+			const cJSON *res = cJSON_GetObjectItemCaseSensitive(answer, "result"), *e;
+			im.added += dripctl_n(res, "added");
+			im.updated += dripctl_n(res, "updated");
+			im.unchanged += dripctl_n(res, "unchanged");
+			im.suppressed += dripctl_n(res, "suppressed");
+			im.bad += dripctl_n(res, "bad");
+			if (progress &&
+			    cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res, "errors")) > 0)
+				fputs("\r\033[K", stderr);
+			cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(res, "errors"))
+				fprintf(stderr, "%s:%.0f: %s\n", im.file, dripctl_n(e, "line"),
+					dripctl_s(e, "message"));
+			cJSON_Delete(answer);
+			im.start = pos;
+			if (progress) {
+				fprintf(stderr, "\r\033[K%s: %.0f rows", im.file,
+					im.added + im.updated + im.unchanged + im.suppressed +
+						im.bad);
+				if (im.total_bytes > 0)
+					fprintf(stderr, " (%lld%%)",
+						(im.read_bytes - (long long)(im.buf.len - pos)) *
+							100 / im.total_bytes);
+			}
+		}
+		if (cut_error) {
+			if (progress)
+				fputs("\r\033[K", stderr);
+			fprintf(stderr, "%s (the rest of the file is not imported)\n", cut_error);
+			free(cut_error);
+			im.bad++;
+			break;
+		}
+		if (im.eof && pos >= im.buf.len)
+			break;
+		if (rows == 0 && im.eof)
+			break;
+	}
+	if (progress)
+		fputs("\r\033[K", stderr);
+	if (json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "file", im.file);
+		cJSON_AddNumberToObject(o, "added", im.added);
+		cJSON_AddNumberToObject(o, "updated", im.updated);
+		cJSON_AddNumberToObject(o, "unchanged", im.unchanged);
+		cJSON_AddNumberToObject(o, "suppressed", im.suppressed);
+		cJSON_AddNumberToObject(o, "bad", im.bad);
+		char *out = cJSON_Print(o);
+		printf("%s\n", out);
+		cJSON_free(out);
+		cJSON_Delete(o);
+	} else {
+		printf("%s: %.0f added, %.0f updated, %.0f unchanged, %.0f suppressed (not "
+		       "re-activated), %.0f bad row(s)\n",
+		       im.file, im.added, im.updated, im.unchanged, im.suppressed, im.bad);
+	}
+	if (im.bad > 0)
+		rc = EXIT_CMD;
+out:
+	csv_record_free(&rec);
+	buf_free(&im.buf);
+	if (im.in != stdin)
+		fclose(im.in);
+	return rc;
+}
+
+/* A paged command: ask again with "after" until "next" is null; CSV goes straight out. */
+static int dripctl_paged(struct dripctl_conn *conn, const struct control_cmd *c, cJSON *args,
+			 bool json)
+{
+	cJSON *all = NULL;
+	int id = 1, rc = EXIT_OK;
+	for (;;) {
+		cJSON *req = dripctl_request(c, args, id++);
+		cJSON *answer = dripctl_call(conn, req);
+		cJSON_Delete(req);
+		if (!answer) {
+			rc = EXIT_UNREACHABLE;
+			break;
+		}
+		if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(answer, "ok"))) {
+			rc = dripctl_error(answer);
+			cJSON_Delete(answer);
+			break;
+		}
+		cJSON *res = cJSON_GetObjectItemCaseSensitive(answer, "result");
+		const cJSON *next = cJSON_GetObjectItemCaseSensitive(res, "next");
+		const cJSON *csv = cJSON_GetObjectItemCaseSensitive(res, "csv");
+		if (cJSON_IsString(csv)) {
+			fputs(csv->valuestring, stdout);
+		} else if (!all) {
+			all = cJSON_DetachItemFromObjectCaseSensitive(answer, "result");
+			cJSON_DeleteItemFromObjectCaseSensitive(all, "next");
+		} else {
+			/* Append this page's lists to the first page's. */
+			for (cJSON *item = res->child; item; item = item->next) {
+				cJSON *to = cJSON_GetObjectItemCaseSensitive(all, item->string);
+				if (cJSON_IsArray(item) && cJSON_IsArray(to))
+					while (item->child)
+						cJSON_AddItemToArray(to,
+								     cJSON_DetachItemViaPointer(
+									     item, item->child));
+			}
+		}
+		bool more = cJSON_IsString(next);
+		if (more) {
+			cJSON_DeleteItemFromObjectCaseSensitive(args, "after");
+			cJSON_AddStringToObject(args, "after", next->valuestring);
+		}
+		cJSON_Delete(answer);
+		if (!more)
+			break;
+	}
+	if (all && rc == EXIT_OK) {
+		if (json) {
+			char *s = cJSON_Print(all);
+			printf("%s\n", s);
+			cJSON_free(s);
+		} else {
+			dripctl_print_more(c->name, all);
+		}
+	}
+	cJSON_Delete(all);
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "dripctl: writing the output: %s\n", strerror(errno));
+		rc = EXIT_CMD;
+	}
+	return rc;
+}
+
+/* watch: the ok answer, then one event per line until dripd or the person ends it. */
+static int dripctl_watch(struct dripctl_conn *conn, const struct control_cmd *c, cJSON *args,
+			 bool json)
+{
+	cJSON *req = dripctl_request(c, args, 1);
+	cJSON *answer = dripctl_call(conn, req);
+	cJSON_Delete(req);
+	if (!answer)
+		return EXIT_UNREACHABLE;
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(answer, "ok"))) {
+		int rc = dripctl_error(answer);
+		cJSON_Delete(answer);
+		return rc;
+	}
+	cJSON_Delete(answer);
+	if (isatty(2) && !json)
+		fprintf(stderr, "watching %s (Ctrl-C stops)\n", conn->path);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	cJSON *msg;
+	while ((msg = dripctl_read(conn, true))) {
+		const cJSON *ev = cJSON_GetObjectItemCaseSensitive(msg, "event");
+		if (json) {
+			char *s = cJSON_PrintUnformatted(ev);
+			printf("%s\n", s);
+			cJSON_free(s);
+		} else if (ev) {
+			char when[40], *detail = cJSON_PrintUnformatted(
+					       cJSON_GetObjectItemCaseSensitive(ev, "detail"));
+			dripctl_time(ev, "at", when, sizeof(when));
+			printf("%s%s%s  %-12s %-32s %s%s%s %s\n", dripctl_c(DRIPCTL_DIM), when,
+			       dripctl_c(DRIPCTL_OFF), dripctl_s(ev, "kind"),
+			       dripctl_s(ev, "email"), dripctl_s(ev, "sequence"),
+			       *dripctl_s(ev, "step") ? "/" : "", dripctl_s(ev, "step"), detail);
+			cJSON_free(detail);
+		}
+		cJSON_Delete(msg);
+	}
+	return EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -397,6 +934,7 @@ int main(int argc, char **argv)
 	bool json = false;
 	int i = 1, used = 0, rc;
 
+	signal(SIGPIPE, SIG_IGN); /* a daemon that hangs up is an error to report, not a death */
 	if (!socket_path || !*socket_path)
 		socket_path = DRIPCTL_DEFAULT_SOCKET;
 	for (; i < argc && argv[i][0] == '-'; i++) {
@@ -415,6 +953,7 @@ int main(int argc, char **argv)
 			return dripctl_usage_error(NULL, "unknown option %s", argv[i]);
 		}
 	}
+	dripctl_colour_on = isatty(1) && !getenv("NO_COLOR");
 	if (i >= argc)
 		return dripctl_usage_error(NULL, "%s", "no command given");
 	const struct control_cmd *c = dripctl_match(argc - i, argv + i, &used);
@@ -434,41 +973,62 @@ int main(int argc, char **argv)
 		dripctl_help(stdout);
 		return EXIT_OK;
 	}
-	cJSON *req = cJSON_CreateObject();
-	cJSON_AddNumberToObject(req, "v", PROTO_VERSION);
-	cJSON_AddNumberToObject(req, "id", 1);
-	cJSON_AddStringToObject(req, "cmd", c->name);
-	cJSON *args = cJSON_AddObjectToObject(req, "args");
+	cJSON *args = cJSON_CreateObject();
 	if ((rc = dripctl_parse_args(c, argc - i - used, argv + i + used, args)) != EXIT_OK) {
-		cJSON_Delete(req);
+		cJSON_Delete(args);
 		return rc;
 	}
-	int fd = dripctl_connect(socket_path);
-	if (fd < 0) {
-		cJSON_Delete(req);
-		return EXIT_UNREACHABLE;
-	}
-	cJSON *answer = dripctl_call(fd, socket_path, req);
-	close(fd);
-	cJSON_Delete(req);
-	if (!answer)
-		return EXIT_UNREACHABLE;
-	const cJSON *result = cJSON_GetObjectItemCaseSensitive(answer, "result");
-	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(answer, "ok"))) {
-		if (json) {
-			char *s = cJSON_Print(result);
-			printf("%s\n", s);
-			cJSON_free(s);
-		} else {
-			dripctl_print(c->name, result);
+	if (strcmp(c->name, "backup") == 0) {
+		/* dripd writes the file: give it a path that means the same from its folder. */
+		const char *f = dripctl_s(args, "file");
+		if (f[0] != '/') {
+			char cwd[4096];
+			if (!getcwd(cwd, sizeof(cwd))) {
+				fprintf(stderr, "dripctl: cannot tell the current folder: %s\n",
+					strerror(errno));
+				cJSON_Delete(args);
+				return EXIT_CMD;
+			}
+			char *abs = xasprintf("%s/%s", cwd, f);
+			cJSON_DeleteItemFromObjectCaseSensitive(args, "file");
+			cJSON_AddStringToObject(args, "file", abs);
+			free(abs);
 		}
-		rc = EXIT_OK;
-	} else {
-		const cJSON *e = cJSON_GetObjectItemCaseSensitive(answer, "error");
-		fprintf(stderr, "dripctl: %s (%s)\n", dripctl_s(e, "message"),
-			dripctl_s(e, "code"));
-		rc = EXIT_CMD;
 	}
-	cJSON_Delete(answer);
+	struct dripctl_conn conn;
+	if (dripctl_connect(&conn, socket_path) != 0) {
+		dripctl_disconnect(&conn);
+		cJSON_Delete(args);
+		return EXIT_UNREACHABLE;
+	}
+	if (c->flags & CONTROL_CLIENT_FILE) {
+		rc = dripctl_lead_import(&conn, c, args, json);
+	} else if (c->flags & CONTROL_PAGED) {
+		rc = dripctl_paged(&conn, c, args, json);
+	} else if (c->flags & CONTROL_STREAM) {
+		rc = dripctl_watch(&conn, c, args, json);
+	} else {
+		cJSON *req = dripctl_request(c, args, 1);
+		cJSON *answer = dripctl_call(&conn, req);
+		cJSON_Delete(req);
+		if (!answer) {
+			rc = EXIT_UNREACHABLE;
+		} else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(answer, "ok"))) {
+			const cJSON *result = cJSON_GetObjectItemCaseSensitive(answer, "result");
+			if (json) {
+				char *s = cJSON_Print(result);
+				printf("%s\n", s);
+				cJSON_free(s);
+			} else {
+				dripctl_print(c->name, result);
+			}
+			rc = EXIT_OK;
+		} else {
+			rc = dripctl_error(answer);
+		}
+		cJSON_Delete(answer);
+	}
+	dripctl_disconnect(&conn);
+	cJSON_Delete(args);
 	return rc;
 }

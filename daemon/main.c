@@ -96,6 +96,11 @@ static int main_check(const char *path)
 static void main_mailer_result_cb(void *arg, const struct mailer_result *r)
 {
 	struct dripd *d = arg;
+	if (r->touch_id < 0) { /* a dripctl send-test, outside the books */
+		if (d->control)
+			control_on_test_result(d->control, r);
+		return;
+	}
 	sched_on_result(d->sched, r);
 }
 
@@ -150,19 +155,21 @@ static int main_orphan_cb(void *arg, const char *sequence, const char *step, int
 	return 0;
 }
 
-static void main_reload(struct dripd *d)
+static int main_reload(struct dripd *d, char *why, size_t whylen)
 {
 	char err[1024];
 	struct config *cfg = config_load(d->cfg->path, err, sizeof(err));
 	if (!cfg) {
 		log_err("dripd: reload refused, the running config stays: %s", err);
-		return;
+		return errf(why, whylen, DRIP_ECONFIG,
+			    "reload refused, the running config stays: %s", err);
 	}
 	struct content *c = content_load(cfg->content_dir, err, sizeof(err));
 	if (!c) {
 		log_err("dripd: reload refused, the running content stays: %s", err);
 		config_free(cfg);
-		return;
+		return errf(why, whylen, DRIP_ECONTENT,
+			    "reload refused, the running content stays: %s", err);
 	}
 	main_reload_warn(d->cfg, cfg);
 	/* Leads keep their place by step id; one whose step is gone is reported, not dropped. */
@@ -181,6 +188,7 @@ static void main_reload(struct dripd *d)
 	sched_set_content(d->sched, c);
 	sched_kick(d->sched);
 	log_info("dripd: reloaded: %zu sequences from %s", c->nseqs, c->dir);
+	return 0;
 }
 
 static void main_close_walk_cb(uv_handle_t *h, void *arg)
@@ -210,7 +218,7 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 		return;
 	if (signum == SIGHUP) {
 		log_info("dripd: SIGHUP: reloading");
-		main_reload(d);
+		main_reload(d, NULL, 0);
 		return;
 	}
 	if (d->stopping)
@@ -331,6 +339,7 @@ static int main_run(const char *path)
 	if (uv_loop_init(&loop) != 0)
 		log_fatal("dripd: cannot create the event loop");
 	d.loop = &loop;
+	d.reload = main_reload;
 	if (!(d.mailer = mailer_new(&loop, d.cfg, main_mailer_result_cb, &d, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	d.sched = sched_new(&loop, d.cfg, d.store, &d.clock, d.mailer);

@@ -1,8 +1,12 @@
 /* store.c - the SQLite schema, migrations, prepared statements and transactions. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sqlite3.h>
 
 #include "dripd/error.h"
@@ -171,6 +175,18 @@ enum store_stmt_id {
 	STMT_TOUCH_HAS_HUMAN,
 	STMT_STAGE_COUNTS,
 	STMT_QUEUE_DEPTH,
+
+	STMT_LEADS_PAGE,
+	STMT_EVENTS_PAGE,
+	STMT_UNSUPPRESS,
+	STMT_SUPPRESSION_GET,
+	STMT_SUPPRESSIONS,
+	STMT_SUPPRESSED_HASH,
+	STMT_LEAD_FORGET,
+	STMT_EVENTS_FORGET,
+	STMT_TOUCHES_FORGET,
+	STMT_LINKS_FORGET,
+	STMT_TOUCHES_DUE,
 	STMT_COUNT
 };
 
@@ -337,6 +353,35 @@ static const char *const store_sql_more[] = {
 	[STMT_TOUCH_NEXT_FOR_LEAD] =
 		"SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE lead_id = ?1 "
 		"AND state = 'pending' ORDER BY due_at, id LIMIT 1",
+	/* Pages by id for lead list and lead export: an empty filter matches every value. */
+	[STMT_LEADS_PAGE] = "SELECT " STORE_LEAD_COLUMNS " FROM leads WHERE id > ?1 AND "
+			    "(?2 = '' OR stage = ?2) AND (?3 = '' OR status = ?3) "
+			    "ORDER BY id LIMIT ?4",
+	[STMT_EVENTS_PAGE] =
+		"SELECT e.id, coalesce(e.lead_id, 0), coalesce(e.touch_id, 0), e.kind, "
+		"e.at, e.detail, coalesce(l.email, ''), coalesce(t.sequence, ''), "
+		"coalesce(t.step, '') FROM events e LEFT JOIN leads l ON l.id = "
+		"e.lead_id LEFT JOIN touches t ON t.id = e.touch_id "
+		"WHERE e.id > ?1 AND e.at >= ?2 ORDER BY e.id LIMIT ?3",
+	[STMT_UNSUPPRESS] = "DELETE FROM suppressions WHERE address = ?1",
+	[STMT_SUPPRESSION_GET] = "SELECT address, reason, source, at FROM suppressions "
+				 "WHERE address = ?1",
+	[STMT_SUPPRESSIONS] = "SELECT address, reason, source, at FROM suppressions "
+			      "ORDER BY at, address",
+	[STMT_SUPPRESSED_HASH] = "SELECT reason FROM suppressions WHERE address = ?1",
+	/* A forgotten lead keeps its row (so counts and foreign keys hold) and nothing that
+	 * names the person. */
+	[STMT_LEAD_FORGET] = "UPDATE leads SET email = 'forgotten:' || id, first_name = '', "
+			     "last_name = '', company = '', title = '', tz = '', tags = '[]', "
+			     "attrs = '{}', status = 'forgotten', updated_at = ?2 WHERE id = ?1",
+	[STMT_EVENTS_FORGET] = "UPDATE events SET detail = '{}' WHERE lead_id = ?1",
+	[STMT_TOUCHES_FORGET] = "UPDATE touches SET subject = NULL, last_error = NULL, "
+				"state = CASE WHEN state IN ('pending', 'queued') THEN 'skipped' "
+				"ELSE state END, updated_at = ?2 WHERE lead_id = ?1",
+	[STMT_LINKS_FORGET] = "DELETE FROM links WHERE touch_id IN (SELECT id FROM touches "
+			      "WHERE lead_id = ?1)",
+	[STMT_TOUCHES_DUE] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE state = 'pending' "
+			     "ORDER BY due_at, id LIMIT ?1",
 };
 
 struct store {
@@ -348,6 +393,9 @@ struct store {
 	} listeners[STORE_MAX_LISTENERS];
 	int last_rc; /* SQLite's code of the last failure (store_last_error) */
 	char last_err[200];
+
+	unsigned char hash_key[64]; /* the key of forgotten addresses' HMACs */
+	size_t hash_keylen;
 };
 
 int store_schema_version(void)
@@ -489,7 +537,7 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 	s = NULL;
 	if (sqlite3_exec(st->db,
 			 "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-			 "PRAGMA secure_delete = ON;",
+			 "PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;",
 			 NULL, NULL, NULL) != SQLITE_OK) {
 		errf(err, errlen, DRIP_ESTORE, "%s: %s", path, sqlite3_errmsg(st->db));
 		goto fail;
@@ -604,6 +652,8 @@ int store_lead_insert(struct store *st, struct lead *lead, int64_t now)
 	return rc;
 }
 
+static void store_lead_fill(sqlite3_stmt *s, struct lead *out);
+
 static int store_lead_row(struct store *st, sqlite3_stmt *s, struct lead *out)
 {
 	int rc = sqlite3_step(s);
@@ -611,6 +661,13 @@ static int store_lead_row(struct store *st, sqlite3_stmt *s, struct lead *out)
 		sqlite3_reset(s);
 		return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "lead");
 	}
+	store_lead_fill(s, out);
+	sqlite3_reset(s);
+	return 0;
+}
+
+static void store_lead_fill(sqlite3_stmt *s, struct lead *out)
+{
 	memset(out, 0, sizeof(*out));
 	out->id = sqlite3_column_int64(s, 0);
 	out->email = store_col_text(s, 1);
@@ -626,8 +683,6 @@ static int store_lead_row(struct store *st, sqlite3_stmt *s, struct lead *out)
 	out->score = sqlite3_column_int64(s, 11);
 	out->created_at = sqlite3_column_int64(s, 12);
 	out->updated_at = sqlite3_column_int64(s, 13);
-	sqlite3_reset(s);
-	return 0;
 }
 
 int store_lead_by_email(struct store *st, const char *email, struct lead *out)
@@ -1237,6 +1292,20 @@ int store_suppressed(struct store *st, const char *address, char *reason, size_t
 	sqlite3_reset(s);
 	if (rc == SQLITE_ROW)
 		return 0;
+	if (rc != SQLITE_DONE)
+		return store_fail(st, "suppressed");
+	/* A forgotten address is kept only as its keyed hash. */
+	char hashed[STORE_HASH_LEN];
+	if (!st->hash_keylen || store_address_hash(st, address, hashed) != 0 ||
+	    !(s = store_stmt(st, STMT_SUPPRESSED_HASH)))
+		return DRIP_ENOT_FOUND;
+	store_bind_text(s, 1, hashed);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && reason)
+		snprintf(reason, reasonlen, "%s", (const char *)sqlite3_column_text(s, 0));
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
 	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "suppressed");
 }
 
@@ -1432,4 +1501,244 @@ void store_error_clear(struct store *st)
 {
 	st->last_rc = 0;
 	st->last_err[0] = '\0';
+}
+
+/* ---- control: pages, suppression list, forgetting, backups --------------------------- */
+
+int store_set_hash_key(struct store *st, const void *key, size_t len)
+{
+	if (len == 0 || len > sizeof(st->hash_key))
+		return DRIP_EINVALID;
+	memcpy(st->hash_key, key, len);
+	st->hash_keylen = len;
+	return 0;
+}
+
+int store_address_hash(struct store *st, const char *address, char out[STORE_HASH_LEN])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	size_t len = strlen(address);
+	if (!st->hash_keylen || len > 254)
+		return DRIP_EINVALID;
+	char lower[256];
+	for (size_t i = 0; i <= len; i++)
+		lower[i] = (char)tolower((unsigned char)address[i]);
+	if (!HMAC(EVP_sha256(), st->hash_key, (int)st->hash_keylen, (const unsigned char *)lower,
+		  len, mac, &maclen) ||
+	    maclen != 32)
+		return DRIP_EINVALID;
+	memcpy(out, "hmac:", 5);
+	for (unsigned i = 0; i < maclen; i++) {
+		out[5 + 2 * i] = hex[mac[i] >> 4];
+		out[6 + 2 * i] = hex[mac[i] & 15];
+	}
+	out[5 + 2 * maclen] = '\0';
+	return 0;
+}
+
+int store_leads_page(struct store *st, int64_t after_id, const char *stage, const char *status,
+		     size_t max, store_lead_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEADS_PAGE);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, after_id);
+	store_bind_text(s, 2, stage);
+	store_bind_text(s, 3, status);
+	sqlite3_bind_int64(s, 4, (int64_t)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct lead l;
+		store_lead_fill(s, &l);
+		int stop = cb(arg, &l);
+		store_lead_clear(&l);
+		if (stop)
+			break;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, "leads page");
+}
+
+int store_events_page(struct store *st, int64_t after_id, int64_t since, size_t max,
+		      store_event_row_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_EVENTS_PAGE);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, after_id);
+	sqlite3_bind_int64(s, 2, since);
+	sqlite3_bind_int64(s, 3, (int64_t)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_event ev = {
+			.id = sqlite3_column_int64(s, 0),
+			.lead_id = sqlite3_column_int64(s, 1),
+			.touch_id = sqlite3_column_int64(s, 2),
+			.kind = (const char *)sqlite3_column_text(s, 3),
+			.at = sqlite3_column_int64(s, 4),
+			.detail = (const char *)sqlite3_column_text(s, 5),
+		};
+		if (cb(arg, &ev, (const char *)sqlite3_column_text(s, 6),
+		       (const char *)sqlite3_column_text(s, 7),
+		       (const char *)sqlite3_column_text(s, 8)))
+			break;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, "events page");
+}
+
+int store_unsuppress(struct store *st, const char *address)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_UNSUPPRESS);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, address);
+	if ((rc = store_exec_stmt(st, s)))
+		return rc;
+	return sqlite3_changes(st->db) > 0 ? 0 : DRIP_ENOT_FOUND;
+}
+
+static void store_suppression_fill(sqlite3_stmt *s, struct store_suppression *out)
+{
+	out->address = (const char *)sqlite3_column_text(s, 0);
+	out->reason = (const char *)sqlite3_column_text(s, 1);
+	out->source = (const char *)sqlite3_column_text(s, 2);
+	out->at = sqlite3_column_int64(s, 3);
+}
+
+int store_suppression_get(struct store *st, const char *address, store_suppression_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_SUPPRESSION_GET);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, address);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && cb) {
+		struct store_suppression e;
+		store_suppression_fill(s, &e);
+		cb(arg, &e);
+	}
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "suppression");
+}
+
+int store_suppressions(struct store *st, store_suppression_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_SUPPRESSIONS);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_suppression e;
+		store_suppression_fill(s, &e);
+		if (cb(arg, &e))
+			break;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, "suppressions");
+}
+
+int store_lead_forget(struct store *st, const struct lead *lead, const char *reason, int64_t now)
+{
+	char hashed[STORE_HASH_LEN];
+	sqlite3_stmt *s;
+	int rc;
+	if ((rc = store_address_hash(st, lead->email, hashed)))
+		return rc;
+	if ((rc = store_enrolment_exit_active(st, lead->id, "forgotten", now)))
+		return rc;
+	static const enum store_stmt_id steps[] = { STMT_LINKS_FORGET, STMT_TOUCHES_FORGET,
+						    STMT_EVENTS_FORGET, STMT_LEAD_FORGET };
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		if (!(s = store_stmt(st, steps[i])))
+			return DRIP_ESTORE;
+		sqlite3_bind_int64(s, 1, lead->id);
+		if (steps[i] != STMT_LINKS_FORGET && steps[i] != STMT_EVENTS_FORGET)
+			sqlite3_bind_int64(s, 2, now);
+		if ((rc = store_exec_stmt(st, s)))
+			return rc;
+	}
+	/* The plain address leaves the suppression list; its hash keeps the lead unmailable. */
+	if ((rc = store_unsuppress(st, lead->email)) && rc != DRIP_ENOT_FOUND)
+		return rc;
+	if ((rc = store_unsuppress(st, hashed)) && rc != DRIP_ENOT_FOUND)
+		return rc;
+	return store_suppress(st, hashed, reason, "forget", now);
+}
+
+int store_touches_due(struct store *st, size_t max, store_touch_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCHES_DUE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, (int64_t)max);
+	return store_touch_walk(st, s, cb, arg);
+}
+
+struct store_backup {
+	struct store *st;
+	sqlite3 *dest;
+	sqlite3_backup *b;
+	char *path;
+};
+
+struct store_backup *store_backup_begin(struct store *st, const char *path, char *err,
+					size_t errlen)
+{
+	struct store_backup *bk = xcalloc(1, sizeof(*bk));
+	bk->st = st;
+	bk->path = xstrdup(path);
+	if (sqlite3_open_v2(path, &bk->dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	    SQLITE_OK) {
+		errf(err, errlen, DRIP_EIO, "cannot create %s: %s", path,
+		     bk->dest ? sqlite3_errmsg(bk->dest) : "out of memory");
+		goto fail;
+	}
+	if (!(bk->b = sqlite3_backup_init(bk->dest, "main", st->db, "main"))) {
+		errf(err, errlen, DRIP_EIO, "cannot back up into %s: %s", path,
+		     sqlite3_errmsg(bk->dest));
+		goto fail;
+	}
+	return bk;
+fail:
+	sqlite3_close(bk->dest);
+	unlink(bk->path);
+	free(bk->path);
+	free(bk);
+	return NULL;
+}
+
+int store_backup_step(struct store_backup *bk, int pages, char *err, size_t errlen)
+{
+	int rc = sqlite3_backup_step(bk->b, pages);
+	if (rc == SQLITE_DONE)
+		return 1;
+	if (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+		return 0;
+	return errf(err, errlen, DRIP_EIO, "backup into %s failed: %s", bk->path,
+		    sqlite3_errstr(rc));
+}
+
+void store_backup_progress(const struct store_backup *bk, int *remaining, int *total)
+{
+	*remaining = sqlite3_backup_remaining(bk->b);
+	*total = sqlite3_backup_pagecount(bk->b);
+}
+
+int store_backup_end(struct store_backup *bk, bool done)
+{
+	int rc = sqlite3_backup_finish(bk->b) == SQLITE_OK ? 0 : DRIP_EIO;
+	if (sqlite3_close(bk->dest) != SQLITE_OK)
+		rc = DRIP_EIO;
+	if (!done || rc)
+		unlink(bk->path);
+	free(bk->path);
+	free(bk);
+	return done ? rc : 0;
 }

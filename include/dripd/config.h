@@ -62,6 +62,12 @@ struct config {
 	size_t nwebhooks;
 	bool test_clock;
 	double clock_rate;
+	/* Who may use the control socket besides root and dripd's own user (SO_PEERCRED). */
+	char *control_group; /* the socket file's group ("" keeps dripd's own) */
+	unsigned *control_uids; /* control_users, resolved */
+	size_t ncontrol_uids;
+	unsigned *control_gids; /* control_groups, resolved: a member of any may connect */
+	size_t ncontrol_gids;
 };
 
 /* Reads and validates `path`. NULL with err = "FILE:LINE: what is wrong" on any error. */

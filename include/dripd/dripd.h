@@ -3,6 +3,7 @@
 #define DRIPD_DRIPD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -37,6 +38,9 @@ struct dripd {
 	int64_t started_at; /* business time at start */
 	uint64_t started_mono_ms;
 	bool stopping;
+	/* Reloads config and content as SIGHUP does (set by main.c); 0, or an error with the
+	 * reason in err while the old config and content keep running. */
+	int (*reload)(struct dripd *d, char *err, size_t errlen);
 };
 
 /* Saves the test clock's offset so a restart resumes the same business time. */

@@ -22,7 +22,8 @@
 	X(TEMPFAIL, "tempfail", "temporary failure")             \
 	X(PERMFAIL, "permfail", "permanent failure")             \
 	X(UNSUPPORTED, "unsupported", "not supported")           \
-	X(BUSY, "busy", "busy")
+	X(BUSY, "busy", "busy")                                  \
+	X(DENIED, "denied", "permission denied")
 
 enum drip_error_index {
 #define DRIP_X(name, code, msg) DRIP_ERROR_INDEX_##name,

@@ -263,4 +263,61 @@ void store_error_clear(struct store *st);
  */
 int store_write_probe(struct store *st, int64_t now, int64_t *requeued);
 
+/* ---- what the control socket needs: pages, the suppression list, forgetting, backups ---- */
+
+typedef int (*store_lead_cb)(void *arg, const struct lead *lead);
+/* Calls cb for up to `max` leads with an id above after_id, by id; "" stage or status
+ * matches any. A non-zero return from cb stops the walk. */
+int store_leads_page(struct store *st, int64_t after_id, const char *stage, const char *status,
+		     size_t max, store_lead_cb cb, void *arg);
+/* An event with its lead's address and its touch's step ("" when none). */
+typedef int (*store_event_row_cb)(void *arg, const struct store_event *ev, const char *email,
+				  const char *sequence, const char *step);
+/* Calls cb for up to `max` events with an id above after_id and a time at or after since. */
+int store_events_page(struct store *st, int64_t after_id, int64_t since, size_t max,
+		      store_event_row_cb cb, void *arg);
+/* The pending touches that are due first, earliest first. */
+int store_touches_due(struct store *st, size_t max, store_touch_cb cb, void *arg);
+
+struct store_suppression {
+	const char *address; /* an address, a domain, or "hmac:…" for a forgotten address */
+	const char *reason;
+	const char *source; /* who put it there: "journey" (the person's own act), "dripctl", … */
+	int64_t at;
+};
+typedef int (*store_suppression_cb)(void *arg, const struct store_suppression *s);
+/* The entry for exactly this address or domain (to cb, which may be NULL); DRIP_ENOT_FOUND
+ * when there is none. */
+int store_suppression_get(struct store *st, const char *address, store_suppression_cb cb,
+			  void *arg);
+int store_suppressions(struct store *st, store_suppression_cb cb, void *arg);
+/* Takes an address or domain off the list; DRIP_ENOT_FOUND when it was not on it. */
+int store_unsuppress(struct store *st, const char *address);
+
+/*
+ * Forgotten addresses are kept only as "hmac:" + hex HMAC-SHA256 of the lower-cased address
+ * under a server key, so store_suppressed still finds them. The key is set once at start
+ * (up to 64 bytes); without one, forgetting is refused (DRIP_EINVALID).
+ */
+#define STORE_HASH_LEN 70
+int store_set_hash_key(struct store *st, const void *key, size_t len);
+int store_address_hash(struct store *st, const char *address, char out[STORE_HASH_LEN]);
+/* Erases a lead's personal data (profile, event details, subjects, links), ends its
+ * enrolment, skips its pending touches, marks it forgotten and suppresses its address's
+ * hash with `reason`. Call inside a transaction. */
+int store_lead_forget(struct store *st, const struct lead *lead, const char *reason, int64_t now);
+
+/*
+ * SQLite's online backup into a new file at `path`, a few pages per step so the loop keeps
+ * running between steps; the copy is consistent as of its last step. store_backup_step
+ * returns 1 when done, 0 when more is left, or DRIP_EIO (with err). store_backup_end frees
+ * it and removes the file unless `done`.
+ */
+struct store_backup;
+struct store_backup *store_backup_begin(struct store *st, const char *path, char *err,
+					size_t errlen);
+int store_backup_step(struct store_backup *bk, int pages, char *err, size_t errlen);
+void store_backup_progress(const struct store_backup *bk, int *remaining, int *total);
+int store_backup_end(struct store_backup *bk, bool done);
+
 #endif

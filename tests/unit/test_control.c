@@ -703,6 +703,251 @@ static void test_usage_of_lead_add_shows_positional_and_repeatable_options(void 
 	buf_free(&out);
 }
 
+/* ---- import, export, forget, suppress, backup ------------------------------------------ */
+
+/* Sends cmd with args (a JSON object text) and returns the answer. */
+static cJSON *ask_cmd(struct dripd *d, const char *cmd, const char *args)
+{
+	char *line = xasprintf("{\"v\":1,\"id\":9,\"cmd\":\"%s\",\"args\":%s}", cmd, args);
+	cJSON *a = ask(d, line);
+	free(line);
+	return a;
+}
+
+/* One lead.import chunk of `csv` under `header` (a JSON list), starting at line 2. */
+static cJSON *import_chunk(struct dripd *d, const char *header, const char *csv)
+{
+	cJSON *args = cJSON_CreateObject();
+	cJSON_AddStringToObject(args, "file", "t.csv");
+	cJSON_AddItemToObject(args, "header", cJSON_Parse(header));
+	cJSON_AddStringToObject(args, "csv", csv);
+	cJSON_AddStringToObject(args, "line", "2");
+	char *text = cJSON_PrintUnformatted(args);
+	cJSON *a = ask_cmd(d, "lead.import", text);
+	cJSON_free(text);
+	cJSON_Delete(args);
+	return a;
+}
+
+#define IMPORT_HEADER "[\"Email\",\"First Name\",\"Time Zone\",\"Stage\",\"Tags\",\"Lead Source\"]"
+
+static void test_import_adds_good_rows_and_reports_bad_ones_by_line(void **state)
+{
+	struct dripd *d = *state;
+	cJSON *a = import_chunk(d, IMPORT_HEADER,
+				"maya@example.org,Maya,Europe/Berlin,awareness,a; b,web\r\n"
+				"not-an-address,X,,,,\r\n"
+				"\"bob@example.org\",\"Bob\",,,,\"two\nlines\"\r\n"
+				"cat@example.org,Cat,Mars/Olympus,,,\r\n"
+				"dan@example.org,Dan,,nosuchstage,,\r\n"
+				"eve@example.org,Eve\r\n");
+	const cJSON *r = ok_result(a);
+	assert_int_equal((int)num(r, "added"), 2);
+	assert_int_equal((int)num(r, "bad"), 4);
+	const cJSON *errors = item(r, "errors");
+	static const int lines[] = { 3, 6, 7, 8 };
+	static const char *const why[] = { "not an email address", "unknown time zone",
+					   "unknown stage", "fields where the header has 6" };
+	assert_int_equal(cJSON_GetArraySize(errors), 4);
+	for (int i = 0; i < 4; i++) {
+		const cJSON *e = cJSON_GetArrayItem(errors, i);
+		if ((int)num(e, "line") != lines[i])
+			fail_msg("error %d: expected line %d, got %d (%s)", i, lines[i],
+				 (int)num(e, "line"), str(e, "message"));
+		assert_contains(str(e, "message"), why[i]);
+	}
+	assert_int_equal((int)num(r, "next_line"), 9);
+	cJSON_Delete(a);
+	struct lead l;
+	assert_rc(store_lead_by_email(d->store, "maya@example.org", &l), 0);
+	assert_string_equal(l.tz, "Europe/Berlin");
+	assert_string_equal(l.tags, "[\"a\",\"b\"]");
+	assert_string_equal(l.attrs, "{\"lead_source\":\"web\"}");
+	store_lead_clear(&l);
+	assert_rc(store_lead_by_email(d->store, "bob@example.org", &l), 0);
+	assert_string_equal(l.attrs, "{\"lead_source\":\"two\\nlines\"}");
+	store_lead_clear(&l);
+	assert_int_equal(status_of(d).leads, 2);
+}
+
+static void test_reimport_updates_the_profile_and_never_duplicates(void **state)
+{
+	struct dripd *d = *state;
+	cJSON_Delete(import_chunk(d, IMPORT_HEADER, "maya@example.org,Maya,,,,web\n"));
+	cJSON *a = import_chunk(d, IMPORT_HEADER, "MAYA@example.org,Maia,,decision,x,fair\n");
+	const cJSON *r = ok_result(a);
+	assert_int_equal((int)num(r, "added"), 0);
+	assert_int_equal((int)num(r, "updated"), 1);
+	cJSON_Delete(a);
+	struct lead l;
+	assert_rc(store_lead_by_email(d->store, "maya@example.org", &l), 0);
+	assert_string_equal(l.first_name, "Maia");
+	assert_string_equal(l.stage, "awareness"); /* an import never moves a known lead */
+	assert_string_equal(l.attrs, "{\"lead_source\":\"fair\"}");
+	store_lead_clear(&l);
+	assert_int_equal(status_of(d).leads, 1);
+}
+
+static void test_import_never_brings_back_a_suppressed_address(void **state)
+{
+	struct dripd *d = *state;
+	assert_rc(store_suppress(d->store, "gone@example.org", "unsubscribe", "journey", 1), 0);
+	assert_rc(store_suppress(d->store, "blocked.example", "manual", "dripctl", 1), 0);
+	cJSON *a = import_chunk(
+		d, IMPORT_HEADER,
+		"gone@example.org,G,,,,\nx@blocked.example,X,,,,\nok@example.org,O,,,,\n");
+	const cJSON *r = ok_result(a);
+	assert_int_equal((int)num(r, "added"), 1);
+	assert_int_equal((int)num(r, "suppressed"), 2);
+	cJSON_Delete(a);
+	assert_int_equal(status_of(d).leads, 1);
+}
+
+static void test_import_header_without_email_or_with_twins_is_invalid(void **state)
+{
+	struct dripd *d = *state;
+	cJSON *a = import_chunk(d, "[\"name\",\"company\"]", "x,y\n");
+	assert_error(a, "invalid");
+	assert_contains(error_message(a), "no email column");
+	cJSON_Delete(a);
+	a = import_chunk(d, "[\"email\",\"E-mail\"]", "x@y.org,x@y.org\n");
+	assert_error(a, "invalid");
+	assert_contains(error_message(a), "both mean email");
+	cJSON_Delete(a);
+	assert_nothing_stored(d);
+}
+
+static void test_export_guards_formulas_and_reads_back(void **state)
+{
+	struct dripd *d = *state;
+	cJSON_Delete(import_chunk(d, IMPORT_HEADER, "maya@example.org,=HYPERLINK(\"x\"),,,,\n"));
+	cJSON *a = ask_cmd(d, "lead.export", "{}");
+	const cJSON *r = ok_result(a);
+	assert_contains(str(r, "csv"), "email,first_name,last_name");
+	assert_contains(str(r, "csv"), "maya@example.org,\"'=HYPERLINK(\"\"x\"\")\"");
+	assert_true(cJSON_IsNull(item(r, "next")));
+	cJSON_Delete(a);
+}
+
+static void test_lead_list_filters_by_stage_and_status(void **state)
+{
+	struct dripd *d = *state;
+	cJSON_Delete(import_chunk(d, IMPORT_HEADER,
+				  "a@example.org,,,awareness,,\nb@example.org,,,decision,,\n"));
+	cJSON *a = ask_cmd(d, "lead.list", "{\"stage\":\"decision\"}");
+	const cJSON *leads = item(ok_result(a), "leads");
+	assert_int_equal(cJSON_GetArraySize(leads), 1);
+	assert_string_equal(str(cJSON_GetArrayItem(leads, 0), "email"), "b@example.org");
+	cJSON_Delete(a);
+	assert_error_line(d, "{\"v\":1,\"cmd\":\"lead.list\",\"args\":{\"status\":\"asleep\"}}",
+			  "invalid");
+}
+
+static void test_forget_erases_the_person_and_keeps_only_a_hash(void **state)
+{
+	struct dripd *d = *state;
+	assert_rc(store_set_hash_key(d->store, "0123456789abcdef0123456789abcdef", 32), 0);
+	cJSON_Delete(import_chunk(d, IMPORT_HEADER, "maya@example.org,Maya,,,,web\n"));
+	cJSON *a = ask_cmd(d, "lead.forget", "{\"email\":\"maya@example.org\"}");
+	ok_result(a);
+	cJSON_Delete(a);
+	struct lead l;
+	assert_rc(store_lead_by_email(d->store, "maya@example.org", &l), DRIP_ENOT_FOUND);
+	assert_rc(store_lead_by_id(d->store, 1, &l), 0);
+	assert_string_equal(l.status, "forgotten");
+	assert_string_equal(l.first_name, "");
+	assert_string_equal(l.attrs, "{}");
+	assert_null(strstr(l.email, "maya"));
+	store_lead_clear(&l);
+	/* Still suppressed, by hash, whatever the case of the address. */
+	assert_rc(store_suppressed(d->store, "Maya@Example.org", NULL, 0), 0);
+	cJSON *list = ask_cmd(d, "suppress.list", "{}");
+	char *text = cJSON_PrintUnformatted(list);
+	assert_null(strstr(text, "maya"));
+	assert_contains(text, "hmac:");
+	cJSON_free(text);
+	cJSON_Delete(list);
+	/* A second forget says so; an import does not bring the person back. */
+	a = ask_cmd(d, "lead.forget", "{\"email\":\"maya@example.org\"}");
+	assert_error(a, "not_found");
+	assert_contains(error_message(a), "forgotten already");
+	cJSON_Delete(a);
+	a = import_chunk(d, IMPORT_HEADER, "maya@example.org,Maya,,,,web\n");
+	assert_int_equal((int)num(ok_result(a), "suppressed"), 1);
+	cJSON_Delete(a);
+}
+
+static void test_removing_a_persons_own_opt_out_needs_force(void **state)
+{
+	struct dripd *d = *state;
+	cJSON_Delete(import_chunk(d, IMPORT_HEADER, "maya@example.org,Maya,,,,\n"));
+	assert_rc(store_suppress(d->store, "maya@example.org", "unsubscribe", "journey", 1), 0);
+	cJSON *a = ask_cmd(d, "suppress.remove", "{\"address\":\"maya@example.org\"}");
+	assert_error(a, "denied");
+	assert_contains(error_message(a), "--force");
+	cJSON_Delete(a);
+	assert_rc(store_suppressed(d->store, "maya@example.org", NULL, 0), 0);
+	a = ask_cmd(d, "suppress.remove", "{\"address\":\"maya@example.org\",\"force\":true}");
+	ok_result(a);
+	cJSON_Delete(a);
+	assert_rc(store_suppressed(d->store, "maya@example.org", NULL, 0), DRIP_ENOT_FOUND);
+	bool found = false;
+	struct lead l;
+	assert_rc(store_lead_by_email(d->store, "maya@example.org", &l), 0);
+	assert_rc(store_lead_has_event(d->store, l.id, "unsuppress", NULL, NULL, &found), 0);
+	assert_true(found);
+	store_lead_clear(&l);
+	a = ask_cmd(d, "suppress.remove", "{\"address\":\"maya@example.org\"}");
+	assert_error(a, "not_found");
+	cJSON_Delete(a);
+}
+
+static void test_suppress_add_takes_addresses_and_domains_only(void **state)
+{
+	struct dripd *d = *state;
+	cJSON *a = ask_cmd(d, "suppress.add", "{\"address\":\"example.net\"}");
+	assert_string_equal(str(item(ok_result(a), "entry"), "kind"), "domain");
+	cJSON_Delete(a);
+	assert_rc(store_suppressed(d->store, "anyone@example.net", NULL, 0), 0);
+	assert_error_line(d, "{\"v\":1,\"cmd\":\"suppress.add\",\"args\":{\"address\":\"no way\"}}",
+			  "invalid");
+}
+
+static void test_backup_writes_a_copy_and_never_overwrites(void **state)
+{
+	struct dripd *d = *state;
+	char dir[256];
+	testutil_mkdtemp(dir, sizeof(dir), "backup");
+	char *path = xasprintf("%s/copy.db", dir);
+	char *args = xasprintf("{\"file\":\"%s\"}", path);
+	cJSON_Delete(import_chunk(d, IMPORT_HEADER, "maya@example.org,Maya,,,,\n"));
+	cJSON *a = ask_cmd(d, "backup", args);
+	assert_string_equal(str(ok_result(a), "file"), path);
+	cJSON_Delete(a);
+	char err[256];
+	struct store *copy = store_open(path, err, sizeof(err));
+	assert_non_null(copy);
+	struct lead l;
+	assert_rc(store_lead_by_email(copy, "maya@example.org", &l), 0);
+	store_lead_clear(&l);
+	store_close(copy);
+	a = ask_cmd(d, "backup", args);
+	assert_error(a, "exists");
+	cJSON_Delete(a);
+	assert_error_line(d, "{\"v\":1,\"cmd\":\"backup\",\"args\":{\"file\":\"rel.db\"}}",
+			  "invalid");
+	free(args);
+	free(path);
+	testutil_rmtree(dir);
+}
+
+static void test_watch_and_reload_need_the_daemon(void **state)
+{
+	struct dripd *d = *state;
+	assert_error_line(d, "{\"v\":1,\"cmd\":\"watch\"}", "unsupported");
+	assert_error_line(d, "{\"v\":1,\"cmd\":\"reload\"}", "unsupported");
+}
+
 /* ---- line framing (proto.c) ----------------------------------------------------------- */
 
 static void feed_str(struct proto_reader *r, const char *s)
@@ -875,6 +1120,17 @@ int main(void)
 		CONTROL_TEST(test_clock_advance_with_a_bad_duration_is_invalid),
 		CONTROL_TEST(test_clock_advance_without_the_test_clock_is_disabled),
 		CONTROL_TEST(test_help_lists_every_command_of_the_table),
+		CONTROL_TEST(test_import_adds_good_rows_and_reports_bad_ones_by_line),
+		CONTROL_TEST(test_reimport_updates_the_profile_and_never_duplicates),
+		CONTROL_TEST(test_import_never_brings_back_a_suppressed_address),
+		CONTROL_TEST(test_import_header_without_email_or_with_twins_is_invalid),
+		CONTROL_TEST(test_export_guards_formulas_and_reads_back),
+		CONTROL_TEST(test_lead_list_filters_by_stage_and_status),
+		CONTROL_TEST(test_forget_erases_the_person_and_keeps_only_a_hash),
+		CONTROL_TEST(test_removing_a_persons_own_opt_out_needs_force),
+		CONTROL_TEST(test_suppress_add_takes_addresses_and_domains_only),
+		CONTROL_TEST(test_backup_writes_a_copy_and_never_overwrites),
+		CONTROL_TEST(test_watch_and_reload_need_the_daemon),
 		cmocka_unit_test(test_usage_of_lead_add_shows_positional_and_repeatable_options),
 		cmocka_unit_test(test_reader_joins_a_line_fed_in_pieces),
 		cmocka_unit_test(test_reader_returns_every_line_of_one_feed_and_strips_crlf),

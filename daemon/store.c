@@ -107,6 +107,14 @@ static const char *const store_migrations[] = {
 	"CREATE INDEX events_touch ON events(touch_id, kind);",
 	/* 3: when a touch was first tried, so retries give up after an age, like an MTA. */
 	"ALTER TABLE touches ADD COLUMN first_attempt_at INTEGER;",
+	/* 4: where the inbox left off in each mailbox (IMAP UIDVALIDITY and the last UID
+	 * processed), and how many messages it could not match to a lead. */
+	"CREATE TABLE inbox_state ("
+	"  mailbox TEXT PRIMARY KEY,"
+	"  uidvalidity INTEGER NOT NULL,"
+	"  last_uid INTEGER NOT NULL,"
+	"  unmatched INTEGER NOT NULL DEFAULT 0"
+	") WITHOUT ROWID;",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -164,6 +172,12 @@ enum store_stmt_id {
 	STMT_SUPPRESS,
 	STMT_SUPPRESSED,
 	STMT_STATS_STEPS,
+	STMT_INBOX_STATE_GET,
+	STMT_INBOX_STATE_SET,
+	STMT_INBOX_UNMATCHED,
+	STMT_TOUCH_BY_MESSAGE_ID,
+	STMT_TOUCH_SET_DUE,
+	STMT_LEAD_COUNT_EVENTS,
 	STMT_COUNT
 };
 
@@ -315,6 +329,18 @@ static const char *const store_sql_more[] = {
 	[STMT_TOUCH_NEXT_FOR_LEAD] =
 		"SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE lead_id = ?1 "
 		"AND state = 'pending' ORDER BY due_at, id LIMIT 1",
+	[STMT_INBOX_STATE_GET] = "SELECT uidvalidity, last_uid, unmatched FROM inbox_state "
+				 "WHERE mailbox = ?1",
+	[STMT_INBOX_STATE_SET] =
+		"INSERT INTO inbox_state(mailbox, uidvalidity, last_uid) VALUES (?1, ?2, ?3) "
+		"ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = ?2, last_uid = ?3",
+	[STMT_INBOX_UNMATCHED] = "UPDATE inbox_state SET unmatched = unmatched + 1 "
+				 "WHERE mailbox = ?1",
+	[STMT_TOUCH_BY_MESSAGE_ID] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches "
+				     "WHERE message_id = ?1",
+	[STMT_TOUCH_SET_DUE] = "UPDATE touches SET due_at = ?2, updated_at = ?3 "
+			       "WHERE id = ?1 AND state = 'pending'",
+	[STMT_LEAD_COUNT_EVENTS] = "SELECT count(*) FROM events WHERE lead_id = ?1 AND kind = ?2",
 };
 
 struct store {
@@ -1291,4 +1317,78 @@ int store_lead_update(struct store *st, const struct lead *lead, int64_t now)
 	store_bind_text(s, 8, lead->attrs);
 	sqlite3_bind_int64(s, 9, now);
 	return store_touch_update(st, s);
+}
+
+int store_inbox_state(struct store *st, const char *mailbox, int64_t *uidvalidity,
+		      int64_t *last_uid, int64_t *unmatched)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_INBOX_STATE_GET);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, mailbox);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*uidvalidity = sqlite3_column_int64(s, 0);
+		*last_uid = sqlite3_column_int64(s, 1);
+		if (unmatched)
+			*unmatched = sqlite3_column_int64(s, 2);
+		sqlite3_reset(s);
+		return 0;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "inbox state");
+}
+
+int store_inbox_state_set(struct store *st, const char *mailbox, int64_t uidvalidity,
+			  int64_t last_uid)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_INBOX_STATE_SET);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, mailbox);
+	sqlite3_bind_int64(s, 2, uidvalidity);
+	sqlite3_bind_int64(s, 3, last_uid);
+	return store_exec_stmt(st, s);
+}
+
+int store_inbox_unmatched(struct store *st, const char *mailbox)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_INBOX_UNMATCHED);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, mailbox);
+	return store_exec_stmt(st, s);
+}
+
+int store_touch_by_message_id(struct store *st, const char *message_id, struct touch *out)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_BY_MESSAGE_ID);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, message_id);
+	return store_touch_one(st, s, out);
+}
+
+int store_touch_set_due(struct store *st, int64_t id, int64_t due_at, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SET_DUE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, due_at);
+	sqlite3_bind_int64(s, 3, now);
+	return store_touch_update(st, s);
+}
+
+int store_lead_count_events(struct store *st, int64_t lead_id, const char *kind, int64_t *n)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEAD_COUNT_EVENTS);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	store_bind_text(s, 2, kind);
+	int rc = sqlite3_step(s);
+	*n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "count events");
 }

@@ -230,4 +230,22 @@ typedef int (*store_step_cb)(void *arg, const char *sequence, const char *step, 
 /* Calls cb for each step that pending or queued touches wait for, with how many wait. */
 int store_pending_steps(struct store *st, store_step_cb cb, void *arg);
 
+/*
+ * Where the inbox left off in `mailbox` (its URL): the IMAP UIDVALIDITY, the last UID
+ * processed and how many messages matched no lead; DRIP_ENOT_FOUND before the first poll.
+ * `unmatched` may be NULL.
+ */
+int store_inbox_state(struct store *st, const char *mailbox, int64_t *uidvalidity,
+		      int64_t *last_uid, int64_t *unmatched);
+int store_inbox_state_set(struct store *st, const char *mailbox, int64_t uidvalidity,
+			  int64_t last_uid);
+/* Counts one more unmatched message for the mailbox (after store_inbox_state_set). */
+int store_inbox_unmatched(struct store *st, const char *mailbox);
+/* The touch sent with this Message-ID (angle brackets included); DRIP_ENOT_FOUND if none. */
+int store_touch_by_message_id(struct store *st, const char *message_id, struct touch *out);
+/* Moves a pending touch to `due_at`; DRIP_ENOT_FOUND unless it is pending. */
+int store_touch_set_due(struct store *st, int64_t id, int64_t due_at, int64_t now);
+/* How many events of `kind` the lead has. */
+int store_lead_count_events(struct store *st, int64_t lead_id, const char *kind, int64_t *n);
+
 #endif

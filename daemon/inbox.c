@@ -54,6 +54,7 @@
 #define INBOX_LINE_MAX (64 * 1024) /* a response line without its literals */
 #define INBOX_IO_TIMEOUT_MS 30000
 #define INBOX_BACKOFF_MAX_MS (300 * 1000)
+#define INBOX_COMPANY_MAX 200 /* leads of one company a colleague's reply may stop */
 
 enum inbox_phase {
 	INBOX_IDLE, /* nothing posted */
@@ -831,6 +832,48 @@ static int inbox_event(struct dripd *d, struct lead *lead, int64_t touch_id, con
 	return rc;
 }
 
+/*
+ * A reply from someone who is not a lead, on no thread of ours, from a company domain (never
+ * a free-mail one): with inbox.colleague "lead" it counts for the company's lead when there is
+ * exactly one, with "company" for every active lead there; "ignore" leaves it alone.
+ */
+static int inbox_company_reply(struct dripd *d, const struct classify_result *r, int64_t now,
+			       enum inbox_match *matched)
+{
+	const char *mode = d->cfg->inbox.colleague;
+	const char *at = strrchr(r->from, '@');
+	int64_t ids[INBOX_COMPANY_MAX];
+	size_t n = 0;
+	int rc;
+	if (matched)
+		*matched = INBOX_MATCH_NONE;
+	if (strcmp(mode, "ignore") == 0 || !at || !at[1] || classify_free_mail(at + 1))
+		goto alone;
+	if ((rc = store_leads_by_domain(d->store, at + 1, ids, INBOX_COMPANY_MAX, &n)))
+		return rc;
+	if (n == 0 || (strcmp(mode, "lead") == 0 && n != 1))
+		goto alone;
+	for (size_t i = 0; i < n; i++) {
+		struct lead lead;
+		if ((rc = store_lead_by_id(d->store, ids[i], &lead)))
+			return rc;
+		cJSON *detail = inbox_detail(r, INBOX_MATCH_COMPANY);
+		cJSON_AddBoolToObject(detail, "colleague", true);
+		cJSON_AddStringToObject(detail, "excerpt", r->excerpt);
+		rc = inbox_event(d, &lead, 0, "reply", detail, now);
+		cJSON_Delete(detail);
+		store_lead_clear(&lead);
+		if (rc)
+			return rc;
+	}
+	if (matched)
+		*matched = INBOX_MATCH_COMPANY;
+	return 0;
+alone:
+	log_info("inbox: left alone: reply from <%s> \"%s\" (no lead)", r->from, r->subject);
+	return 0;
+}
+
 int inbox_apply(struct dripd *d, const char *data, size_t len, int64_t now,
 		enum inbox_match *matched)
 {
@@ -844,6 +887,10 @@ int inbox_apply(struct dripd *d, const char *data, size_t len, int64_t now,
 		goto done;
 	if (matched)
 		*matched = how;
+	if (how == INBOX_MATCH_NONE && r->kind == CLASSIFY_REPLY) {
+		rc = inbox_company_reply(d, r, now, matched);
+		goto done;
+	}
 	if (how == INBOX_MATCH_NONE || r->kind == CLASSIFY_UNKNOWN) {
 		log_info("inbox: left alone: %s from <%s> \"%s\" (%s)", classify_kind_name(r->kind),
 			 r->from, r->subject, how == INBOX_MATCH_NONE ? "no lead" : "unknown kind");

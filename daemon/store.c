@@ -178,6 +178,7 @@ enum store_stmt_id {
 	STMT_TOUCH_BY_MESSAGE_ID,
 	STMT_TOUCH_SET_DUE,
 	STMT_LEAD_COUNT_EVENTS,
+	STMT_LEADS_BY_DOMAIN,
 	STMT_COUNT
 };
 
@@ -341,6 +342,8 @@ static const char *const store_sql_more[] = {
 	[STMT_TOUCH_SET_DUE] = "UPDATE touches SET due_at = ?2, updated_at = ?3 "
 			       "WHERE id = ?1 AND state = 'pending'",
 	[STMT_LEAD_COUNT_EVENTS] = "SELECT count(*) FROM events WHERE lead_id = ?1 AND kind = ?2",
+	[STMT_LEADS_BY_DOMAIN] = "SELECT id FROM leads WHERE email LIKE ?1 ESCAPE '\\' "
+				 "AND status IN ('active', 'paused') ORDER BY id LIMIT ?2",
 };
 
 struct store {
@@ -1391,4 +1394,28 @@ int store_lead_count_events(struct store *st, int64_t lead_id, const char *kind,
 	*n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW ? 0 : store_fail(st, "count events");
+}
+
+int store_leads_by_domain(struct store *st, const char *domain, int64_t *ids, size_t max, size_t *n)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEADS_BY_DOMAIN);
+	struct buf pat;
+	int rc;
+	*n = 0;
+	if (!s)
+		return DRIP_ESTORE;
+	buf_init(&pat);
+	buf_adds(&pat, "%@");
+	for (const char *p = domain; *p; p++) {
+		if (*p == '%' || *p == '_' || *p == '\\')
+			buf_addc(&pat, '\\');
+		buf_addc(&pat, *p);
+	}
+	store_bind_text(s, 1, pat.data);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max)
+		ids[(*n)++] = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	buf_free(&pat);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, "leads by domain");
 }

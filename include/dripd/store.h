@@ -247,5 +247,8 @@ int store_touch_by_message_id(struct store *st, const char *message_id, struct t
 int store_touch_set_due(struct store *st, int64_t id, int64_t due_at, int64_t now);
 /* How many events of `kind` the lead has. */
 int store_lead_count_events(struct store *st, int64_t lead_id, const char *kind, int64_t *n);
+/* Up to `max` ids of the active or paused leads whose address is at `domain`, oldest first. */
+int store_leads_by_domain(struct store *st, const char *domain, int64_t *ids, size_t max,
+			  size_t *n);
 
 #endif

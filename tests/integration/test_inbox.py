@@ -376,3 +376,26 @@ def test_the_server_going_away_means_retries_not_a_stuck_loop(daemon_factory, do
     time.sleep(3)
     assert events(d, lead).count("reply") == 1
     assert d.stop() == 0
+
+
+@pytest.mark.skipif(not os.environ.get("DRIPD_PLAIN_BUILD"), reason="needs DRIPD_PLAIN_BUILD")
+def test_valgrind_finds_no_leak_with_the_inbox_reading(daemon_factory, dovecot, smtp_sink,
+                                                       tmp_path):
+    valgrind = shutil.which("valgrind")
+    assert valgrind, "valgrind is not installed (.ci/install-deps installs it)"
+    plain = Path(os.environ["DRIPD_PLAIN_BUILD"]) / "dripd"
+    d = inbox_daemon(daemon_factory, dovecot, smtp_sink, tmp_path)
+    d.start(binary=plain, prefix=(valgrind, "--quiet", "--leak-check=full",
+                                  "--show-leak-kinds=definite,indirect,possible",
+                                  "--errors-for-leak-kinds=definite,indirect,possible",
+                                  "--error-exitcode=99"))
+    watching(d)
+    lead = "val@example.org"
+    msgid, reply_to, mail_from = first_touch(d, smtp_sink, lead)
+    dovecot.deliver(fill("ooo_outlook.eml", lead, msgid, reply_to, mail_from))
+    dovecot.deliver(fill("dsn_postfix_soft.eml", lead, msgid, reply_to, mail_from))
+    dovecot.deliver(fill("stranger.eml", lead))
+    dovecot.deliver(fill("reply_threaded.eml", lead, msgid, reply_to, mail_from))
+    wait_for(lambda: "reply" in events(d, lead), 60, "the reply")
+    code = d.stop(timeout=60)
+    assert code == 0, f"valgrind reported errors or leaks:\n{d.log_text()}"

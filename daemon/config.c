@@ -36,10 +36,17 @@ static const char *const config_delivery_keys[] = { "url",
 						    "min_gap",
 						    NULL };
 static const char *const config_tracking_keys[] = { "listen", "base_url", "secret_file", NULL };
-static const char *const config_inbox_keys[] = {
-	"url",           "username",         "password_file",     "poll",      "reply_domain",
-	"bounce_domain", "auto_reply_pause", "soft_bounce_limit", "colleague", NULL
-};
+static const char *const config_inbox_keys[] = { "url",
+						 "username",
+						 "password_file",
+						 "poll",
+						 "reply_domain",
+						 "bounce_domain",
+						 "auto_reply_pause",
+						 "soft_bounce_limit",
+						 "colleague",
+						 "move_to",
+						 NULL };
 static const char *const config_colleague_modes[] = { "lead", "company", "ignore", NULL };
 static const char *const config_webhook_keys[] = { "url", "events", NULL };
 static const char *const config_log_levels[] = { "error", "warning", "info", "debug", NULL };
@@ -84,6 +91,7 @@ struct config *config_defaults(void)
 	cfg->inbox.auto_reply_pause = 7 * 86400;
 	cfg->inbox.soft_bounce_limit = 3;
 	cfg->inbox.colleague = xstrdup("lead");
+	cfg->inbox.move_to = xstrdup("");
 	cfg->test_clock = false;
 	cfg->clock_rate = 1.0;
 	return cfg;
@@ -112,6 +120,7 @@ void config_free(struct config *cfg)
 	free(cfg->inbox.reply_domain);
 	free(cfg->inbox.bounce_domain);
 	free(cfg->inbox.colleague);
+	free(cfg->inbox.move_to);
 	for (size_t i = 0; i < cfg->nwebhooks; i++) {
 		free(cfg->webhooks[i].url);
 		for (size_t j = 0; j < cfg->webhooks[i].nevents; j++)
@@ -249,7 +258,8 @@ static int config_inbox(struct config *cfg, const struct json_doc *d, const cJSO
 				    errlen)) ||
 	    (rc = json_get_int(d, o, "soft_bounce_limit", 1, 1000, &cfg->inbox.soft_bounce_limit,
 			       err, errlen)) ||
-	    (rc = config_string(d, o, "colleague", &cfg->inbox.colleague, false, p, err, errlen)))
+	    (rc = config_string(d, o, "colleague", &cfg->inbox.colleague, false, p, err, errlen)) ||
+	    (rc = config_string(d, o, "move_to", &cfg->inbox.move_to, false, p, err, errlen)))
 		return rc;
 	static const char *const domains[] = { "reply_domain", "bounce_domain" };
 	for (size_t i = 0; i < 2; i++) {

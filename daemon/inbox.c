@@ -69,6 +69,7 @@ struct inbox_msg {
 	char *data;
 	size_t len;
 	bool want_body;
+	bool handled; /* the loop recorded an event for it (moved when inbox.move_to is set) */
 };
 
 struct inbox {
@@ -80,6 +81,7 @@ struct inbox {
 	/* Set at start, read-only after. */
 	char *url; /* the mailbox's key in the store */
 	char *host, *port, *mailbox, *user, *pass;
+	char *move_to; /* "" or the folder handled messages are moved to */
 	bool tls;
 	uint64_t poll_ms;
 	/* Under lock. */
@@ -574,6 +576,36 @@ static void inbox_note(struct inbox *ib, const char *fmt, ...)
 	uv_async_send(&ib->async);
 }
 
+/*
+ * Moves the handled messages (already committed) to inbox.move_to: the mailbox is selected
+ * read-write for this only, and UID MOVE (RFC 6851) keeps their flags, so they stay unread.
+ * A failure leaves them where they are, logged.
+ */
+static void inbox_move(struct inbox *ib, struct inbox_conn *c, const char *uids)
+{
+	struct buf cmd;
+	buf_init(&cmd);
+	buf_adds(&cmd, "SELECT ");
+	inbox_quote(&cmd, ib->mailbox);
+	int rc = inbox_cmd(c, cmd.data, NULL, NULL);
+	buf_free(&cmd);
+	for (int attempt = 0; rc == 0 && attempt < 2; attempt++) {
+		buf_printf(&cmd, "UID MOVE %s ", uids);
+		inbox_quote(&cmd, ib->move_to);
+		rc = inbox_cmd(c, cmd.data, NULL, NULL);
+		buf_free(&cmd);
+		if (rc != DRIP_EPERMFAIL || attempt)
+			break;
+		/* [TRYCREATE]: the folder does not exist yet. */
+		buf_adds(&cmd, "CREATE ");
+		inbox_quote(&cmd, ib->move_to);
+		rc = inbox_cmd(c, cmd.data, NULL, NULL);
+		buf_free(&cmd);
+	}
+	if (rc)
+		inbox_note(ib, "inbox: cannot move handled mail to %s: %s", ib->move_to, c->err);
+}
+
 /* One poll: connect, log in, examine, fetch and hand over everything new, log out. */
 static int inbox_session(struct inbox *ib, struct inbox_conn *c)
 {
@@ -627,6 +659,8 @@ static int inbox_session(struct inbox *ib, struct inbox_conn *c)
 			return DRIP_EBUSY;
 		last = start;
 	}
+	struct buf moved;
+	buf_init(&moved);
 	for (;;) {
 		if (ex.uidnext > 0 && last + 1 >= ex.uidnext)
 			break;
@@ -637,6 +671,7 @@ static int inbox_session(struct inbox *ib, struct inbox_conn *c)
 		/* The worker owns msgs while no batch is posted. */
 		if ((rc = inbox_cmd(c, q, inbox_fetch_cb, &f))) {
 			inbox_msgs_free(ib->msgs, f.n);
+			buf_free(&moved);
 			return rc;
 		}
 		if (f.n == 0) {
@@ -659,6 +694,7 @@ static int inbox_session(struct inbox *ib, struct inbox_conn *c)
 		uv_mutex_unlock(&ib->lock);
 		if (!inbox_post(ib, INBOX_HEADERS)) {
 			inbox_msgs_free(ib->msgs, f.n);
+			buf_free(&moved);
 			return DRIP_EBUSY;
 		}
 		buf_init(&cmd);
@@ -674,13 +710,23 @@ static int inbox_session(struct inbox *ib, struct inbox_conn *c)
 			free(fq);
 		}
 		buf_free(&cmd);
+		for (size_t i = 0; i < f.n; i++)
+			ib->msgs[i].handled = false;
 		if (rc || !inbox_post(ib, INBOX_BODIES)) {
 			inbox_msgs_free(ib->msgs, f.n);
+			buf_free(&moved);
 			return rc ? rc : DRIP_EBUSY;
 		}
+		for (size_t i = 0; i < f.n; i++)
+			if (ib->msgs[i].handled)
+				buf_printf(&moved, "%s%lld", moved.len ? "," : "",
+					   (long long)ib->msgs[i].uid);
 		last = ib->msgs[f.n - 1].uid;
 		inbox_msgs_free(ib->msgs, f.n);
 	}
+	if (moved.len && ib->move_to[0])
+		inbox_move(ib, c, moved.data);
+	buf_free(&moved);
 	inbox_cmd(c, "LOGOUT", NULL, NULL);
 	return 0;
 }
@@ -1019,6 +1065,7 @@ static void inbox_commit_batch(struct inbox *ib, enum inbox_phase phase)
 			how = INBOX_MATCH_NONE;
 		}
 		rc = store_part_end(d->store, arc == 0);
+		ib->msgs[i].handled = arc == 0 && how != INBOX_MATCH_NONE;
 		if (how == INBOX_MATCH_NONE) {
 			unmatched++;
 			if (rc == 0)
@@ -1082,6 +1129,7 @@ static void inbox_free_cb(uv_handle_t *h)
 	free(ib->port);
 	free(ib->mailbox);
 	free(ib->user);
+	free(ib->move_to);
 	if (ib->pass)
 		memset(ib->pass, 0, strlen(ib->pass));
 	free(ib->pass);
@@ -1156,6 +1204,7 @@ struct inbox *inbox_new(struct dripd *d)
 	if (!inbox_parse_url(ib, cfg->inbox.url))
 		log_fatal("inbox: cannot use the url %s", cfg->inbox.url);
 	ib->user = xstrdup(cfg->inbox.username);
+	ib->move_to = xstrdup(cfg->inbox.move_to);
 	if (cfg->inbox.password_file[0]) {
 		if (!(ib->pass = inbox_read_password(cfg->inbox.password_file)))
 			log_fatal("inbox: cannot read the password file %s: %s",

@@ -13,7 +13,7 @@
  * One worker thread of its own polls the mailbox of the config's inbox.url (imap:// or
  * imaps://) every inbox.poll seconds of machine time. It opens the mailbox with EXAMINE
  * (read-only) and fetches with BODY.PEEK, so no message is ever marked \Seen, moved or
- * deleted. It fetches the headers of the messages after the last UID processed, hands them
+ * deleted (unless inbox.move_to asks to move the handled ones). It fetches the headers of the messages after the last UID processed, hands them
  * to the loop thread (uv_async), fetches the bodies of those the loop asks for (messages that
  * match a lead, and reports), and hands those over too. The loop thread alone classifies,
  * matches, applies the effects and records the new last UID, in one transaction per batch,

@@ -153,12 +153,14 @@ class Dovecot:
         os.chown(tmp, self.pw.pw_uid, self.pw.pw_gid)
         os.rename(tmp, self.maildir / "new" / name)
 
-    def flags(self):
-        """Every message's flags, read over IMAP read-only."""
+    def flags(self, folder="INBOX"):
+        """Every message's flags in a folder, read over IMAP read-only."""
         m = imaplib.IMAP4("127.0.0.1", self.port)
         try:
             m.login("lead-inbox", PASSWORD)
-            m.select("INBOX", readonly=True)
+            typ, _ = m.select(folder, readonly=True)
+            if typ != "OK":
+                return None
             typ, data = m.uid("FETCH", "1:*", "(FLAGS)")
             return [d.decode() for d in data if d]
         finally:
@@ -399,3 +401,21 @@ def test_valgrind_finds_no_leak_with_the_inbox_reading(daemon_factory, dovecot, 
     wait_for(lambda: "reply" in events(d, lead), 60, "the reply")
     code = d.stop(timeout=60)
     assert code == 0, f"valgrind reported errors or leaks:\n{d.log_text()}"
+
+
+def test_handled_mail_can_be_moved_to_a_folder_and_stays_unread(daemon_factory, dovecot,
+                                                                smtp_sink, tmp_path):
+    d = inbox_daemon(daemon_factory, dovecot, smtp_sink, tmp_path, move_to="Processed")
+    d.start()
+    watching(d)
+    lead = "mo@example.org"
+    msgid, reply_to, mail_from = first_touch(d, smtp_sink, lead)
+    dovecot.deliver(fill("stranger.eml", lead))
+    dovecot.deliver(fill("reply_threaded.eml", lead, msgid, reply_to, mail_from))
+    wait_for(lambda: "reply" in events(d, lead), 30, "the reply")
+    moved = wait_for(lambda: dovecot.flags("Processed"), 30, "the reply in Processed")
+    assert len(moved) == 1 and "\\Seen" not in moved[0], moved
+    left = dovecot.flags("INBOX")
+    assert len(left) == 1 and "\\Seen" not in left[0], left  # the stranger stays
+    time.sleep(2)
+    assert events(d, lead).count("reply") == 1

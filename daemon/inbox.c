@@ -545,8 +545,9 @@ static void inbox_msgs_free(struct inbox_msg *m, size_t n)
 	}
 }
 
-/* Posts the batch to the loop and waits for its answer; false when stopping. */
-static bool inbox_post(struct inbox *ib, enum inbox_phase phase)
+/* Posts the batch to the loop and waits for its answer: 0, DRIP_EBUSY when stopping, or
+ * DRIP_ESTORE when the loop could not record it (the worker backs off and reads it again). */
+static int inbox_post(struct inbox_conn *c, struct inbox *ib, enum inbox_phase phase)
 {
 	uv_mutex_lock(&ib->lock);
 	ib->phase = phase;
@@ -556,10 +557,12 @@ static bool inbox_post(struct inbox *ib, enum inbox_phase phase)
 	uv_mutex_lock(&ib->lock);
 	while (ib->phase != INBOX_ANSWERED && !ib->stop)
 		uv_cond_wait(&ib->cond, &ib->lock);
-	bool ok = !ib->stop && !ib->store_failed;
+	int rc = ib->stop ? DRIP_EBUSY : ib->store_failed ? DRIP_ESTORE : 0;
 	ib->phase = INBOX_IDLE;
 	uv_mutex_unlock(&ib->lock);
-	return ok;
+	if (rc == DRIP_ESTORE)
+		inbox_fail(c, "the database could not record what was read");
+	return rc;
 }
 
 static void inbox_note(struct inbox *ib, const char *fmt, ...)
@@ -655,8 +658,8 @@ static int inbox_session(struct inbox *ib, struct inbox_conn *c)
 		ib->reset_uidvalidity = ex.uidvalidity;
 		ib->reset_last = start;
 		uv_mutex_unlock(&ib->lock);
-		if (!inbox_post(ib, INBOX_RESET))
-			return DRIP_EBUSY;
+		if ((rc = inbox_post(c, ib, INBOX_RESET)))
+			return rc;
 		last = start;
 	}
 	struct buf moved;
@@ -692,10 +695,10 @@ static int inbox_session(struct inbox *ib, struct inbox_conn *c)
 		uv_mutex_lock(&ib->lock);
 		ib->nmsgs = f.n;
 		uv_mutex_unlock(&ib->lock);
-		if (!inbox_post(ib, INBOX_HEADERS)) {
+		if ((rc = inbox_post(c, ib, INBOX_HEADERS))) {
 			inbox_msgs_free(ib->msgs, f.n);
 			buf_free(&moved);
-			return DRIP_EBUSY;
+			return rc;
 		}
 		buf_init(&cmd);
 		for (size_t i = 0; i < f.n; i++)
@@ -712,10 +715,10 @@ static int inbox_session(struct inbox *ib, struct inbox_conn *c)
 		buf_free(&cmd);
 		for (size_t i = 0; i < f.n; i++)
 			ib->msgs[i].handled = false;
-		if (rc || !inbox_post(ib, INBOX_BODIES)) {
+		if (rc || (rc = inbox_post(c, ib, INBOX_BODIES))) {
 			inbox_msgs_free(ib->msgs, f.n);
 			buf_free(&moved);
-			return rc ? rc : DRIP_EBUSY;
+			return rc;
 		}
 		for (size_t i = 0; i < f.n; i++)
 			if (ib->msgs[i].handled)

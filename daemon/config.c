@@ -42,7 +42,18 @@ static const char *const config_tracking_keys[] = { "listen",          "base_url
 						    "secret_file",     "trusted_proxies",
 						    "max_connections", "request_timeout",
 						    "idle_timeout",    NULL };
-static const char *const config_inbox_keys[] = { "url", "username", "password_file", "poll", NULL };
+static const char *const config_inbox_keys[] = { "url",
+						 "username",
+						 "password_file",
+						 "poll",
+						 "reply_domain",
+						 "bounce_domain",
+						 "auto_reply_pause",
+						 "soft_bounce_limit",
+						 "colleague",
+						 "move_to",
+						 NULL };
+static const char *const config_colleague_modes[] = { "lead", "company", "ignore", NULL };
 static const char *const config_webhook_keys[] = { "url", "events", NULL };
 static const char *const config_log_levels[] = { "error", "warning", "info", "debug", NULL };
 
@@ -85,6 +96,12 @@ struct config *config_defaults(void)
 	cfg->inbox.username = xstrdup("");
 	cfg->inbox.password_file = xstrdup("");
 	cfg->inbox.poll = 60;
+	cfg->inbox.reply_domain = xstrdup("");
+	cfg->inbox.bounce_domain = xstrdup("");
+	cfg->inbox.auto_reply_pause = 7 * 86400;
+	cfg->inbox.soft_bounce_limit = 3;
+	cfg->inbox.colleague = xstrdup("lead");
+	cfg->inbox.move_to = xstrdup("");
 	cfg->test_clock = false;
 	cfg->clock_rate = 1.0;
 	return cfg;
@@ -113,6 +130,10 @@ void config_free(struct config *cfg)
 	free(cfg->inbox.url);
 	free(cfg->inbox.username);
 	free(cfg->inbox.password_file);
+	free(cfg->inbox.reply_domain);
+	free(cfg->inbox.bounce_domain);
+	free(cfg->inbox.colleague);
+	free(cfg->inbox.move_to);
 	for (size_t i = 0; i < cfg->nwebhooks; i++) {
 		free(cfg->webhooks[i].url);
 		for (size_t j = 0; j < cfg->webhooks[i].nevents; j++)
@@ -274,8 +295,34 @@ static int config_inbox(struct config *cfg, const struct json_doc *d, const cJSO
 	    (rc = config_string(d, o, "username", &cfg->inbox.username, false, p, err, errlen)) ||
 	    (rc = config_string(d, o, "password_file", &cfg->inbox.password_file, true, p, err,
 				errlen)) ||
-	    (rc = json_get_duration(d, o, "poll", &cfg->inbox.poll, err, errlen)))
+	    (rc = json_get_duration(d, o, "poll", &cfg->inbox.poll, err, errlen)) ||
+	    (rc = config_string(d, o, "reply_domain", &cfg->inbox.reply_domain, false, p, err,
+				errlen)) ||
+	    (rc = config_string(d, o, "bounce_domain", &cfg->inbox.bounce_domain, false, p, err,
+				errlen)) ||
+	    (rc = json_get_duration(d, o, "auto_reply_pause", &cfg->inbox.auto_reply_pause, err,
+				    errlen)) ||
+	    (rc = json_get_int(d, o, "soft_bounce_limit", 1, 1000, &cfg->inbox.soft_bounce_limit,
+			       err, errlen)) ||
+	    (rc = config_string(d, o, "colleague", &cfg->inbox.colleague, false, p, err, errlen)) ||
+	    (rc = config_string(d, o, "move_to", &cfg->inbox.move_to, false, p, err, errlen)))
 		return rc;
+	static const char *const domains[] = { "reply_domain", "bounce_domain" };
+	for (size_t i = 0; i < 2; i++) {
+		const char *v = i ? cfg->inbox.bounce_domain : cfg->inbox.reply_domain;
+		char probe[300];
+		snprintf(probe, sizeof(probe), "x@%s", v);
+		if (*v && (strlen(v) > 200 || !util_email_valid(probe) || strchr(v, '@')))
+			return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, domains[i]), err,
+					 errlen, "inbox: \"%s\" must be a mail domain", domains[i]);
+	}
+	bool known = false;
+	for (size_t i = 0; config_colleague_modes[i]; i++)
+		known |= strcmp(cfg->inbox.colleague, config_colleague_modes[i]) == 0;
+	if (!known)
+		return json_errf(
+			d, cJSON_GetObjectItemCaseSensitive(o, "colleague"), err, errlen,
+			"inbox: \"colleague\" must be \"lead\", \"company\" or \"ignore\"");
 	if (cfg->inbox.url[0] && strncmp(cfg->inbox.url, "imap://", 7) != 0 &&
 	    strncmp(cfg->inbox.url, "imaps://", 8) != 0)
 		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "url"), err, errlen,

@@ -17,6 +17,7 @@
 #include "dripd/control.h"
 #include "dripd/dripd.h"
 #include "dripd/error.h"
+#include "dripd/inbox.h"
 #include "dripd/log.h"
 #include "dripd/mailer.h"
 #include "dripd/sched.h"
@@ -202,6 +203,8 @@ static void main_drained_cb(void *arg)
 {
 	struct dripd *d = arg;
 	dripd_save_clock(d);
+	inbox_close(d->inbox);
+	d->inbox = NULL;
 	mailer_close(d->mailer);
 	sched_close(d->sched);
 	uv_close((uv_handle_t *)&main_sigs.term, NULL);
@@ -227,6 +230,8 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	log_info("dripd: %s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	control_close(d->control);
 	d->control = NULL;
+	inbox_close(d->inbox);
+	d->inbox = NULL;
 	track_close(d->track);
 	d->track = NULL;
 	sched_drain(d->sched, main_drained_cb, d);
@@ -360,6 +365,7 @@ static int main_run(const char *path)
 	main_signal(&loop, &main_sigs.hup, SIGHUP, &d);
 	main_signal(&loop, &main_sigs.pipe, SIGPIPE, &d);
 	sched_kick(d.sched);
+	d.inbox = inbox_new(&d);
 	log_info("dripd: %s started: %zu sequences, business time %lld%s", DRIPD_VERSION,
 		 d.content->nseqs, (long long)d.started_at, d.clock.test ? " (test clock)" : "");
 

@@ -338,6 +338,25 @@ int sched_compose(struct store *st, const struct content *c, const struct config
 		 *lead->first_name && *lead->last_name ? " " : "", lead->last_name);
 	out->message_id = message_make_id(from, t->id);
 	out->envelope_from = xstrdup(addr);
+	/* Replies and bounces find their way back to this touch through signed addresses,
+	 * where the config names the domains that deliver them into the inbox. */
+	char reply_to[TOKEN_MAX_LEN + 300] = "";
+	if (keys && *cfg->inbox.reply_domain) {
+		struct token_claims cl = { .kind = TOKEN_REPLY, .touch_id = t->id };
+		char tok[TOKEN_MAX_LEN];
+		if (token_sign(keys, &cl, TOKEN_ADDRESS, tok, sizeof(tok)))
+			snprintf(reply_to, sizeof(reply_to), "reply+%s@%s", tok,
+				 cfg->inbox.reply_domain);
+	}
+	if (keys && *cfg->inbox.bounce_domain) {
+		struct token_claims cl = { .kind = TOKEN_BOUNCE, .touch_id = t->id };
+		char tok[TOKEN_MAX_LEN];
+		if (token_sign(keys, &cl, TOKEN_ADDRESS, tok, sizeof(tok))) {
+			free(out->envelope_from);
+			out->envelope_from =
+				xasprintf("bounce+%s@%s", tok, cfg->inbox.bounce_domain);
+		}
+	}
 	out->subject = xstrdup(r.subject);
 	/* A prospect follow-up answers the first note of its thread: same subject, threaded. */
 	if (seq->mode == CONTENT_PROSPECT && t->step_index > 0 &&
@@ -352,6 +371,7 @@ int sched_compose(struct store *st, const struct content *c, const struct config
 		.unsubscribe_url = unsub_url,
 		.unsubscribe_mailto = unsub_url ? mailto : NULL,
 		.from = from,
+		.reply_to = reply_to,
 		.to_name = to_name,
 		.to_addr = lead->email,
 		.subject = out->subject,

@@ -113,6 +113,14 @@ static const char *const store_migrations[] = {
 	"ALTER TABLE touches ADD COLUMN first_attempt_at INTEGER;",
 	/* 4: /metrics counts leads per stage from an index, not a scan of the table. */
 	"CREATE INDEX leads_stage ON leads(stage);",
+	/* 5: where the inbox left off in each mailbox (IMAP UIDVALIDITY and the last UID
+	 * processed), and how many messages it could not match to a lead. */
+	"CREATE TABLE inbox_state ("
+	"  mailbox TEXT PRIMARY KEY,"
+	"  uidvalidity INTEGER NOT NULL,"
+	"  last_uid INTEGER NOT NULL,"
+	"  unmatched INTEGER NOT NULL DEFAULT 0"
+	") WITHOUT ROWID;",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -187,6 +195,14 @@ enum store_stmt_id {
 	STMT_TOUCHES_FORGET,
 	STMT_LINKS_FORGET,
 	STMT_TOUCHES_DUE,
+
+	STMT_INBOX_STATE_GET,
+	STMT_INBOX_STATE_SET,
+	STMT_INBOX_UNMATCHED,
+	STMT_TOUCH_BY_MESSAGE_ID,
+	STMT_TOUCH_SET_DUE,
+	STMT_LEAD_COUNT_EVENTS,
+	STMT_LEADS_BY_DOMAIN,
 	STMT_COUNT
 };
 
@@ -382,6 +398,21 @@ static const char *const store_sql_more[] = {
 			      "WHERE lead_id = ?1)",
 	[STMT_TOUCHES_DUE] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE state = 'pending' "
 			     "ORDER BY due_at, id LIMIT ?1",
+
+	[STMT_INBOX_STATE_GET] = "SELECT uidvalidity, last_uid, unmatched FROM inbox_state "
+				 "WHERE mailbox = ?1",
+	[STMT_INBOX_STATE_SET] =
+		"INSERT INTO inbox_state(mailbox, uidvalidity, last_uid) VALUES (?1, ?2, ?3) "
+		"ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = ?2, last_uid = ?3",
+	[STMT_INBOX_UNMATCHED] = "UPDATE inbox_state SET unmatched = unmatched + 1 "
+				 "WHERE mailbox = ?1",
+	[STMT_TOUCH_BY_MESSAGE_ID] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches "
+				     "WHERE message_id = ?1",
+	[STMT_TOUCH_SET_DUE] = "UPDATE touches SET due_at = ?2, updated_at = ?3 "
+			       "WHERE id = ?1 AND state = 'pending'",
+	[STMT_LEAD_COUNT_EVENTS] = "SELECT count(*) FROM events WHERE lead_id = ?1 AND kind = ?2",
+	[STMT_LEADS_BY_DOMAIN] = "SELECT id FROM leads WHERE email LIKE ?1 ESCAPE '\\' "
+				 "AND status IN ('active', 'paused') ORDER BY id LIMIT ?2",
 };
 
 struct store {
@@ -1741,4 +1772,102 @@ int store_backup_end(struct store_backup *bk, bool done)
 	free(bk->path);
 	free(bk);
 	return done ? rc : 0;
+}
+
+int store_inbox_state(struct store *st, const char *mailbox, int64_t *uidvalidity,
+		      int64_t *last_uid, int64_t *unmatched)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_INBOX_STATE_GET);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, mailbox);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*uidvalidity = sqlite3_column_int64(s, 0);
+		*last_uid = sqlite3_column_int64(s, 1);
+		if (unmatched)
+			*unmatched = sqlite3_column_int64(s, 2);
+		sqlite3_reset(s);
+		return 0;
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "inbox state");
+}
+
+int store_inbox_state_set(struct store *st, const char *mailbox, int64_t uidvalidity,
+			  int64_t last_uid)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_INBOX_STATE_SET);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, mailbox);
+	sqlite3_bind_int64(s, 2, uidvalidity);
+	sqlite3_bind_int64(s, 3, last_uid);
+	return store_exec_stmt(st, s);
+}
+
+int store_inbox_unmatched(struct store *st, const char *mailbox)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_INBOX_UNMATCHED);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, mailbox);
+	return store_exec_stmt(st, s);
+}
+
+int store_touch_by_message_id(struct store *st, const char *message_id, struct touch *out)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_BY_MESSAGE_ID);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, message_id);
+	return store_touch_one(st, s, out);
+}
+
+int store_touch_set_due(struct store *st, int64_t id, int64_t due_at, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SET_DUE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, due_at);
+	sqlite3_bind_int64(s, 3, now);
+	return store_touch_update(st, s);
+}
+
+int store_lead_count_events(struct store *st, int64_t lead_id, const char *kind, int64_t *n)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEAD_COUNT_EVENTS);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	store_bind_text(s, 2, kind);
+	int rc = sqlite3_step(s);
+	*n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "count events");
+}
+
+int store_leads_by_domain(struct store *st, const char *domain, int64_t *ids, size_t max, size_t *n)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEADS_BY_DOMAIN);
+	struct buf pat;
+	int rc;
+	*n = 0;
+	if (!s)
+		return DRIP_ESTORE;
+	buf_init(&pat);
+	buf_adds(&pat, "%@");
+	for (const char *p = domain; *p; p++) {
+		if (*p == '%' || *p == '_' || *p == '\\')
+			buf_addc(&pat, '\\');
+		buf_addc(&pat, *p);
+	}
+	store_bind_text(s, 1, pat.data);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max)
+		ids[(*n)++] = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	buf_free(&pat);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, "leads by domain");
 }

@@ -57,6 +57,12 @@ struct config {
 		char *username;
 		char *password_file;
 		int64_t poll;
+		char *reply_domain; /* Reply-To: reply+TOKEN@reply_domain when set */
+		char *bounce_domain; /* envelope sender bounce+TOKEN@bounce_domain when set */
+		int64_t auto_reply_pause; /* business seconds an undated auto-reply pauses for */
+		int64_t soft_bounce_limit; /* soft bounces that suppress the address */
+		char *colleague; /* "lead", "company" or "ignore": a reply from the lead's company */
+		char *move_to; /* "" or the folder handled messages are moved to */
 	} inbox;
 	struct config_webhook *webhooks;
 	size_t nwebhooks;

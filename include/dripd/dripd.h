@@ -23,6 +23,7 @@ struct token_keys;
 struct sched;
 struct control;
 struct track;
+struct inbox;
 
 struct dripd {
 	uv_loop_t *loop;
@@ -34,6 +35,7 @@ struct dripd {
 	struct sched *sched;
 	struct control *control;
 	struct track *track; /* the HTTP tracking listener */
+	struct inbox *inbox; /* NULL when no inbox is configured */
 	struct token_keys *keys; /* the tracking secrets, newest first */
 	int64_t started_at; /* business time at start */
 	uint64_t started_mono_ms;

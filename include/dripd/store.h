@@ -320,4 +320,25 @@ int store_backup_step(struct store_backup *bk, int pages, char *err, size_t errl
 void store_backup_progress(const struct store_backup *bk, int *remaining, int *total);
 int store_backup_end(struct store_backup *bk, bool done);
 
+/*
+ * Where the inbox left off in `mailbox` (its URL): the IMAP UIDVALIDITY, the last UID
+ * processed and how many messages matched no lead; DRIP_ENOT_FOUND before the first poll.
+ * `unmatched` may be NULL.
+ */
+int store_inbox_state(struct store *st, const char *mailbox, int64_t *uidvalidity,
+		      int64_t *last_uid, int64_t *unmatched);
+int store_inbox_state_set(struct store *st, const char *mailbox, int64_t uidvalidity,
+			  int64_t last_uid);
+/* Counts one more unmatched message for the mailbox (after store_inbox_state_set). */
+int store_inbox_unmatched(struct store *st, const char *mailbox);
+/* The touch sent with this Message-ID (angle brackets included); DRIP_ENOT_FOUND if none. */
+int store_touch_by_message_id(struct store *st, const char *message_id, struct touch *out);
+/* Moves a pending touch to `due_at`; DRIP_ENOT_FOUND unless it is pending. */
+int store_touch_set_due(struct store *st, int64_t id, int64_t due_at, int64_t now);
+/* How many events of `kind` the lead has. */
+int store_lead_count_events(struct store *st, int64_t lead_id, const char *kind, int64_t *n);
+/* Up to `max` ids of the active or paused leads whose address is at `domain`, oldest first. */
+int store_leads_by_domain(struct store *st, const char *domain, int64_t *ids, size_t max,
+			  size_t *n);
+
 #endif

@@ -453,6 +453,31 @@ static void test_missing_file_is_reported(void **state)
 	assert_string_equal(f->err, want);
 }
 
+static void test_inbox_keys_parse_and_bad_ones_name_their_line(void **state)
+{
+	struct fixture *f = *state;
+	struct config *cfg = config_defaults();
+	assert_string_equal(cfg->inbox.reply_domain, "");
+	assert_int_equal(cfg->inbox.auto_reply_pause, 7 * 86400);
+	assert_int_equal(cfg->inbox.soft_bounce_limit, 3);
+	assert_string_equal(cfg->inbox.colleague, "lead");
+	config_free(cfg);
+	cfg = load_ok(f, "{ \"inbox\": { \"reply_domain\": \"in.example.com\",\n"
+			 "  \"bounce_domain\": \"b.example.com\", \"auto_reply_pause\": \"3d\",\n"
+			 "  \"soft_bounce_limit\": 5, \"colleague\": \"company\" } }\n");
+	assert_string_equal(cfg->inbox.reply_domain, "in.example.com");
+	assert_string_equal(cfg->inbox.bounce_domain, "b.example.com");
+	assert_int_equal(cfg->inbox.auto_reply_pause, 3 * 86400);
+	assert_int_equal(cfg->inbox.soft_bounce_limit, 5);
+	assert_string_equal(cfg->inbox.colleague, "company");
+	config_free(cfg);
+	load_bad(f, "{ \"inbox\": {\n  \"colleague\": \"everyone\" } }\n", 2,
+		 "\"colleague\" must be");
+	load_bad(f, "{ \"inbox\": {\n\n  \"reply_domain\": \"a@b.example\" } }\n", 3,
+		 "must be a mail domain");
+	load_bad(f, "{ \"inbox\": {\n  \"soft_bounce_limit\": 0 } }\n", 2, "soft_bounce_limit");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -467,6 +492,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_absolute_maildir_path_is_kept, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_top_level_key_is_refused_with_its_line,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inbox_keys_parse_and_bad_ones_name_their_line,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_nested_key_is_refused_with_its_line,
 						setup, teardown),

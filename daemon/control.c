@@ -18,6 +18,7 @@
 #include "dripd/mailer.h"
 #include "dripd/proto.h"
 #include "dripd/sched.h"
+#include "dripd/sd.h"
 
 /*
  * DESIGN. The listener is a libuv pipe. Each client has a line reader; every complete line
@@ -44,6 +45,7 @@ struct control {
 	struct control_client *clients;
 	char *path;
 	int open_handles;
+	bool inherited; /* systemd's socket (dripd.socket): never unlinked by us */
 };
 
 /* ---- arguments ------------------------------------------------------------------------ */
@@ -1251,8 +1253,10 @@ struct control *control_new(struct dripd *d, char *err, size_t errlen)
 {
 	const char *path = d->cfg->control_socket;
 	struct control *ctl;
-	int rc;
-	if (control_clear_stale(path, err, errlen))
+	int rc, fd = d->sd ? sd_listen_fd(d->sd, "control", AF_UNIX, err, errlen) : DRIP_ENOT_FOUND;
+	if (fd < 0 && fd != DRIP_ENOT_FOUND)
+		return NULL;
+	if (fd < 0 && control_clear_stale(path, err, errlen))
 		return NULL;
 	ctl = xcalloc(1, sizeof(*ctl));
 	ctl->d = d;
@@ -1260,6 +1264,18 @@ struct control *control_new(struct dripd *d, char *err, size_t errlen)
 	uv_pipe_init(d->loop, &ctl->server, 0);
 	ctl->server.data = ctl;
 	ctl->open_handles = 1;
+	if (fd >= 0) {
+		/* Socket activation: systemd bound it (path and mode come from dripd.socket). */
+		ctl->inherited = true;
+		if ((rc = uv_pipe_open(&ctl->server, fd)) != 0 ||
+		    (rc = uv_listen((uv_stream_t *)&ctl->server, 64, control_connection_cb)) != 0) {
+			errf(err, errlen, DRIP_EIO,
+			     "control: cannot listen on systemd's socket: %s", uv_strerror(rc));
+			control_close(ctl);
+			return NULL;
+		}
+		return ctl;
+	}
 	if ((rc = uv_pipe_bind(&ctl->server, path)) != 0 ||
 	    (rc = uv_listen((uv_stream_t *)&ctl->server, 64, control_connection_cb)) != 0) {
 		errf(err, errlen, DRIP_EIO, "control: cannot listen on %s: %s", path,
@@ -1287,7 +1303,7 @@ void control_close(struct control *ctl)
 {
 	while (ctl->clients)
 		control_client_close(ctl->clients);
-	if (uv_is_active((uv_handle_t *)&ctl->server))
+	if (uv_is_active((uv_handle_t *)&ctl->server) && !ctl->inherited)
 		unlink(ctl->path);
 	uv_close((uv_handle_t *)&ctl->server, control_server_closed_cb);
 }

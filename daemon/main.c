@@ -20,6 +20,7 @@
 #include "dripd/log.h"
 #include "dripd/mailer.h"
 #include "dripd/sched.h"
+#include "dripd/sd.h"
 #include "dripd/token.h"
 #include "dripd/util.h"
 
@@ -30,6 +31,11 @@
  * and are recorded, then every handle is closed and the loop ends, so the database is left
  * consistent and valgrind sees no leak. SIGHUP reloads config and content together; if
  * either is bad the old ones keep running and the reason is logged.
+ *
+ * systemd (sd.c) hears READY=1 only after every listening socket accepts: a listener added
+ * later (the tracking listener) is set up before sd_ready(), and takes the socket systemd
+ * passed under its name (sd_listen_fd(d->sd, "tracking", 0, …)) before binding its own.
+ * SIGHUP is bracketed by RELOADING=1 … READY=1, SIGTERM sends STOPPING=1.
  */
 
 static const char main_usage[] =
@@ -149,19 +155,28 @@ static int main_orphan_cb(void *arg, const char *sequence, const char *step, int
 	return 0;
 }
 
-static void main_reload(struct dripd *d)
+/* 0 when reloaded; -1 when refused (the reason is logged, the old config and content stay). */
+static int main_reload(struct dripd *d)
 {
 	char err[1024];
 	struct config *cfg = config_load(d->cfg->path, err, sizeof(err));
 	if (!cfg) {
 		log_err("dripd: reload refused, the running config stays: %s", err);
-		return;
+		return -1;
+	}
+	const char *cred = config_unresolved_credential(cfg);
+	if (cred) {
+		log_err("dripd: reload refused, the running config stays: %s: \"%s\" names a "
+			"credential but $CREDENTIALS_DIRECTORY is not set",
+			cfg->path, cred);
+		config_free(cfg);
+		return -1;
 	}
 	struct content *c = content_load(cfg->content_dir, err, sizeof(err));
 	if (!c) {
 		log_err("dripd: reload refused, the running content stays: %s", err);
 		config_free(cfg);
-		return;
+		return -1;
 	}
 	main_reload_warn(d->cfg, cfg);
 	/* Leads keep their place by step id; one whose step is gone is reported, not dropped. */
@@ -180,6 +195,7 @@ static void main_reload(struct dripd *d)
 	sched_set_content(d->sched, c);
 	sched_kick(d->sched);
 	log_info("dripd: reloaded: %zu sequences from %s", c->nseqs, c->dir);
+	return 0;
 }
 
 static void main_close_walk_cb(uv_handle_t *h, void *arg)
@@ -199,6 +215,8 @@ static void main_drained_cb(void *arg)
 	uv_close((uv_handle_t *)&main_sigs.intr, NULL);
 	uv_close((uv_handle_t *)&main_sigs.hup, NULL);
 	uv_close((uv_handle_t *)&main_sigs.pipe, NULL);
+	sd_close(d->sd);
+	d->sd = NULL;
 	log_info("dripd: stopped");
 }
 
@@ -209,13 +227,19 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 		return;
 	if (signum == SIGHUP) {
 		log_info("dripd: SIGHUP: reloading");
-		main_reload(d);
+		if (d->sd)
+			sd_reloading(d->sd);
+		int rc = main_reload(d);
+		if (d->sd)
+			sd_reloaded(d->sd, rc ? "the old config and content keep running" : NULL);
 		return;
 	}
 	if (d->stopping)
 		return;
 	d->stopping = true;
 	log_info("dripd: %s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	if (d->sd)
+		sd_stopping(d->sd);
 	control_close(d->control);
 	d->control = NULL;
 	sched_drain(d->sched, main_drained_cb, d);
@@ -282,6 +306,8 @@ static int main_run(const char *path)
 	uv_loop_t loop;
 
 	memset(&d, 0, sizeof(d));
+	/* First, so the LISTEN_* variables are read (and cleared) before anything else runs. */
+	d.sd = sd_new();
 	/*
 	 * Keep freed heap instead of trimming it: SQLite builds and drops small b-trees on
 	 * every touch update, and glibc returning that memory at once and faulting it back in
@@ -292,6 +318,11 @@ static int main_run(const char *path)
 	if (!(d.cfg = config_load(path, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	main_set_log_level(d.cfg);
+	const char *cred = config_unresolved_credential(d.cfg);
+	if (cred)
+		log_fatal("dripd: %s: \"%s\" names a credential but $CREDENTIALS_DIRECTORY is not "
+			  "set: run dripd under systemd with LoadCredential=, or name a file",
+			  d.cfg->path, cred);
 	char *warnings = config_warnings(d.cfg);
 	if (warnings) {
 		warnings[strcspn(warnings, "\n")] = '\0';
@@ -346,12 +377,15 @@ static int main_run(const char *path)
 	main_signal(&loop, &main_sigs.hup, SIGHUP, &d);
 	main_signal(&loop, &main_sigs.pipe, SIGPIPE, &d);
 	sched_kick(d.sched);
+	/* Database open, content loaded, control socket accepting: tell systemd. */
+	sd_ready(d.sd, &d);
 	log_info("dripd: %s started: %zu sequences, business time %lld%s", DRIPD_VERSION,
 		 d.content->nseqs, (long long)d.started_at, d.clock.test ? " (test clock)" : "");
 
 	uv_run(&loop, UV_RUN_DEFAULT);
 
 	/* Anything still open is closed so the loop can be closed cleanly. */
+	sd_close(d.sd);
 	uv_walk(&loop, main_close_walk_cb, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&loop) != 0)

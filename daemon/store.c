@@ -164,6 +164,7 @@ enum store_stmt_id {
 	STMT_SUPPRESS,
 	STMT_SUPPRESSED,
 	STMT_STATS_STEPS,
+	STMT_TOUCH_DUE_COUNT,
 	STMT_COUNT
 };
 
@@ -314,7 +315,9 @@ static const char *const store_sql_more[] = {
 			  "tag = excluded.tag",
 	[STMT_TOUCH_NEXT_FOR_LEAD] =
 		"SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE lead_id = ?1 "
-		"AND state = 'pending' ORDER BY due_at, id LIMIT 1",
+		"AND state = 'pending' ORDER BY due_at, id LIMIT 1", /* Walks the partial index touches_due, at most ?2 entries. */
+	[STMT_TOUCH_DUE_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM touches WHERE state = "
+				 "'pending' AND due_at <= ?1 LIMIT ?2)",
 };
 
 struct store {
@@ -1291,4 +1294,19 @@ int store_lead_update(struct store *st, const struct lead *lead, int64_t now)
 	store_bind_text(s, 8, lead->attrs);
 	sqlite3_bind_int64(s, 9, now);
 	return store_touch_update(st, s);
+}
+
+int store_touch_due_count(struct store *st, int64_t now, int64_t cap, int64_t *count)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_DUE_COUNT);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_int64(s, 2, cap);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*count = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "due count");
 }

@@ -21,6 +21,7 @@ struct mailer;
 struct token_keys;
 struct sched;
 struct control;
+struct sd;
 
 struct dripd {
 	uv_loop_t *loop;
@@ -32,6 +33,7 @@ struct dripd {
 	struct sched *sched;
 	struct control *control;
 	struct token_keys *keys; /* the tracking secrets, newest first */
+	struct sd *sd; /* systemd: notify, watchdog, inherited sockets; NULL in tests */
 	int64_t started_at; /* business time at start */
 	uint64_t started_mono_ms;
 	bool stopping;

@@ -1,5 +1,6 @@
 /* config.c - loading, defaults and validation of the config file (JSON with comments). */
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "dripd/config.h"
 #include "dripd/error.h"
 #include "dripd/json.h"
+#include "dripd/sd.h"
 #include "dripd/util.h"
 
 /*
@@ -174,6 +176,35 @@ static int config_string(const struct json_doc *d, const cJSON *obj, const char 
 	return 0;
 }
 
+/*
+ * A secret file: a path, or "credential:NAME" for $CREDENTIALS_DIRECTORY/NAME (systemd's
+ * LoadCredential=NAME). Without $CREDENTIALS_DIRECTORY the value stays "credential:NAME":
+ * `dripd check` warns and the daemon refuses it (config_unresolved_credential).
+ */
+static int config_secret(const struct json_doc *d, const cJSON *obj, const char *key, char **field,
+			 const char *cfg_path, char *err, size_t errlen)
+{
+	int rc = config_string(d, obj, key, field, false, cfg_path, err, errlen);
+	if (rc || strncmp(*field, SD_CREDENTIAL_PREFIX, strlen(SD_CREDENTIAL_PREFIX)) != 0) {
+		if (!rc && **field && **field != '/') {
+			char *p = config_path(cfg_path, *field);
+			free(*field);
+			*field = p;
+		}
+		return rc;
+	}
+	char why[512], *path = NULL;
+	rc = sd_credential_path(*field, getenv("CREDENTIALS_DIRECTORY"), &path, why, sizeof(why));
+	if (rc == DRIP_EINVALID)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(obj, key), err, errlen,
+				 "\"%s\": %s", key, why);
+	if (rc == 0) {
+		free(*field);
+		*field = path;
+	}
+	return 0;
+}
+
 static int config_delivery(struct config *cfg, const struct json_doc *d, const cJSON *o, char *err,
 			   size_t errlen)
 {
@@ -184,7 +215,7 @@ static int config_delivery(struct config *cfg, const struct json_doc *d, const c
 	    (rc = config_string(d, o, "from", &cfg->delivery.from, false, p, err, errlen)) ||
 	    (rc = config_string(d, o, "username", &cfg->delivery.username, false, p, err,
 				errlen)) ||
-	    (rc = config_string(d, o, "password_file", &cfg->delivery.password_file, true, p, err,
+	    (rc = config_secret(d, o, "password_file", &cfg->delivery.password_file, p, err,
 				errlen)) ||
 	    (rc = json_get_int(d, o, "max_connections", 1, 64, &cfg->delivery.max_connections, err,
 			       errlen)) ||
@@ -245,8 +276,7 @@ static int config_tracking(struct config *cfg, const struct json_doc *d, const c
 	    (rc = config_string(d, o, "listen", &cfg->tracking.listen, false, p, err, errlen)) ||
 	    (rc = config_string(d, o, "base_url", &cfg->tracking.base_url, false, p, err,
 				errlen)) ||
-	    (rc = config_string(d, o, "secret_file", &cfg->tracking.secret_file, true, p, err,
-				errlen)))
+	    (rc = config_secret(d, o, "secret_file", &cfg->tracking.secret_file, p, err, errlen)))
 		return rc;
 	if (strncmp(cfg->tracking.base_url, "http://", 7) != 0 &&
 	    strncmp(cfg->tracking.base_url, "https://", 8) != 0)
@@ -293,7 +323,7 @@ static int config_inbox(struct config *cfg, const struct json_doc *d, const cJSO
 	if ((rc = json_check_object(d, o, "inbox", config_inbox_keys, err, errlen)) ||
 	    (rc = config_string(d, o, "url", &cfg->inbox.url, false, p, err, errlen)) ||
 	    (rc = config_string(d, o, "username", &cfg->inbox.username, false, p, err, errlen)) ||
-	    (rc = config_string(d, o, "password_file", &cfg->inbox.password_file, true, p, err,
+	    (rc = config_secret(d, o, "password_file", &cfg->inbox.password_file, p, err,
 				errlen)) ||
 	    (rc = json_get_duration(d, o, "poll", &cfg->inbox.poll, err, errlen)) ||
 	    (rc = config_string(d, o, "reply_domain", &cfg->inbox.reply_domain, false, p, err,
@@ -491,5 +521,29 @@ char *config_warnings(const struct config *cfg)
 			   "%s: \"test_clock\" is on: business time can be moved by "
 			   "`dripctl clock advance` (rate %g); never in production\n",
 			   cfg->path, cfg->clock_rate);
+	const char *key = config_unresolved_credential(cfg);
+	if (key)
+		buf_printf(&b,
+			   "%s: \"%s\" names a credential but $CREDENTIALS_DIRECTORY is not set: "
+			   "the daemon reads it only under systemd (LoadCredential=)\n",
+			   cfg->path, key);
 	return b.len ? buf_steal(&b) : NULL;
+}
+
+const char *config_unresolved_credential(const struct config *cfg)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+	} keys[] = {
+		{ "delivery.password_file", offsetof(struct config, delivery.password_file) },
+		{ "tracking.secret_file", offsetof(struct config, tracking.secret_file) },
+		{ "inbox.password_file", offsetof(struct config, inbox.password_file) },
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *v = *(char *const *)((const char *)cfg + keys[i].off);
+		if (strncmp(v, SD_CREDENTIAL_PREFIX, strlen(SD_CREDENTIAL_PREFIX)) == 0)
+			return keys[i].key;
+	}
+	return NULL;
 }

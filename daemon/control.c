@@ -21,6 +21,7 @@
 #include "dripd/mailer.h"
 #include "dripd/proto.h"
 #include "dripd/sched.h"
+#include "dripd/sd.h"
 
 /*
  * DESIGN. The listener is a libuv pipe. Each client has a line reader; every complete line
@@ -85,6 +86,7 @@ struct control {
 	uv_timer_t import_timer;
 	char *path;
 	int open_handles;
+	bool inherited; /* systemd's socket (dripd.socket): never unlinked by us */
 };
 
 static void control_flush_cb(uv_timer_t *t);
@@ -2510,8 +2512,11 @@ struct control *control_new(struct dripd *d, char *err, size_t errlen)
 {
 	const char *path = d->cfg->control_socket;
 	struct control *ctl;
-	int rc;
-	if (control_forget_key(d, err, errlen) || control_clear_stale(path, err, errlen))
+	int rc, fd = d->sd ? sd_listen_fd(d->sd, "control", AF_UNIX, err, errlen) : DRIP_ENOT_FOUND;
+	if (fd < 0 && fd != DRIP_ENOT_FOUND)
+		return NULL;
+	if (control_forget_key(d, err, errlen) ||
+	    (fd < 0 && control_clear_stale(path, err, errlen)))
 		return NULL;
 	ctl = xcalloc(1, sizeof(*ctl));
 	ctl->d = d;
@@ -2526,6 +2531,18 @@ struct control *control_new(struct dripd *d, char *err, size_t errlen)
 	ctl->import_timer.data = ctl;
 	ctl->open_handles = 4;
 	store_event_listen(d->store, control_event_cb, ctl);
+	if (fd >= 0) {
+		/* Socket activation: systemd bound it (path and mode come from dripd.socket). */
+		ctl->inherited = true;
+		if ((rc = uv_pipe_open(&ctl->server, fd)) != 0 ||
+		    (rc = uv_listen((uv_stream_t *)&ctl->server, 64, control_connection_cb)) != 0) {
+			errf(err, errlen, DRIP_EIO,
+			     "control: cannot listen on systemd's socket: %s", uv_strerror(rc));
+			control_close(ctl);
+			return NULL;
+		}
+		return ctl;
+	}
 	/* The socket is created 0660 (never briefly wider), then given control_group. */
 	mode_t old = umask(0117);
 	rc = uv_pipe_bind(&ctl->server, path);
@@ -2562,7 +2579,7 @@ void control_close(struct control *ctl)
 		free(b->path);
 		free(b);
 	}
-	if (uv_is_active((uv_handle_t *)&ctl->server))
+	if (uv_is_active((uv_handle_t *)&ctl->server) && !ctl->inherited)
 		unlink(ctl->path);
 	uv_close((uv_handle_t *)&ctl->flush, control_handle_closed_cb);
 	uv_close((uv_handle_t *)&ctl->backup_timer, control_handle_closed_cb);

@@ -21,6 +21,7 @@
 #include "dripd/log.h"
 #include "dripd/mailer.h"
 #include "dripd/sched.h"
+#include "dripd/sd.h"
 #include "dripd/token.h"
 #include "dripd/track.h"
 #include "dripd/util.h"
@@ -32,6 +33,11 @@
  * and are recorded, then every handle is closed and the loop ends, so the database is left
  * consistent and valgrind sees no leak. SIGHUP reloads config and content together; if
  * either is bad the old ones keep running and the reason is logged.
+ *
+ * systemd (sd.c) hears READY=1 only after every listening socket accepts: a listener added
+ * later (the tracking listener) is set up before sd_ready(), and takes the socket systemd
+ * passed under its name (sd_listen_fd(d->sd, "tracking", 0, …)) before binding its own.
+ * SIGHUP is bracketed by RELOADING=1 … READY=1, SIGTERM sends STOPPING=1.
  */
 
 static const char main_usage[] =
@@ -156,21 +162,37 @@ static int main_orphan_cb(void *arg, const char *sequence, const char *step, int
 	return 0;
 }
 
+/* 0 when reloaded; a negative code when refused (the reason in `why` and the log; the old
+ * config and content stay). Tells systemd RELOADING=1 … READY=1 around it. */
 static int main_reload(struct dripd *d, char *why, size_t whylen)
 {
 	char err[1024];
-	struct config *cfg = config_load(d->cfg->path, err, sizeof(err));
-	if (!cfg) {
+	int rc = 0;
+	struct config *cfg = NULL;
+	struct content *c = NULL;
+	if (d->sd)
+		sd_reloading(d->sd);
+	if (!(cfg = config_load(d->cfg->path, err, sizeof(err)))) {
+		rc = errf(why, whylen, DRIP_ECONFIG, "reload refused, the running config stays: %s",
+			  err);
 		log_err("dripd: reload refused, the running config stays: %s", err);
-		return errf(why, whylen, DRIP_ECONFIG,
-			    "reload refused, the running config stays: %s", err);
+		goto refused;
 	}
-	struct content *c = content_load(cfg->content_dir, err, sizeof(err));
-	if (!c) {
+	const char *cred = config_unresolved_credential(cfg);
+	if (cred) {
+		snprintf(err, sizeof(err),
+			 "%s: \"%s\" names a credential but $CREDENTIALS_DIRECTORY is not set",
+			 cfg->path, cred);
+		rc = errf(why, whylen, DRIP_ECONFIG, "reload refused, the running config stays: %s",
+			  err);
+		log_err("dripd: reload refused, the running config stays: %s", err);
+		goto refused;
+	}
+	if (!(c = content_load(cfg->content_dir, err, sizeof(err)))) {
+		rc = errf(why, whylen, DRIP_ECONTENT,
+			  "reload refused, the running content stays: %s", err);
 		log_err("dripd: reload refused, the running content stays: %s", err);
-		config_free(cfg);
-		return errf(why, whylen, DRIP_ECONTENT,
-			    "reload refused, the running content stays: %s", err);
+		goto refused;
 	}
 	main_reload_warn(d->cfg, cfg);
 	/* Leads keep their place by step id; one whose step is gone is reported, not dropped. */
@@ -189,7 +211,14 @@ static int main_reload(struct dripd *d, char *why, size_t whylen)
 	sched_set_content(d->sched, c);
 	sched_kick(d->sched);
 	log_info("dripd: reloaded: %zu sequences from %s", c->nseqs, c->dir);
+	if (d->sd)
+		sd_reloaded(d->sd, NULL);
 	return 0;
+refused:
+	config_free(cfg);
+	if (d->sd)
+		sd_reloaded(d->sd, "the old config and content keep running");
+	return rc;
 }
 
 static void main_close_walk_cb(uv_handle_t *h, void *arg)
@@ -211,6 +240,8 @@ static void main_drained_cb(void *arg)
 	uv_close((uv_handle_t *)&main_sigs.intr, NULL);
 	uv_close((uv_handle_t *)&main_sigs.hup, NULL);
 	uv_close((uv_handle_t *)&main_sigs.pipe, NULL);
+	sd_close(d->sd);
+	d->sd = NULL;
 	log_info("dripd: stopped");
 }
 
@@ -228,6 +259,8 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 		return;
 	d->stopping = true;
 	log_info("dripd: %s: draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	if (d->sd)
+		sd_stopping(d->sd);
 	control_close(d->control);
 	d->control = NULL;
 	inbox_close(d->inbox);
@@ -298,6 +331,8 @@ static int main_run(const char *path)
 	uv_loop_t loop;
 
 	memset(&d, 0, sizeof(d));
+	/* First, so the LISTEN_* variables are read (and cleared) before anything else runs. */
+	d.sd = sd_new();
 	/*
 	 * Keep freed heap instead of trimming it: SQLite builds and drops small b-trees on
 	 * every touch update, and glibc returning that memory at once and faulting it back in
@@ -308,6 +343,11 @@ static int main_run(const char *path)
 	if (!(d.cfg = config_load(path, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	main_set_log_level(d.cfg);
+	const char *cred = config_unresolved_credential(d.cfg);
+	if (cred)
+		log_fatal("dripd: %s: \"%s\" names a credential but $CREDENTIALS_DIRECTORY is not "
+			  "set: run dripd under systemd with LoadCredential=, or name a file",
+			  d.cfg->path, cred);
 	char *warnings = config_warnings(d.cfg);
 	if (warnings) {
 		warnings[strcspn(warnings, "\n")] = '\0';
@@ -358,7 +398,10 @@ static int main_run(const char *path)
 	}
 	if (!(d.control = control_new(&d, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
-	if (!(d.track = track_new(&d, -1, err, sizeof(err))))
+	int tracking_fd = sd_listen_fd(d.sd, "tracking", 0, err, sizeof(err));
+	if (tracking_fd < 0 && tracking_fd != DRIP_ENOT_FOUND)
+		log_fatal("dripd: %s", err);
+	if (!(d.track = track_new(&d, tracking_fd, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	main_signal(&loop, &main_sigs.term, SIGTERM, &d);
 	main_signal(&loop, &main_sigs.intr, SIGINT, &d);
@@ -366,12 +409,15 @@ static int main_run(const char *path)
 	main_signal(&loop, &main_sigs.pipe, SIGPIPE, &d);
 	sched_kick(d.sched);
 	d.inbox = inbox_new(&d);
+	/* Database open, content loaded, control socket accepting: tell systemd. */
+	sd_ready(d.sd, &d);
 	log_info("dripd: %s started: %zu sequences, business time %lld%s", DRIPD_VERSION,
 		 d.content->nseqs, (long long)d.started_at, d.clock.test ? " (test clock)" : "");
 
 	uv_run(&loop, UV_RUN_DEFAULT);
 
 	/* Anything still open is closed so the loop can be closed cleanly. */
+	sd_close(d.sd);
 	uv_walk(&loop, main_close_walk_cb, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&loop) != 0)

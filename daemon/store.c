@@ -203,6 +203,8 @@ enum store_stmt_id {
 	STMT_TOUCH_SET_DUE,
 	STMT_LEAD_COUNT_EVENTS,
 	STMT_LEADS_BY_DOMAIN,
+
+	STMT_TOUCH_DUE_COUNT,
 	STMT_COUNT
 };
 
@@ -413,6 +415,9 @@ static const char *const store_sql_more[] = {
 	[STMT_LEAD_COUNT_EVENTS] = "SELECT count(*) FROM events WHERE lead_id = ?1 AND kind = ?2",
 	[STMT_LEADS_BY_DOMAIN] = "SELECT id FROM leads WHERE email LIKE ?1 ESCAPE '\\' "
 				 "AND status IN ('active', 'paused') ORDER BY id LIMIT ?2",
+	/* Walks the partial index touches_due, at most ?2 entries. */
+	[STMT_TOUCH_DUE_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM touches WHERE state = "
+				 "'pending' AND due_at <= ?1 LIMIT ?2)",
 };
 
 struct store {
@@ -1870,4 +1875,19 @@ int store_leads_by_domain(struct store *st, const char *domain, int64_t *ids, si
 	sqlite3_reset(s);
 	buf_free(&pat);
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, "leads by domain");
+}
+
+int store_touch_due_count(struct store *st, int64_t now, int64_t cap, int64_t *count)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_DUE_COUNT);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_int64(s, 2, cap);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*count = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "due count");
 }

@@ -85,5 +85,10 @@ void config_free(struct config *cfg);
 const char *config_maildir(const struct config *cfg);
 /* Warnings a person should see from `dripd check` (test clock on, …), one per line; or NULL. */
 char *config_warnings(const struct config *cfg);
+/*
+ * The first secret-file key ("delivery.password_file", …) still written "credential:NAME"
+ * because $CREDENTIALS_DIRECTORY was not set when the file was loaded; NULL when none is.
+ */
+const char *config_unresolved_credential(const struct config *cfg);
 
 #endif

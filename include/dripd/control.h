@@ -64,7 +64,10 @@ void control_usage(const struct control_cmd *c, struct buf *out);
 char *control_handle_line(struct dripd *d, const char *line);
 
 struct control;
-/* Listens on cfg->control_socket (mode 0660), replacing a stale socket, never a live one. */
+/*
+ * Listens on the socket systemd passed as "control" (sd_listen_fd) when there is one, else
+ * on cfg->control_socket (mode 0660), replacing a stale socket, never a live one.
+ */
 struct control *control_new(struct dripd *d, char *err, size_t errlen);
 struct mailer_result;
 /* The outcome of a send-test job (the mailer hands those back with a negative touch id). */

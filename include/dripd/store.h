@@ -197,6 +197,8 @@ int store_events_for_lead(struct store *st, int64_t lead_id, store_event_cb cb, 
 int store_touches_for_lead(struct store *st, int64_t lead_id, store_touch_cb cb, void *arg);
 
 int store_status(struct store *st, struct store_status *out);
+/* Pending touches due at or before `now`, counted up to `cap` (a bounded index walk). */
+int store_touch_due_count(struct store *st, int64_t now, int64_t cap, int64_t *count);
 
 /* Calls cb for up to `max` touches in `state`, oldest first. */
 int store_touches_in_state(struct store *st, const char *state, size_t max, store_touch_cb cb,

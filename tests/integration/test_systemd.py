@@ -179,7 +179,8 @@ def listening_unix(path):
     return s
 
 
-def test_socket_activation_serves_systemds_control_socket(daemon_factory, notify, tmp_path):
+def test_socket_activation_serves_systemds_control_and_tracking_sockets(daemon_factory, notify,
+                                                                       tmp_path):
     d = daemon_factory()
     # systemd's socket lives elsewhere than the config says: dripd must use the one passed.
     sock_path = tmp_path / "activated.sock"
@@ -187,6 +188,8 @@ def test_socket_activation_serves_systemds_control_socket(daemon_factory, notify
     tcp = socket.socket()
     tcp.bind(("127.0.0.1", 0))
     tcp.listen(4)
+    tracking_port = tcp.getsockname()[1]
+    assert tracking_port != d.http_port
     activate(d, notify, [s.fileno(), tcp.fileno()], "control:tracking")
     s.close()
     tcp.close()
@@ -196,9 +199,16 @@ def test_socket_activation_serves_systemds_control_socket(daemon_factory, notify
     assert r.returncode == 0, r.stderr
     assert '"paused"' in r.stdout
     assert not d.socket.exists(), "dripd bound its own socket although systemd passed one"
-    # Until the tracking listener claims it, the tracking socket is reported, not used.
-    if "tracking: listening" not in d.log_text():
-        assert 'socket named "tracking" that dripd does not use' in d.log_text()
+    # The tracking listener serves on systemd's TCP socket, not on tracking.listen.
+    with socket.create_connection(("127.0.0.1", tracking_port), timeout=5) as h:
+        h.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := h.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", d.http_port), timeout=2).close()
+    assert "does not use" not in d.log_text()
     assert d.stop() == 0
     # The socket file is systemd's: dripd leaves it for the next activation.
     assert sock_path.exists()

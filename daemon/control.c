@@ -2720,7 +2720,8 @@ struct control *control_new(struct dripd *d, char *err, size_t errlen)
 	uv_timer_init(d->loop, &ctl->import_timer);
 	ctl->import_timer.data = ctl;
 	ctl->open_handles = 4;
-	store_event_listen(d->store, control_event_cb, ctl);
+	if (store_event_listen(d->store, control_event_cb, ctl) != 0)
+		log_warn("control: every event-feed slot is taken: watch will show nothing");
 	/* The socket is created 0660 (never briefly wider), then given control_group. */
 	mode_t old = umask(0117);
 	rc = uv_pipe_bind(&ctl->server, path);

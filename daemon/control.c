@@ -1691,6 +1691,195 @@ static int control_reload(struct dripd *d, const cJSON *args, cJSON *result, cha
 	return 0;
 }
 
+/* ---- simulate: the journey on a private copy of the database ---------------------------- */
+
+#define CONTROL_SIM_MAX_LEADS 1000
+#define CONTROL_SIM_MAX_ACTIONS 200
+
+struct control_sim {
+	struct dripd *d;
+	struct store *st; /* the copy */
+	double opens, clicks, replies; /* assumed behaviour, 0-1 */
+	int64_t until;
+};
+
+/* Whether the assumed behaviour has this lead do `kind` with this step: a stable draw. */
+static bool control_sim_draw(const char *email, const struct touch *t, const char *kind, double p)
+{
+	if (p <= 0)
+		return false;
+	uint64_t h = util_fnv1a(UTIL_FNV1A_SEED, email, strlen(email));
+	h = util_fnv1a(h, t->sequence, strlen(t->sequence));
+	h = util_fnv1a(h, t->step, strlen(t->step));
+	h = util_fnv1a(h, kind, strlen(kind));
+	return (double)(h % 10000) < p * 10000;
+}
+
+static void control_sim_line(cJSON *timeline, int64_t at, const char *action, const struct touch *t,
+			     const char *detail)
+{
+	cJSON *o = cJSON_CreateObject();
+	control_add_time(o, "at", at);
+	cJSON_AddStringToObject(o, "action", action);
+	if (t) {
+		cJSON_AddStringToObject(o, "sequence", t->sequence);
+		cJSON_AddStringToObject(o, "step", t->step);
+	}
+	if (detail && *detail)
+		cJSON_AddStringToObject(o, "detail", detail);
+	cJSON_AddItemToArray(timeline, o);
+}
+
+/*
+ * One lead's journey on the copy: its next touch at the scheduler's own send time
+ * (sched_send_time), the step's conditions (sched_conditions), the send recorded as the
+ * scheduler would, the journey moved on by journey_step_done, and the assumed opens, clicks
+ * and replies fed through journey_on_event, until the horizon or the journey's end.
+ */
+static void control_sim_lead(struct control_sim *sim, const char *email, int64_t now, cJSON *out)
+{
+	struct dripd *d = sim->d;
+	struct lead lead;
+	char why[256], err[256];
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "email", email);
+	cJSON_AddItemToArray(out, o);
+	if (store_lead_by_email(sim->st, email, &lead) != 0) {
+		cJSON_AddStringToObject(o, "error", "no such lead");
+		return;
+	}
+	cJSON_AddStringToObject(o, "stage", lead.stage);
+	cJSON *timeline = cJSON_AddArrayToObject(o, "timeline");
+	for (int n = 0; n < CONTROL_SIM_MAX_ACTIONS; n++) {
+		struct touch t;
+		bool send = true;
+		if (strcmp(lead.status, "active") != 0) {
+			snprintf(why, sizeof(why), "the lead is %s: no more mail", lead.status);
+			control_sim_line(timeline, now, "stop", NULL, why);
+			break;
+		}
+		if (store_touch_next_for_lead(sim->st, lead.id, &t) != 0) {
+			control_sim_line(timeline, now, "end", NULL, "nothing more is scheduled");
+			break;
+		}
+		int64_t at = sched_send_time(d->cfg, d->content, sim->st, &lead, &t,
+					     t.due_at > now ? t.due_at : now);
+		if (at > sim->until) {
+			control_sim_line(timeline, at, "later", &t, "after the horizon");
+			store_touch_clear(&t);
+			break;
+		}
+		now = at;
+		if (store_suppressed(sim->st, lead.email, why, sizeof(why)) == 0) {
+			control_sim_line(timeline, at, "stop", &t, "suppressed");
+			store_touch_clear(&t);
+			break;
+		}
+		if (sched_conditions(sim->st, d->content, &lead, &t, &send, why, sizeof(why)) != 0)
+			send = false;
+		int rc;
+		if (!send) {
+			control_sim_line(timeline, at, "skip", &t, why);
+			rc = store_touch_finish(sim->st, t.id, "skipped", why, at);
+		} else {
+			char mid[64];
+			snprintf(mid, sizeof(mid), "<sim.%lld@dripd>", (long long)t.id);
+			control_sim_line(timeline, at, "send", &t, NULL);
+			rc = store_touch_queue(sim->st, t.id, at);
+			if (rc == 0)
+				rc = store_touch_sending(sim->st, t.id, mid, at);
+			if (rc == 0)
+				rc = store_touch_sent(sim->st, t.id, at);
+			if (rc == 0)
+				rc = store_event_add(sim->st, lead.id, t.id, "sent", at, "{}");
+		}
+		if (rc == 0)
+			rc = journey_step_done(sim->st, d->content, &t, at);
+		/* The assumed behaviour, an hour or two after the message. */
+		static const struct {
+			const char *kind;
+			int64_t after;
+			size_t off;
+		} acts[] = { { "open", 3600, offsetof(struct control_sim, opens) },
+			     { "click", 3700, offsetof(struct control_sim, clicks) },
+			     { "reply", 7200, offsetof(struct control_sim, replies) } };
+		for (size_t k = 0; send && rc == 0 && k < 3; k++) {
+			double p = *(const double *)((const char *)sim + acts[k].off);
+			if (!control_sim_draw(lead.email, &t, acts[k].kind, p) ||
+			    at + acts[k].after > sim->until)
+				continue;
+			control_sim_line(timeline, at + acts[k].after, acts[k].kind, &t,
+					 "assumed behaviour");
+			rc = journey_on_event(sim->st, d->content, &lead, t.id, acts[k].kind,
+					      "{\"simulated\":true}", at + acts[k].after, err,
+					      sizeof(err));
+		}
+		int64_t id = lead.id;
+		store_touch_clear(&t);
+		store_lead_clear(&lead);
+		if (rc || store_lead_by_id(sim->st, id, &lead) != 0) {
+			control_sim_line(timeline, now, "error", NULL, rc ? err : "lead vanished");
+			return;
+		}
+	}
+	cJSON_AddStringToObject(o, "stage_after", lead.stage);
+	cJSON_AddStringToObject(o, "status_after", lead.status);
+	store_lead_clear(&lead);
+}
+
+static int control_sim_rate(const cJSON *args, const char *key, double *out, char *err,
+			    size_t errlen)
+{
+	const char *v = control_str(args, key);
+	char *end = NULL;
+	*out = 0;
+	if (!v)
+		return 0;
+	*out = strtod(v, &end);
+	if (end == v || *end || *out < 0 || *out > 1)
+		return errf(err, errlen, DRIP_EINVALID,
+			    "--%s takes a share from 0 to 1, not \"%.32s\"", key, v);
+	return 0;
+}
+
+static int control_simulate(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			    size_t errlen)
+{
+	const char *days_s = control_str(args, "days"), *one = control_str(args, "email");
+	const cJSON *emails = cJSON_GetObjectItemCaseSensitive(args, "emails"), *e;
+	struct control_sim sim = { .d = d };
+	long days = days_s ? strtol(days_s, NULL, 10) : 30;
+	int64_t now = clock_now(&d->clock);
+	int rc;
+	if (days < 1 || days > 365)
+		return errf(err, errlen, DRIP_EINVALID, "--days takes 1 to 365");
+	if ((rc = control_sim_rate(args, "opens", &sim.opens, err, errlen)) ||
+	    (rc = control_sim_rate(args, "clicks", &sim.clicks, err, errlen)) ||
+	    (rc = control_sim_rate(args, "replies", &sim.replies, err, errlen)))
+		return rc;
+	if (control_str(args, "leads"))
+		return errf(err, errlen, DRIP_EINVALID,
+			    "--leads FILE.csv is read by dripctl, which sends its addresses");
+	if (!one && cJSON_GetArraySize(emails) == 0)
+		return errf(err, errlen, DRIP_EINVALID,
+			    "simulate needs --lead EMAIL or --leads FILE.csv");
+	if (cJSON_GetArraySize(emails) > CONTROL_SIM_MAX_LEADS)
+		return errf(err, errlen, DRIP_ETOO_BIG, "simulate takes at most %d leads at a time",
+			    CONTROL_SIM_MAX_LEADS);
+	if (!(sim.st = store_copy(d->store, err, errlen)))
+		return DRIP_ESTORE;
+	sim.until = now + days * 86400;
+	control_add_time(result, "from", now);
+	control_add_time(result, "until", sim.until);
+	cJSON_AddNumberToObject(result, "days", (double)days);
+	cJSON *leads = cJSON_AddArrayToObject(result, "leads");
+	if (one)
+		control_sim_lead(&sim, one, now, leads);
+	cJSON_ArrayForEach(e, emails) control_sim_lead(&sim, e->valuestring, now, leads);
+	store_close(sim.st);
+	return 0;
+}
+
 /* The profile options lead add and lead update share (control_lead_profile reads them). */
 #define CONTROL_PROFILE_ARGS                                                       \
 	{ "--first-name", "first_name", CONTROL_ARG_STRING, false, "NAME" },       \
@@ -1825,6 +2014,16 @@ const struct control_cmd control_cmds[] = {
 	  { { NULL, "email", CONTROL_ARG_STRING, true, "EMAIL" },
 	    { "--to", "to", CONTROL_ARG_STRING, true, "ADDRESS" },
 	    { "--step", "step", CONTROL_ARG_STRING, false, "SEQUENCE/STEP" } }, control_send_test },
+	{ "simulate", "simulate",
+	  "what the journey would send over the next days, on a private copy: nothing is sent "
+	  "or changed", 0,
+	  { { "--days", "days", CONTROL_ARG_STRING, false, "N" },
+	    { "--lead", "email", CONTROL_ARG_STRING, false, "EMAIL" },
+	    { "--leads", "leads", CONTROL_ARG_STRING, false, "FILE.csv" },
+	    { "--opens", "opens", CONTROL_ARG_STRING, false, "SHARE" },
+	    { "--clicks", "clicks", CONTROL_ARG_STRING, false, "SHARE" },
+	    { "--replies", "replies", CONTROL_ARG_STRING, false, "SHARE" },
+	    { NULL, "emails", CONTROL_ARG_LIST, false, NULL } }, control_simulate },
 	{ "help", "help", "list the commands", 0, { { 0 } }, control_help },
 	{ 0 },
 };
@@ -2530,7 +2729,8 @@ struct control *control_new(struct dripd *d, char *err, size_t errlen)
 	uv_timer_init(d->loop, &ctl->import_timer);
 	ctl->import_timer.data = ctl;
 	ctl->open_handles = 4;
-	store_event_listen(d->store, control_event_cb, ctl);
+	if (store_event_listen(d->store, control_event_cb, ctl) != 0)
+		log_warn("control: every event-feed slot is taken: watch will show nothing");
 	if (fd >= 0) {
 		/* Socket activation: systemd bound it (path and mode come from dripd.socket). */
 		ctl->inherited = true;

@@ -574,6 +574,30 @@ static void dripctl_print_more(const char *cmd, const cJSON *res)
 		printf("reloaded: %.0f sequences, %.0f templates from %s\n",
 		       dripctl_n(res, "sequences"), dripctl_n(res, "templates"),
 		       dripctl_s(res, "content_dir"));
+	} else if (strcmp(cmd, "simulate") == 0) {
+		printf("what would happen from %s to %s (nothing was sent or changed)\n",
+		       dripctl_s(res, "from"), dripctl_s(res, "until"));
+		cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(res, "leads"))
+		{
+			const cJSON *e;
+			printf("\n%s", dripctl_s(o, "email"));
+			if (*dripctl_s(o, "error")) {
+				printf(": %s\n", dripctl_s(o, "error"));
+				continue;
+			}
+			printf(" (%s → %s, %s)\n", dripctl_s(o, "stage"),
+			       dripctl_s(o, "stage_after"), dripctl_s(o, "status_after"));
+			cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "timeline"))
+			{
+				char at[40], step[160] = "";
+				dripctl_time(e, "at", at, sizeof(at));
+				if (*dripctl_s(e, "sequence"))
+					snprintf(step, sizeof(step), "%s/%s",
+						 dripctl_s(e, "sequence"), dripctl_s(e, "step"));
+				printf("  %s  %-6s %-40s %s\n", at, dripctl_s(e, "action"), step,
+				       dripctl_s(e, "detail"));
+			}
+		}
 	} else if (strcmp(cmd, "send-test") == 0) {
 		printf("test message accepted for %s (%.0f %s); nothing was recorded for the "
 		       "lead\n",
@@ -928,6 +952,59 @@ static int dripctl_watch(struct dripctl_conn *conn, const struct control_cmd *c,
 	return EXIT_OK;
 }
 
+/* simulate --leads FILE.csv: the file's email column goes to dripd as "emails". */
+static int dripctl_sim_leads(cJSON *args)
+{
+	const char *file = dripctl_s(args, "leads");
+	struct csv_record rec;
+	struct buf in;
+	char chunk[65536], why[256];
+	size_t n, pos, used;
+	long col = -1, line = 1;
+	int rc = EXIT_OK;
+	FILE *f = fopen(file, "rb");
+	if (!f) {
+		fprintf(stderr, "dripctl: cannot open %s: %s\n", file, strerror(errno));
+		return EXIT_CMD;
+	}
+	buf_init(&in);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && in.len < 64 * 1024 * 1024)
+		buf_add(&in, chunk, n);
+	fclose(f);
+	buf_adds(&in, "");
+	csv_record_init(&rec);
+	cJSON *emails = cJSON_CreateArray();
+	pos = csv_skip_bom(in.data, in.len);
+	int r;
+	while ((r = csv_next(in.data + pos, in.len - pos, true, &used, &rec, why, sizeof(why))) ==
+	       1) {
+		pos += used;
+		if (col < 0) {
+			for (size_t i = 0; i < rec.nfields && col < 0; i++)
+				if (csv_column(rec.fields[i], why, sizeof(why)) == CSV_COL_EMAIL)
+					col = (long)i;
+			if (col < 0) {
+				fprintf(stderr, "dripctl: %s:1: the header has no email column\n",
+					file);
+				rc = EXIT_CMD;
+				break;
+			}
+		} else if (!rec.blank && (size_t)col < rec.nfields) {
+			cJSON_AddItemToArray(emails, cJSON_CreateString(rec.fields[col]));
+		}
+		line += (long)rec.lines;
+	}
+	if (r < 0) {
+		fprintf(stderr, "dripctl: %s:%ld: %s\n", file, line, why);
+		rc = EXIT_CMD;
+	}
+	csv_record_free(&rec);
+	buf_free(&in);
+	cJSON_DeleteItemFromObjectCaseSensitive(args, "leads");
+	cJSON_AddItemToObject(args, "emails", emails);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *socket_path = getenv("DRIPD_SOCKET");
@@ -994,6 +1071,11 @@ int main(int argc, char **argv)
 			cJSON_AddStringToObject(args, "file", abs);
 			free(abs);
 		}
+	}
+	if (strcmp(c->name, "simulate") == 0 && cJSON_GetObjectItemCaseSensitive(args, "leads") &&
+	    (rc = dripctl_sim_leads(args)) != EXIT_OK) {
+		cJSON_Delete(args);
+		return rc;
 	}
 	struct dripctl_conn conn;
 	if (dripctl_connect(&conn, socket_path) != 0) {

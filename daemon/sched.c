@@ -446,24 +446,25 @@ struct sched_why {
  * zone (then the sequence's, then the config's). A touch that has to wait gets a per-lead
  * jitter of up to SCHED_JITTER seconds so a thousand leads do not all go at 09:00:00.
  */
-static int64_t sched_window_opens(struct sched *s, const struct lead *lead, const struct touch *t,
-				  int64_t now, struct sched_why *why)
+static int64_t sched_window_opens_for(const struct config *cfg, const struct content *c,
+				      struct store *st, const struct lead *lead,
+				      const struct touch *t, int64_t now, struct sched_why *why)
 {
 	struct sched_why unused;
 	if (!why)
 		why = &unused;
 	memset(why, 0, sizeof(*why));
-	const struct content_sequence *seq = content_sequence(s->content, t->sequence);
+	const struct content_sequence *seq = content_sequence(c, t->sequence);
 	const struct clock_window *w = seq ? seq->window : NULL;
 	const struct clock_zone *z = NULL;
 	int64_t from = now, last = 0;
 	char err[256];
-	if (s->cfg->delivery.min_gap > 0 && store_lead_last_sent(s->store, lead->id, &last) == 0 &&
-	    last > 0 && now < last + s->cfg->delivery.min_gap)
-		from = why->gap_until = last + s->cfg->delivery.min_gap;
-	if (!w && from == now && s->content->nskip_dates == 0)
+	if (cfg->delivery.min_gap > 0 && store_lead_last_sent(st, lead->id, &last) == 0 &&
+	    last > 0 && now < last + cfg->delivery.min_gap)
+		from = why->gap_until = last + cfg->delivery.min_gap;
+	if (!w && from == now && c->nskip_dates == 0)
 		return now;
-	const char *names[] = { lead->tz, seq->timezone, s->cfg->timezone };
+	const char *names[] = { lead->tz, seq->timezone, cfg->timezone };
 	for (size_t i = 0; i < 3 && !z; i++) {
 		if (!names[i] || !*names[i])
 			continue;
@@ -480,7 +481,7 @@ static int64_t sched_window_opens(struct sched *s, const struct lead *lead, cons
 		struct tm tm;
 		clock_zone_local(z, opens, &tm);
 		int32_t date = (tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
-		if (!content_skip_date(s->content, date))
+		if (!content_skip_date(c, date))
 			break;
 		if (why->skipped++ == 0)
 			why->first_skipped = date;
@@ -493,6 +494,18 @@ static int64_t sched_window_opens(struct sched *s, const struct lead *lead, cons
 	int64_t at = opens + (int64_t)(h % SCHED_JITTER);
 	/* The jitter never pushes a touch past the window's end. */
 	return clock_window_next(w, z, at) == at ? at : opens;
+}
+
+static int64_t sched_window_opens(struct sched *s, const struct lead *lead, const struct touch *t,
+				  int64_t now, struct sched_why *why)
+{
+	return sched_window_opens_for(s->cfg, s->content, s->store, lead, t, now, why);
+}
+
+int64_t sched_send_time(const struct config *cfg, const struct content *c, struct store *st,
+			const struct lead *lead, const struct touch *t, int64_t now)
+{
+	return sched_window_opens_for(cfg, c, st, lead, t, now, NULL);
 }
 
 /* Builds the job for a claimed touch and hands it over, or finishes it with the reason. */

@@ -1891,3 +1891,33 @@ int store_touch_due_count(struct store *st, int64_t now, int64_t cap, int64_t *c
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW ? 0 : store_fail(st, "due count");
 }
+
+struct store *store_copy(struct store *src, char *err, size_t errlen)
+{
+	struct store *copy = store_open(":memory:", err, errlen);
+	sqlite3_backup *b;
+	if (!copy)
+		return NULL;
+	if (!(b = sqlite3_backup_init(copy->db, "main", src->db, "main")) ||
+	    sqlite3_backup_step(b, -1) != SQLITE_DONE) {
+		errf(err, errlen, DRIP_ESTORE, "cannot copy the database: %s",
+		     sqlite3_errmsg(copy->db));
+		sqlite3_backup_finish(b);
+		store_close(copy);
+		return NULL;
+	}
+	sqlite3_backup_finish(b);
+	memcpy(copy->hash_key, src->hash_key, sizeof(copy->hash_key));
+	copy->hash_keylen = src->hash_keylen;
+	return copy;
+}
+
+int store_touch_queue(struct store *st, int64_t id, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_MARK_QUEUED);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, now);
+	return store_touch_update(st, s);
+}

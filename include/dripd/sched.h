@@ -79,6 +79,13 @@ int sched_compose(struct store *st, const struct content *c, const struct config
 		  const struct token_keys *keys, const struct lead *lead, const struct touch *t,
 		  int64_t now, struct sched_mail *out, char *err, size_t errlen);
 void sched_mail_clear(struct sched_mail *m);
+/*
+ * When touch `t` may go at the earliest from `now`: min_gap after the lead's last touch,
+ * the sequence's send window and the skip dates in the lead's zone, with the per-lead
+ * jitter. The scheduler's own rule; `dripctl simulate` uses it on a copy of the database.
+ */
+int64_t sched_send_time(const struct config *cfg, const struct content *c, struct store *st,
+			const struct lead *lead, const struct touch *t, int64_t now);
 /* Whether the step's when/unless let touch `t` go to `lead`; when not, why says so. */
 int sched_conditions(struct store *st, const struct content *c, const struct lead *lead,
 		     const struct touch *t, bool *send, char *why, size_t whylen);

@@ -321,6 +321,11 @@ struct store_backup *store_backup_begin(struct store *st, const char *path, char
 int store_backup_step(struct store_backup *bk, int pages, char *err, size_t errlen);
 void store_backup_progress(const struct store_backup *bk, int *remaining, int *total);
 int store_backup_end(struct store_backup *bk, bool done);
+/* A private in-memory copy of the whole database (dripctl simulate); close it with
+ * store_close. Costs a read of every page. */
+struct store *store_copy(struct store *src, char *err, size_t errlen);
+/* pending -> queued for one touch (what store_touch_claim does for a batch). */
+int store_touch_queue(struct store *st, int64_t id, int64_t now);
 
 /*
  * Where the inbox left off in `mailbox` (its URL): the IMAP UIDVALIDITY, the last UID

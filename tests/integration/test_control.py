@@ -404,3 +404,30 @@ def test_send_test_sends_a_marked_copy_elsewhere_and_records_nothing(daemon_fact
     assert r.returncode == 1 and "not accepted" in r.stderr, r.stderr
     assert d.ctl_raw("send-test", "maya@example.org", "--to", "bad").returncode == 1
     assert d.ctl_raw("send-test", "maya@example.org").returncode == 2
+
+
+def test_simulate_matches_what_the_daemon_then_does_and_changes_nothing(daemon):
+    daemon.ctl("lead", "add", "maya@example.org", "--first-name", "Maya")
+    daemon.wait_messages(1)
+    before = daemon.ctl("lead", "show", "maya@example.org")
+    sim = daemon.ctl("simulate", "--lead", "maya@example.org", "--days", "30")
+    timeline = sim["leads"][0]["timeline"]
+    planned = [(e["sequence"], e["step"]) for e in timeline if e["action"] == "send"]
+    assert len(planned) >= 3, timeline
+    assert daemon.ctl("lead", "show", "maya@example.org") == before  # nothing changed
+    assert daemon.ctl("status")["touches"]["sent"] == 1
+    # The real daemon, day by day under the test clock, sends the same steps.
+    for day in range(30):
+        daemon.advance("1d")
+        time.sleep(0.15)
+    wait_for(lambda: len(daemon.messages()) >= 1 + len(planned), 20, "the planned messages")
+    time.sleep(0.5)
+    sent = sorted((t for t in daemon.ctl("lead", "show", "maya@example.org")["touches"]
+                   if t["state"] == "sent"), key=lambda t: (t["sent_at"], t["id"]))
+    assert [(t["sequence"], t["step"]) for t in sent[1:]] == planned
+    # Assumed behaviour goes through the journey's own rules: a reply hands the lead off.
+    d2 = daemon.ctl("simulate", "--lead", "maya@example.org", "--days", "30", "--replies", "1")
+    assert d2["leads"][0]["timeline"] is not None
+    r = daemon.ctl_raw("simulate", "--lead", "maya@example.org", "--opens", "2")
+    assert r.returncode == 1 and "from 0 to 1" in r.stderr
+    assert daemon.ctl_raw("simulate").returncode == 1

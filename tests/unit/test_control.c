@@ -948,6 +948,29 @@ static void test_watch_and_reload_need_the_daemon(void **state)
 	assert_error_line(d, "{\"v\":1,\"cmd\":\"reload\"}", "unsupported");
 }
 
+static void test_simulate_runs_on_a_copy_and_changes_nothing(void **state)
+{
+	struct dripd *d = *state;
+	cJSON_Delete(import_chunk(d, IMPORT_HEADER, "maya@example.org,Maya,,,,\n"));
+	struct store_status before = status_of(d);
+	cJSON *a = ask_cmd(d, "simulate", "{\"email\":\"maya@example.org\",\"days\":\"60\"}");
+	const cJSON *lead = cJSON_GetArrayItem(item(ok_result(a), "leads"), 0);
+	const cJSON *e;
+	int sends = 0;
+	cJSON_ArrayForEach(e, item(lead, "timeline")) sends +=
+		strcmp(str(e, "action"), "send") == 0;
+	if (sends < 2)
+		fail_msg("expected at least 2 sends in 60 days, got %d", sends);
+	cJSON_Delete(a);
+	struct store_status after = status_of(d);
+	assert_int_equal(after.sent, before.sent);
+	assert_int_equal(after.pending, before.pending);
+	a = ask_cmd(d, "simulate", "{\"email\":\"maya@example.org\",\"replies\":\"1.5\"}");
+	assert_error(a, "invalid");
+	cJSON_Delete(a);
+	assert_error_line(d, "{\"v\":1,\"cmd\":\"simulate\"}", "invalid");
+}
+
 /* ---- line framing (proto.c) ----------------------------------------------------------- */
 
 static void feed_str(struct proto_reader *r, const char *s)
@@ -1131,6 +1154,7 @@ int main(void)
 		CONTROL_TEST(test_suppress_add_takes_addresses_and_domains_only),
 		CONTROL_TEST(test_backup_writes_a_copy_and_never_overwrites),
 		CONTROL_TEST(test_watch_and_reload_need_the_daemon),
+		CONTROL_TEST(test_simulate_runs_on_a_copy_and_changes_nothing),
 		cmocka_unit_test(test_usage_of_lead_add_shows_positional_and_repeatable_options),
 		cmocka_unit_test(test_reader_joins_a_line_fed_in_pieces),
 		cmocka_unit_test(test_reader_returns_every_line_of_one_feed_and_strips_crlf),

@@ -240,7 +240,8 @@ def test_inbox_turns_real_mail_into_events_and_leaves_it_unread(daemon_factory, 
     d.start()
     watching(d)
     leads = {k: f"{k}@example.org" for k in
-             ("maya", "ravi", "olga", "greta", "hard", "exch", "soft", "arf", "unsub")}
+             ("maya", "ravi", "olga", "greta", "hard", "exch", "soft", "arf", "unsub",
+              "nul")}
     t = {k: first_touch(d, smtp_sink, v) for k, v in leads.items()}
     for k, (msgid, reply_to, mail_from) in t.items():
         assert reply_to.startswith("reply+") and reply_to.endswith("@" + DOMAIN), reply_to
@@ -267,10 +268,18 @@ def test_inbox_turns_real_mail_into_events_and_leaves_it_unread(daemon_factory, 
     dovecot.deliver(mail("unsubscribe.eml", "unsub"))
     dovecot.deliver(fill("stranger.eml", "nobody@example.net"))
     # Hostile: a 1 MB header, NUL bytes, a MIME boundary that never closes.
-    hostile = (b"From: Evil <evil@bad.example>\r\nX-Big: " + b"a" * 1024 * 1024 +
+    hostile = (b"From: Evil <evil@bad.example>\r\nX-Trap: {12}\r\n d3 OK fake\r\n"
+               b"* BYE fake\r\n)\r\nX-Big: " + b"a" * 1024 * 1024 +
                b"\r\nSubject: \x00\x00boom\r\nContent-Type: multipart/mixed; boundary=zz\r\n"
                b"\r\n--zz\r\nContent-Type: text/plain\r\n\r\n\x00{5}\r\n)\r\nd9 OK lies\r\n")
     dovecot.deliver(hostile)
+    # A lead's reply whose body (fetched: it matches) is broken MIME with NUL bytes and
+    # lines that look like IMAP responses inside its literal.
+    dovecot.deliver(
+        f"From: {leads['nul']}\r\nSubject: Re: x\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: multipart/mixed; boundary=qq\r\n\r\n--qq\r\n"
+        f"Content-Type: text/plain\r\n\r\nStill interested.\x00\r\n"
+        f"d4 OK [fake] done\r\n* 9 FETCH (UID 999 BODY[] {{3}}\r\n".encode())
     # After the hostile one, the inbox must still be in step: the next message counts.
     dovecot.deliver(mail("dsn_postfix_soft.eml", "soft"))
 
@@ -328,7 +337,10 @@ def test_inbox_turns_real_mail_into_events_and_leaves_it_unread(daemon_factory, 
     assert unmatched == 2, unmatched  # the stranger and the hostile message
 
     flags = dovecot.flags()
-    assert len(flags) == 12 and not any("\\Seen" in f for f in flags), flags
+    nul = show(d, leads["nul"])
+    reply = next(e for e in nul["events"] if e["kind"] == "reply")
+    assert reply["detail"]["excerpt"].startswith("Still interested."), reply
+    assert len(flags) == 13 and not any("\\Seen" in f for f in flags), flags
     assert d.proc.poll() is None
 
 

@@ -118,6 +118,10 @@ static void main_reload_warn(const struct config *old, const struct config *cfg)
 		{ "state_dir", offsetof(struct config, state_dir) },
 		{ "control_socket", offsetof(struct config, control_socket) },
 		{ "delivery.url", offsetof(struct config, delivery.url) },
+		{ "inbox.url", offsetof(struct config, inbox.url) },
+		{ "inbox.username", offsetof(struct config, inbox.username) },
+		{ "inbox.password_file", offsetof(struct config, inbox.password_file) },
+		{ "inbox.move_to", offsetof(struct config, inbox.move_to) },
 	};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const char *a = *(char *const *)((const char *)old + keys[i].off);

@@ -134,6 +134,8 @@ static void main_reload_warn(const struct config *old, const struct config *cfg)
 	    old->test_clock != cfg->test_clock || old->clock_rate != cfg->clock_rate)
 		log_warn("dripd: delivery.max_connections, test_clock and clock_rate take effect "
 			 "at the next restart");
+	if (old->inbox.poll != cfg->inbox.poll)
+		log_warn("dripd: inbox.poll changed: it takes effect at the next restart");
 }
 
 struct main_orphans {

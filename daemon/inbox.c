@@ -1040,6 +1040,14 @@ static void inbox_decide(struct inbox *ib)
 			how = INBOX_MATCH_SENDER; /* cannot tell: fetch it and decide later */
 		store_lead_clear(&lead);
 		store_touch_clear(&t);
+		/* A colleague's reply needs its text too, when the company has leads. */
+		const char *at = strrchr(r->from, '@');
+		size_t n = 0;
+		int64_t one;
+		if (how == INBOX_MATCH_NONE && r->kind == CLASSIFY_REPLY && at && at[1] &&
+		    strcmp(d->cfg->inbox.colleague, "ignore") != 0 && !classify_free_mail(at + 1) &&
+		    store_leads_by_domain(d->store, at + 1, &one, 1, &n) == 0 && n > 0)
+			how = INBOX_MATCH_COMPANY;
 		ib->msgs[i].want_body = report || how != INBOX_MATCH_NONE;
 	}
 	free(r);

@@ -130,6 +130,10 @@ static void main_reload_warn(const struct config *old, const struct config *cfg)
 		{ "state_dir", offsetof(struct config, state_dir) },
 		{ "control_socket", offsetof(struct config, control_socket) },
 		{ "delivery.url", offsetof(struct config, delivery.url) },
+		{ "inbox.url", offsetof(struct config, inbox.url) },
+		{ "inbox.username", offsetof(struct config, inbox.username) },
+		{ "inbox.password_file", offsetof(struct config, inbox.password_file) },
+		{ "inbox.move_to", offsetof(struct config, inbox.move_to) },
 	};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const char *a = *(char *const *)((const char *)old + keys[i].off);
@@ -142,6 +146,8 @@ static void main_reload_warn(const struct config *old, const struct config *cfg)
 	    old->test_clock != cfg->test_clock || old->clock_rate != cfg->clock_rate)
 		log_warn("dripd: delivery.max_connections, test_clock and clock_rate take effect "
 			 "at the next restart");
+	if (old->inbox.poll != cfg->inbox.poll)
+		log_warn("dripd: inbox.poll changed: it takes effect at the next restart");
 }
 
 struct main_orphans {

@@ -31,7 +31,7 @@ state_dir = {folder}/state
 log_path = {folder}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {user}
@@ -52,7 +52,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
   chroot =
 }}
@@ -88,13 +89,14 @@ class Dovecot:
     def __init__(self, folder: Path):
         self.folder = folder
         self.port = free_port()
+        self.tls_port = 0
         self.pw = imap_user()
         self.maildir = folder / "home" / "Maildir"
         for sub in ("run", "state", "home/Maildir/new", "home/Maildir/cur",
                     "home/Maildir/tmp"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        (folder / "dovecot.conf").write_text(DOVECOT_CONF.format(
-            folder=folder, user=USER, port=self.port))
+        self.ssl = "ssl = no"
+        self.write_conf()
         (folder / "passwd").write_text(
             f"lead-inbox:{{PLAIN}}{PASSWORD}:{self.pw.pw_uid}:{self.pw.pw_gid}::"
             f"{folder}/home\n")
@@ -104,6 +106,27 @@ class Dovecot:
         os.chown(folder, self.pw.pw_uid, self.pw.pw_gid)
         self.proc = None
         self.seq = 0
+
+    def enable_tls(self):
+        """Serves imaps:// too, with a self-signed certificate for "localhost"; returns the
+        certificate's path (a client trusts it through SSL_CERT_FILE)."""
+        cert, key = self.folder / "cert.pem", self.folder / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", str(key), "-out", str(cert), "-days", "2",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                       check=True, capture_output=True)
+        for f in (cert, key):
+            os.chown(f, self.pw.pw_uid, self.pw.pw_gid)
+        self.tls_port = free_port()
+        self.ssl = f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
+        self.write_conf()
+        return cert
+
+    def write_conf(self):
+        conf = self.folder / "dovecot.conf"
+        conf.write_text(DOVECOT_CONF.format(folder=self.folder, user=USER, port=self.port,
+                                            tls_port=self.tls_port, ssl=self.ssl))
+        os.chown(conf, self.pw.pw_uid, self.pw.pw_gid)
 
     def start(self):
         self.proc = subprocess.Popen(
@@ -240,7 +263,8 @@ def test_inbox_turns_real_mail_into_events_and_leaves_it_unread(daemon_factory, 
     d.start()
     watching(d)
     leads = {k: f"{k}@example.org" for k in
-             ("maya", "ravi", "olga", "greta", "hard", "exch", "soft", "arf", "unsub")}
+             ("maya", "ravi", "olga", "greta", "hard", "exch", "soft", "arf", "unsub",
+              "nul")}
     t = {k: first_touch(d, smtp_sink, v) for k, v in leads.items()}
     for k, (msgid, reply_to, mail_from) in t.items():
         assert reply_to.startswith("reply+") and reply_to.endswith("@" + DOMAIN), reply_to
@@ -267,10 +291,18 @@ def test_inbox_turns_real_mail_into_events_and_leaves_it_unread(daemon_factory, 
     dovecot.deliver(mail("unsubscribe.eml", "unsub"))
     dovecot.deliver(fill("stranger.eml", "nobody@example.net"))
     # Hostile: a 1 MB header, NUL bytes, a MIME boundary that never closes.
-    hostile = (b"From: Evil <evil@bad.example>\r\nX-Big: " + b"a" * 1024 * 1024 +
+    hostile = (b"From: Evil <evil@bad.example>\r\nX-Trap: {12}\r\n d3 OK fake\r\n"
+               b"* BYE fake\r\n)\r\nX-Big: " + b"a" * 1024 * 1024 +
                b"\r\nSubject: \x00\x00boom\r\nContent-Type: multipart/mixed; boundary=zz\r\n"
                b"\r\n--zz\r\nContent-Type: text/plain\r\n\r\n\x00{5}\r\n)\r\nd9 OK lies\r\n")
     dovecot.deliver(hostile)
+    # A lead's reply whose body (fetched: it matches) is broken MIME with NUL bytes and
+    # lines that look like IMAP responses inside its literal.
+    dovecot.deliver(
+        f"From: {leads['nul']}\r\nSubject: Re: x\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: multipart/mixed; boundary=qq\r\n\r\n--qq\r\n"
+        f"Content-Type: text/plain\r\n\r\nStill interested.\x00\r\n"
+        f"d4 OK [fake] done\r\n* 9 FETCH (UID 999 BODY[] {{3}}\r\n".encode())
     # After the hostile one, the inbox must still be in step: the next message counts.
     dovecot.deliver(mail("dsn_postfix_soft.eml", "soft"))
 
@@ -328,7 +360,10 @@ def test_inbox_turns_real_mail_into_events_and_leaves_it_unread(daemon_factory, 
     assert unmatched == 2, unmatched  # the stranger and the hostile message
 
     flags = dovecot.flags()
-    assert len(flags) == 12 and not any("\\Seen" in f for f in flags), flags
+    nul = show(d, leads["nul"])
+    reply = next(e for e in nul["events"] if e["kind"] == "reply")
+    assert reply["detail"]["excerpt"].startswith("Still interested."), reply
+    assert len(flags) == 13 and not any("\\Seen" in f for f in flags), flags
     assert d.proc.poll() is None
 
 
@@ -419,3 +454,31 @@ def test_handled_mail_can_be_moved_to_a_folder_and_stays_unread(daemon_factory, 
     assert len(left) == 1 and "\\Seen" not in left[0], left  # the stranger stays
     time.sleep(2)
     assert events(d, lead).count("reply") == 1
+
+
+def test_imaps_checks_the_certificate(daemon_factory, dovecot, smtp_sink, tmp_path,
+                                      monkeypatch):
+    cert = dovecot.enable_tls()
+    dovecot.stop()
+    dovecot.start()
+    # Not trusted: the handshake fails, said once, retried; nothing read.
+    d = inbox_daemon(daemon_factory, dovecot, smtp_sink, tmp_path,
+                     url=f"imaps://localhost:{dovecot.tls_port}/INBOX")
+    d.start()
+    wait_for(lambda: "retrying with backoff" in d.log_text(), 30, "the refused certificate")
+    assert "certificate" in d.log_text() and "inbox: watching" not in d.log_text()
+    assert d.stop() == 0
+    # Trusted (as a CA bundle would make it): the mailbox is read over TLS.
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    d2 = daemon_factory(name="d2", inbox={
+        "url": f"imaps://localhost:{dovecot.tls_port}/INBOX", "username": "lead-inbox",
+        "password_file": str(tmp_path / "imap.password"), "poll": "1s"})
+    d2.config["delivery"] = {"url": smtp_sink.url, "from": "Ana Ruiz <ana@example.com>"}
+    d2.write_config()
+    d2.start()
+    watching(d2)
+    lead = "tls@example.org"
+    msgid, _, _ = first_touch(d2, smtp_sink, lead)
+    dovecot.deliver(fill("reply_threaded.eml", lead, msgid))
+    wait_for(lambda: "reply" in events(d2, lead), 30, "the reply read over imaps")
+    assert d2.stop() == 0

@@ -474,3 +474,42 @@ def test_chromium_loads_the_pixel_follows_a_link_and_unsubscribes_only_by_button
     wait_for(lambda: "You are unsubscribed" in chromium.page_source, 10, "the confirmation")
     assert lead(d)["status"] == "unsubscribed"
     assert events(d, "unsubscribe")[0][2]["via"] == "unsubscribe page"
+
+
+def test_valgrind_finds_no_leak_with_tracking_traffic_and_open_connections(daemon_factory,
+                                                                          tmp_path):
+    from pathlib import Path
+    valgrind = shutil.which("valgrind")
+    assert valgrind, "valgrind is not installed (.ci/install-deps installs it)"
+    plain = Path(os.environ.get("DRIPD_PLAIN_BUILD", Path(__file__).parents[2] / "build"))
+    content = write_content(tmp_path / "content-v", content_files())
+    from conftest import free_port
+    port = free_port()
+    d = daemon_factory("v", content=content,
+                       tracking={"listen": f"127.0.0.1:{port}",
+                                 "base_url": f"http://127.0.0.1:{port}"})
+    d.start(binary=plain / "dripd",
+            prefix=(valgrind, "--quiet", "--leak-check=full",
+                    "--show-leak-kinds=definite,indirect,possible",
+                    "--errors-for-leak-kinds=definite,indirect,possible",
+                    "--error-exitcode=99"))
+    d.ctl("lead", "add", "maya@example.org")
+    u = urls(d.wait_messages(1, timeout=30)[0])
+    d.advance("1h")
+    curl("-A", FIREFOX, u["open"][0])
+    curl("-A", FIREFOX, u["click"][0])
+    curl(u["unsub"][0])
+    curl(f"{d.base_url}/metrics")
+    raw_http(port, b"GET /healthz HTTP/1.1\r\nHost : t\r\n\r\n")
+    # Left open at shutdown: an idle connection, half a request, an unread answer.
+    idle = socket.create_connection(("127.0.0.1", port))
+    half = socket.create_connection(("127.0.0.1", port))
+    half.sendall(b"GET /o/abc HTTP/1.1\r\nHost:")
+    curl("-X", "POST", "-d", "List-Unsubscribe=One-Click", u["unsub"][0])
+    curl("-A", FIREFOX, u["open"][0])  # its group commit is still due at SIGTERM
+    code = d.stop(timeout=60)
+    idle.close()
+    half.close()
+    assert code == 0, f"valgrind reported errors or leaks:\n{d.log_text()}"
+    assert d.sql("SELECT status FROM leads")[0][0] == "unsubscribed"
+    assert len(events(d, "open")) == 2

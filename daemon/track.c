@@ -315,6 +315,8 @@ double track_confidence(const struct track_evidence *e, const char **why)
 		    (e->family == AF_INET && e->addr && e->addr[0] == 17))
 			return *why = "apple mail privacy protection", 0.1;
 	}
+	if (e->kind == 'c' && e->honeypot)
+		return *why = "hidden honeypot link", 0.0;
 	if (!*ua)
 		return *why = "no user agent", 0.05;
 	for (size_t i = 0; i < sizeof(machines) / sizeof(machines[0]); i++)
@@ -1227,7 +1229,8 @@ static int track_record(struct track *t, const struct track_hit *h)
 				    .ua = h->ua,
 				    .family = h->family,
 				    .addr = h->addr,
-				    .burst = h->burst };
+				    .burst = h->burst,
+				    .honeypot = h->tag && strcmp(h->tag, "honeypot") == 0 };
 	double conf = track_confidence(&e, &why);
 	bool person = conf >= TRACK_HUMAN, repeat = false;
 	/* A person's second open of the same message is kept but scores nothing: reopening

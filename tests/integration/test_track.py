@@ -76,7 +76,8 @@ def start(daemon_factory, tmp_path, name="d", landing="https://example.com", tra
 
 def urls(msg):
     html = msg.get_body(preferencelist=("html",)).get_content()
-    found = re.findall(r'(?:href|src)="(http://127\.0\.0\.1:\d+/[ocu]/[A-Za-z0-9_-]+)"', html)
+    visible = re.sub(r'<a href="[^"]+" style="display:none"[^>]*></a>', "", html)
+    found = re.findall(r'(?:href|src)="(http://127\.0\.0\.1:\d+/[ocu]/[A-Za-z0-9_-]+)"', visible)
     return {"open": [u for u in found if "/o/" in u], "click": [u for u in found if "/c/" in u],
             "unsub": [u for u in found if "/u/" in u], "html": html}
 
@@ -169,12 +170,19 @@ def test_machine_opens_and_clicks_are_kept_but_do_not_score(daemon_factory, tmp_
     # The first two browser clicks looked human; the burst's third did not. Only the
     # human ones scored: 3 + 3.
     assert lead(d)["score"] == 6
+    # The hidden honeypot link: every message has one; whoever follows it is a machine.
+    hp = re.search(r'<a href="([^"]+)" style="display:none" aria-hidden="true"', u["html"])
+    code, loc, _ = curl("-A", FIREFOX, "-H", "X-Forwarded-For: 198.51.100.3", hp.group(1))
+    assert code == 302 and loc.rstrip("/") == d.base_url
+    wait_for(lambda: len(events(d, "click")) == 5, 5, "the honeypot click")
+    assert events(d, "click")[4][2]["machine"] == "hidden honeypot link"
+    assert lead(d)["score"] == 6
     step = d.ctl("stats")["steps"][0]
     # Machine opens count as no open; the two human clicks count as one clicked touch.
     assert (step["opened"], step["clicked"]) == (1, 1), step
     # lead show lists every hit, machine ones included, with their evidence.
     shown = d.ctl("lead", "show", "maya@example.org")
-    assert sum(e["kind"] in ("open", "click") for e in shown["events"]) == 6
+    assert sum(e["kind"] in ("open", "click") for e in shown["events"]) == 7
 
 
 def test_forwarded_for_counts_only_from_trusted_proxies(daemon_factory, tmp_path):

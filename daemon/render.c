@@ -422,9 +422,10 @@ static bool render_is_web(const char *url)
 	return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
 }
 
-/* Fills merge fields into link targets, then hands web links to the click tracker. */
-static void render_fix_links(const struct render_ctx *rc, cmark_node *doc,
-			     const struct render_tracking *trk)
+/* Fills merge fields into link targets, then hands web links to the click tracker; returns
+ * how many it handed over. */
+static size_t render_fix_links(const struct render_ctx *rc, cmark_node *doc,
+			       const struct render_tracking *trk)
 {
 	cmark_iter *it = cmark_iter_new(doc);
 	cmark_event_type ev;
@@ -451,6 +452,7 @@ static void render_fix_links(const struct render_ctx *rc, cmark_node *doc,
 		}
 	}
 	cmark_iter_free(it);
+	return index;
 }
 
 /* Prefixes every line of `in` with `first` (the first line) or `rest`. */
@@ -602,7 +604,7 @@ static int render_impl(const struct content *c, const struct content_template *t
 	if (render_placeholders(rc, tpl->body, &body, err, errlen))
 		goto out;
 	doc = cmark_parse_document(body.data ? body.data : "", body.len, CMARK_OPT_DEFAULT);
-	render_fix_links(rc, doc, trk);
+	size_t nlinks = render_fix_links(rc, doc, trk);
 
 	buf_adds(&html, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
 			"<meta name=\"viewport\" content=\"width=device-width\">\n<title>");
@@ -645,6 +647,15 @@ static int render_impl(const struct content *c, const struct content_template *t
 		render_escaped(&html, trk->unsubscribe_url, RENDER_HTML);
 		buf_adds(&html, "\">Unsubscribe</a> and we will not write again.</p>\n");
 		buf_printf(&text, "Unsubscribe: %s\n", trk->unsubscribe_url);
+	}
+	if (trk && trk->click_url && trk->honeypot_target) {
+		/* A link no person sees or can reach: only a machine follows it. */
+		char *hp = trk->click_url(trk->arg, nlinks, trk->honeypot_target, "honeypot");
+		buf_adds(&html, "<a href=\"");
+		render_escaped(&html, hp, RENDER_HTML);
+		buf_adds(&html,
+			 "\" style=\"display:none\" aria-hidden=\"true\" tabindex=\"-1\"></a>\n");
+		free(hp);
 	}
 	if (trk && trk->open_url) {
 		buf_adds(&html, "<img src=\"");

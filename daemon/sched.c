@@ -317,6 +317,8 @@ int sched_compose(struct store *st, const struct content *c, const struct config
 		if (seq->track) {
 			trk.click_url = sched_click_url;
 			trk.arg = &tr;
+			/* Evidence for the tracking listener: a click on it is a scanner's. */
+			trk.honeypot_target = cfg->tracking.base_url;
 		}
 		/* Opt-in: a lone 1x1 image costs 2-2.8 SpamAssassin points (HTML_IMAGE_ONLY_*)
 		 * on a short message, and a click proves an open anyway. */

@@ -315,6 +315,8 @@ double track_confidence(const struct track_evidence *e, const char **why)
 		    (e->family == AF_INET && e->addr && e->addr[0] == 17))
 			return *why = "apple mail privacy protection", 0.1;
 	}
+	if (e->kind == 'c' && e->honeypot)
+		return *why = "hidden honeypot link", 0.0;
 	if (!*ua)
 		return *why = "no user agent", 0.05;
 	for (size_t i = 0; i < sizeof(machines) / sizeof(machines[0]); i++)
@@ -389,7 +391,7 @@ struct track {
 	uv_timer_t commit;
 	uv_prepare_t prepare;
 	bool closed;
-	int handles;
+	int handles; /* its own handles plus one per connection; freed at 0 */
 	struct track_conn *conns;
 	int64_t nconns, max_conns;
 	struct util_cidr *proxies;
@@ -422,6 +424,7 @@ static const unsigned char track_gif[43] = {
 };
 
 static void track_conn_close(struct track_conn *c);
+static void track_release(struct track *t);
 
 static void track_conn_free_cb(uv_handle_t *h)
 {
@@ -432,6 +435,7 @@ static void track_conn_free_cb(uv_handle_t *h)
 	track_parser_free(c->tp);
 	free(c);
 	t->nconns--;
+	track_release(t);
 }
 
 static void track_conn_shutdown_cb(uv_shutdown_t *req, int status)
@@ -1164,6 +1168,7 @@ static void track_accept_cb(uv_stream_t *server, int status)
 	c->tcp.data = c->timer.data = c;
 	c->handles = 2;
 	t->nconns++;
+	t->handles++; /* released when the connection's memory goes */
 	c->next = t->conns;
 	if (t->conns)
 		t->conns->prev = c;
@@ -1224,7 +1229,8 @@ static int track_record(struct track *t, const struct track_hit *h)
 				    .ua = h->ua,
 				    .family = h->family,
 				    .addr = h->addr,
-				    .burst = h->burst };
+				    .burst = h->burst,
+				    .honeypot = h->tag && strcmp(h->tag, "honeypot") == 0 };
 	double conf = track_confidence(&e, &why);
 	bool person = conf >= TRACK_HUMAN, repeat = false;
 	/* A person's second open of the same message is kept but scores nothing: reopening
@@ -1361,9 +1367,10 @@ static int track_listen_addr(const char *listen, struct sockaddr_storage *ss)
 	return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0 ? 0 : DRIP_EINVALID;
 }
 
-static void track_free_cb(uv_handle_t *h)
+/* Drops one of the references the track's own handles and its connections hold; the last
+ * frees it, so a connection still shutting down after track_close finds it alive. */
+static void track_release(struct track *t)
 {
-	struct track *t = h->data;
 	if (--t->handles > 0)
 		return;
 	for (size_t i = 0; i < sizeof(t->events) / sizeof(t->events[0]); i++)
@@ -1378,6 +1385,11 @@ static void track_free_cb(uv_handle_t *h)
 	free(t->proxies);
 	free(t->queue);
 	free(t);
+}
+
+static void track_free_cb(uv_handle_t *h)
+{
+	track_release(h->data);
 }
 
 struct track *track_new(struct dripd *d, int inherited_fd, char *err, size_t errlen)

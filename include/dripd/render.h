@@ -54,6 +54,9 @@ struct render_tracking {
 	void *arg;
 	const char *open_url; /* NULL: no pixel */
 	const char *unsubscribe_url; /* NULL: no unsubscribe link in the footer */
+	/* non-NULL (with click_url): a hidden link in the HTML, after the body's links, passed
+	 * to click_url with the tag "honeypot" and this target; only machines follow it */
+	const char *honeypot_target;
 };
 
 /*

@@ -85,6 +85,7 @@ struct track_evidence {
 	const uint8_t *addr; /* 4 or 16 bytes */
 	int burst; /* distinct links of the same message clicked within one second, this one
 		      included */
+	bool honeypot; /* the message's hidden link, which no person can see */
 };
 
 /* A hit at or above this confidence is a person's: it scores and may move the lead. */

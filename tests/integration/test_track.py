@@ -76,7 +76,8 @@ def start(daemon_factory, tmp_path, name="d", landing="https://example.com", tra
 
 def urls(msg):
     html = msg.get_body(preferencelist=("html",)).get_content()
-    found = re.findall(r'(?:href|src)="(http://127\.0\.0\.1:\d+/[ocu]/[A-Za-z0-9_-]+)"', html)
+    visible = re.sub(r'<a href="[^"]+" style="display:none"[^>]*></a>', "", html)
+    found = re.findall(r'(?:href|src)="(http://127\.0\.0\.1:\d+/[ocu]/[A-Za-z0-9_-]+)"', visible)
     return {"open": [u for u in found if "/o/" in u], "click": [u for u in found if "/c/" in u],
             "unsub": [u for u in found if "/u/" in u], "html": html}
 
@@ -169,12 +170,19 @@ def test_machine_opens_and_clicks_are_kept_but_do_not_score(daemon_factory, tmp_
     # The first two browser clicks looked human; the burst's third did not. Only the
     # human ones scored: 3 + 3.
     assert lead(d)["score"] == 6
+    # The hidden honeypot link: every message has one; whoever follows it is a machine.
+    hp = re.search(r'<a href="([^"]+)" style="display:none" aria-hidden="true"', u["html"])
+    code, loc, _ = curl("-A", FIREFOX, "-H", "X-Forwarded-For: 198.51.100.3", hp.group(1))
+    assert code == 302 and loc.rstrip("/") == d.base_url
+    wait_for(lambda: len(events(d, "click")) == 5, 5, "the honeypot click")
+    assert events(d, "click")[4][2]["machine"] == "hidden honeypot link"
+    assert lead(d)["score"] == 6
     step = d.ctl("stats")["steps"][0]
     # Machine opens count as no open; the two human clicks count as one clicked touch.
     assert (step["opened"], step["clicked"]) == (1, 1), step
     # lead show lists every hit, machine ones included, with their evidence.
     shown = d.ctl("lead", "show", "maya@example.org")
-    assert sum(e["kind"] in ("open", "click") for e in shown["events"]) == 6
+    assert sum(e["kind"] in ("open", "click") for e in shown["events"]) == 7
 
 
 def test_forwarded_for_counts_only_from_trusted_proxies(daemon_factory, tmp_path):
@@ -474,3 +482,42 @@ def test_chromium_loads_the_pixel_follows_a_link_and_unsubscribes_only_by_button
     wait_for(lambda: "You are unsubscribed" in chromium.page_source, 10, "the confirmation")
     assert lead(d)["status"] == "unsubscribed"
     assert events(d, "unsubscribe")[0][2]["via"] == "unsubscribe page"
+
+
+def test_valgrind_finds_no_leak_with_tracking_traffic_and_open_connections(daemon_factory,
+                                                                          tmp_path):
+    from pathlib import Path
+    valgrind = shutil.which("valgrind")
+    assert valgrind, "valgrind is not installed (.ci/install-deps installs it)"
+    plain = Path(os.environ.get("DRIPD_PLAIN_BUILD", Path(__file__).parents[2] / "build"))
+    content = write_content(tmp_path / "content-v", content_files())
+    from conftest import free_port
+    port = free_port()
+    d = daemon_factory("v", content=content,
+                       tracking={"listen": f"127.0.0.1:{port}",
+                                 "base_url": f"http://127.0.0.1:{port}"})
+    d.start(binary=plain / "dripd",
+            prefix=(valgrind, "--quiet", "--leak-check=full",
+                    "--show-leak-kinds=definite,indirect,possible",
+                    "--errors-for-leak-kinds=definite,indirect,possible",
+                    "--error-exitcode=99"))
+    d.ctl("lead", "add", "maya@example.org")
+    u = urls(d.wait_messages(1, timeout=30)[0])
+    d.advance("1h")
+    curl("-A", FIREFOX, u["open"][0])
+    curl("-A", FIREFOX, u["click"][0])
+    curl(u["unsub"][0])
+    curl(f"{d.base_url}/metrics")
+    raw_http(port, b"GET /healthz HTTP/1.1\r\nHost : t\r\n\r\n")
+    # Left open at shutdown: an idle connection, half a request, an unread answer.
+    idle = socket.create_connection(("127.0.0.1", port))
+    half = socket.create_connection(("127.0.0.1", port))
+    half.sendall(b"GET /o/abc HTTP/1.1\r\nHost:")
+    curl("-X", "POST", "-d", "List-Unsubscribe=One-Click", u["unsub"][0])
+    curl("-A", FIREFOX, u["open"][0])  # its group commit is still due at SIGTERM
+    code = d.stop(timeout=60)
+    idle.close()
+    half.close()
+    assert code == 0, f"valgrind reported errors or leaks:\n{d.log_text()}"
+    assert d.sql("SELECT status FROM leads")[0][0] == "unsubscribed"
+    assert len(events(d, "open")) == 2

@@ -244,6 +244,16 @@ static void test_people_and_machines_are_told_apart(void **state)
 	assert_true(conf('c', 3600, firefox, "192.0.2.1", 3, &why) < TRACK_HUMAN);
 	assert_true(conf('c', 3, firefox, "192.0.2.1", 1, &why) < TRACK_HUMAN);
 	assert_string_equal(why, "right after delivery");
+	/* The hidden honeypot link: nobody can see it, whatever the agent. */
+	struct track_evidence hp = { .kind = 'c',
+				     .since_delivery = 3600,
+				     .ua = firefox,
+				     .family = AF_INET,
+				     .addr = (const uint8_t *)"\xc0\x00\x02\x01",
+				     .burst = 1,
+				     .honeypot = true };
+	assert_true(track_confidence(&hp, &why) < TRACK_HUMAN);
+	assert_string_equal(why, "hidden honeypot link");
 	/* Unknown delivery time judges by the rest. */
 	assert_true(conf('c', -1, firefox, "192.0.2.1", 1, &why) >= TRACK_HUMAN);
 }

@@ -37,7 +37,9 @@ static const char *const config_delivery_keys[] = { "url",
 						    NULL };
 static const char *const config_tracking_keys[] = { "listen", "base_url", "secret_file", NULL };
 static const char *const config_inbox_keys[] = { "url", "username", "password_file", "poll", NULL };
-static const char *const config_webhook_keys[] = { "url", "events", NULL };
+static const char *const config_webhook_keys[] = { "url",       "events",      "secret_file",
+						   "timeout",   "concurrency", "retry_min",
+						   "retry_max", "give_up",     NULL };
 static const char *const config_log_levels[] = { "error", "warning", "info", "debug", NULL };
 
 static void config_set(char **field, const char *value)
@@ -102,6 +104,7 @@ void config_free(struct config *cfg)
 	free(cfg->inbox.password_file);
 	for (size_t i = 0; i < cfg->nwebhooks; i++) {
 		free(cfg->webhooks[i].url);
+		free(cfg->webhooks[i].secret_file);
 		for (size_t j = 0; j < cfg->webhooks[i].nevents; j++)
 			free(cfg->webhooks[i].events[j]);
 		free(cfg->webhooks[i].events);
@@ -254,13 +257,41 @@ static int config_webhooks(struct config *cfg, const struct json_doc *d, const c
 		const char *url = NULL;
 		int rc;
 		w->url = xstrdup("");
+		w->secret_file = xstrdup("");
+		w->timeout = 10;
+		w->concurrency = 2;
+		w->retry_min = 30;
+		w->retry_max = 3600;
+		w->give_up = 3 * 86400;
 		if ((rc = json_check_object(d, o, "webhook", config_webhook_keys, err, errlen)) ||
-		    (rc = json_get_string(d, o, "url", true, &url, err, errlen)))
+		    (rc = json_get_string(d, o, "url", true, &url, err, errlen)) ||
+		    (rc = config_string(d, o, "secret_file", &w->secret_file, true, cfg->path, err,
+					errlen)) ||
+		    (rc = json_get_duration(d, o, "timeout", &w->timeout, err, errlen)) ||
+		    (rc = json_get_int(d, o, "concurrency", 1, 64, &w->concurrency, err, errlen)) ||
+		    (rc = json_get_duration(d, o, "retry_min", &w->retry_min, err, errlen)) ||
+		    (rc = json_get_duration(d, o, "retry_max", &w->retry_max, err, errlen)) ||
+		    (rc = json_get_duration(d, o, "give_up", &w->give_up, err, errlen)))
 			return rc;
 		config_set(&w->url, url);
 		if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
 			return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "url"), err, errlen,
 					 "webhook: \"url\" must start with http:// or https://");
+		/* The URL names the webhook's deliveries in the outbox: one webhook per URL. */
+		for (size_t i = 0; i + 1 < cfg->nwebhooks; i++)
+			if (strcmp(cfg->webhooks[i].url, url) == 0)
+				return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "url"), err,
+						 errlen, "webhook: \"%s\" is listed twice", url);
+		if (w->timeout < 1 || w->timeout > 600)
+			return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "timeout"), err,
+					 errlen, "webhook: \"timeout\" must be from 1s to 10m");
+		if (w->retry_min < 1 || w->retry_max < w->retry_min)
+			return json_errf(d, o, err, errlen,
+					 "webhook: retry_min must be at least 1s and at most "
+					 "retry_max");
+		if (w->give_up < 1)
+			return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "give_up"), err,
+					 errlen, "webhook: \"give_up\" must be at least 1s");
 		const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "events");
 		if (!ev)
 			continue;
@@ -360,5 +391,11 @@ char *config_warnings(const struct config *cfg)
 			   "%s: \"test_clock\" is on: business time can be moved by "
 			   "`dripctl clock advance` (rate %g); never in production\n",
 			   cfg->path, cfg->clock_rate);
+	for (size_t i = 0; i < cfg->nwebhooks; i++)
+		if (!*cfg->webhooks[i].secret_file)
+			buf_printf(&b,
+				   "%s: webhook %s has no \"secret_file\": its POSTs go out "
+				   "unsigned\n",
+				   cfg->path, cfg->webhooks[i].url);
 	return b.len ? buf_steal(&b) : NULL;
 }

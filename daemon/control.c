@@ -12,6 +12,7 @@
 
 #include "dripd/control.h"
 #include "dripd/error.h"
+#include "dripd/hooks.h"
 #include "dripd/journey.h"
 #include "dripd/json.h"
 #include "dripd/log.h"
@@ -219,6 +220,8 @@ static int control_status(struct dripd *d, const cJSON *args, cJSON *result, cha
 	cJSON_AddNumberToObject(t, "uncertain", (double)st.uncertain);
 	control_add_time(result, "next_due", st.next_due);
 	cJSON_AddStringToObject(result, "delivery", d->cfg->delivery.url);
+	if (d->hooks && (rc = hooks_status(d->hooks, result)))
+		return errf(err, errlen, rc, "cannot read the webhook outbox");
 	cJSON *c = cJSON_AddObjectToObject(result, "content");
 	cJSON_AddStringToObject(c, "dir", d->content->dir);
 	cJSON_AddNumberToObject(c, "sequences", (double)d->content->nseqs);
@@ -422,6 +425,7 @@ static int control_clock_advance(struct dripd *d, const cJSON *args, cJSON *resu
 	cJSON_AddNumberToObject(result, "advanced_s", (double)secs);
 	if (d->sched)
 		sched_kick(d->sched);
+	hooks_kick(d->hooks);
 	return 0;
 }
 

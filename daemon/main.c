@@ -17,6 +17,7 @@
 #include "dripd/control.h"
 #include "dripd/dripd.h"
 #include "dripd/error.h"
+#include "dripd/hooks.h"
 #include "dripd/log.h"
 #include "dripd/mailer.h"
 #include "dripd/sched.h"
@@ -179,6 +180,7 @@ static void main_reload(struct dripd *d)
 	d->content = c;
 	sched_set_content(d->sched, c);
 	sched_kick(d->sched);
+	hooks_reload(d->hooks);
 	log_info("dripd: reloaded: %zu sequences from %s", c->nseqs, c->dir);
 }
 
@@ -195,6 +197,8 @@ static void main_drained_cb(void *arg)
 	dripd_save_clock(d);
 	mailer_close(d->mailer);
 	sched_close(d->sched);
+	hooks_close(d->hooks);
+	d->hooks = NULL;
 	uv_close((uv_handle_t *)&main_sigs.term, NULL);
 	uv_close((uv_handle_t *)&main_sigs.intr, NULL);
 	uv_close((uv_handle_t *)&main_sigs.hup, NULL);
@@ -339,6 +343,8 @@ static int main_run(const char *path)
 		sched_set_paused(d.sched, true);
 		log_warn("dripd: sending is paused (dripctl resume lets it go on)");
 	}
+	if (!(d.hooks = hooks_new(&loop, d.cfg, d.store, &d.clock, err, sizeof(err))))
+		log_fatal("dripd: %s", err);
 	if (!(d.control = control_new(&d, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	main_signal(&loop, &main_sigs.term, SIGTERM, &d);

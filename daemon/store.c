@@ -107,6 +107,25 @@ static const char *const store_migrations[] = {
 	"CREATE INDEX events_touch ON events(touch_id, kind);",
 	/* 3: when a touch was first tried, so retries give up after an age, like an MTA. */
 	"ALTER TABLE touches ADD COLUMN first_attempt_at INTEGER;",
+	/* 4 (hooks): the webhook outbox. A row per (event, webhook) still to be delivered,
+	 * with its payload frozen at enqueue time and an idempotency id kept across retries;
+	 * a delivered or abandoned row is deleted. No foreign keys: forgetting a lead must
+	 * not wait for a CRM. */
+	"CREATE TABLE hook_outbox ("
+	"  id INTEGER PRIMARY KEY,"
+	"  hook TEXT NOT NULL,"
+	"  delivery_id TEXT NOT NULL UNIQUE,"
+	"  event_id INTEGER NOT NULL,"
+	"  lead_id INTEGER NOT NULL DEFAULT 0,"
+	"  kind TEXT NOT NULL,"
+	"  payload TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  next_at INTEGER NOT NULL,"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  last_error TEXT,"
+	"  UNIQUE (event_id, hook)"
+	");"
+	"CREATE INDEX hook_outbox_due ON hook_outbox(hook, next_at);",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -164,6 +183,14 @@ enum store_stmt_id {
 	STMT_SUPPRESS,
 	STMT_SUPPRESSED,
 	STMT_STATS_STEPS,
+	STMT_EVENTS_AFTER,
+	STMT_EVENT_MAX_ID,
+	STMT_HOOK_ENQUEUE,
+	STMT_HOOK_DUE,
+	STMT_HOOK_NEXT_DUE,
+	STMT_HOOK_DONE,
+	STMT_HOOK_RETRY,
+	STMT_HOOK_COUNT,
 	STMT_COUNT
 };
 
@@ -315,6 +342,21 @@ static const char *const store_sql_more[] = {
 	[STMT_TOUCH_NEXT_FOR_LEAD] =
 		"SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE lead_id = ?1 "
 		"AND state = 'pending' ORDER BY due_at, id LIMIT 1",
+	[STMT_EVENTS_AFTER] = "SELECT id, coalesce(lead_id, 0), coalesce(touch_id, 0), kind, at, "
+			      "detail FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+	[STMT_EVENT_MAX_ID] = "SELECT coalesce(max(id), 0) FROM events",
+	[STMT_HOOK_ENQUEUE] = "INSERT INTO hook_outbox (hook, delivery_id, event_id, lead_id, "
+			      "kind, payload, created_at, next_at) "
+			      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
+			      "ON CONFLICT (event_id, hook) DO NOTHING",
+	[STMT_HOOK_DUE] = "SELECT id, hook, delivery_id, event_id, lead_id, kind, payload, "
+			  "created_at, next_at, attempts FROM hook_outbox "
+			  "WHERE hook = ?1 AND next_at <= ?2 ORDER BY next_at, id LIMIT ?3",
+	[STMT_HOOK_NEXT_DUE] = "SELECT min(next_at) FROM hook_outbox WHERE next_at > ?1",
+	[STMT_HOOK_DONE] = "DELETE FROM hook_outbox WHERE id = ?1",
+	[STMT_HOOK_RETRY] = "UPDATE hook_outbox SET attempts = attempts + 1, next_at = ?2, "
+			    "last_error = ?3 WHERE id = ?1",
+	[STMT_HOOK_COUNT] = "SELECT count(*), coalesce(sum(attempts > 0), 0) FROM hook_outbox",
 };
 
 struct store {
@@ -1291,4 +1333,139 @@ int store_lead_update(struct store *st, const struct lead *lead, int64_t now)
 	store_bind_text(s, 8, lead->attrs);
 	sqlite3_bind_int64(s, 9, now);
 	return store_touch_update(st, s);
+}
+
+int store_events_after(struct store *st, int64_t after, size_t max, store_event_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_EVENTS_AFTER);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, after);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_event ev = {
+			.id = sqlite3_column_int64(s, 0),
+			.lead_id = sqlite3_column_int64(s, 1),
+			.touch_id = sqlite3_column_int64(s, 2),
+			.kind = (const char *)sqlite3_column_text(s, 3),
+			.at = sqlite3_column_int64(s, 4),
+			.detail = (const char *)sqlite3_column_text(s, 5),
+		};
+		if (cb(arg, &ev)) {
+			sqlite3_reset(s);
+			return 0;
+		}
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "events after");
+}
+
+int store_event_max_id(struct store *st, int64_t *id)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_EVENT_MAX_ID);
+	if (!s)
+		return DRIP_ESTORE;
+	int rc = sqlite3_step(s);
+	*id = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "event max id");
+}
+
+int store_hook_enqueue(struct store *st, const char *hook, const char *delivery_id,
+		       int64_t event_id, int64_t lead_id, const char *kind, const char *payload,
+		       int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_HOOK_ENQUEUE);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, hook);
+	store_bind_text(s, 2, delivery_id);
+	sqlite3_bind_int64(s, 3, event_id);
+	sqlite3_bind_int64(s, 4, lead_id);
+	store_bind_text(s, 5, kind);
+	store_bind_text(s, 6, payload);
+	sqlite3_bind_int64(s, 7, now);
+	return store_exec_stmt(st, s);
+}
+
+int store_hook_due(struct store *st, const char *hook, int64_t now, size_t max, store_hook_cb cb,
+		   void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_HOOK_DUE);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, hook);
+	sqlite3_bind_int64(s, 2, now);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_hook_delivery dl = {
+			.id = sqlite3_column_int64(s, 0),
+			.hook = (const char *)sqlite3_column_text(s, 1),
+			.delivery_id = (const char *)sqlite3_column_text(s, 2),
+			.event_id = sqlite3_column_int64(s, 3),
+			.lead_id = sqlite3_column_int64(s, 4),
+			.kind = (const char *)sqlite3_column_text(s, 5),
+			.payload = (const char *)sqlite3_column_text(s, 6),
+			.created_at = sqlite3_column_int64(s, 7),
+			.next_at = sqlite3_column_int64(s, 8),
+			.attempts = sqlite3_column_int64(s, 9),
+		};
+		if (cb(arg, &dl)) {
+			sqlite3_reset(s);
+			return 0;
+		}
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "hook due");
+}
+
+int store_hook_next_due(struct store *st, int64_t after, int64_t *at)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_HOOK_NEXT_DUE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, after);
+	int rc = sqlite3_step(s);
+	bool found = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
+	*at = found ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return store_fail(st, "hook next due");
+	return found ? 0 : DRIP_ENOT_FOUND;
+}
+
+int store_hook_done(struct store *st, int64_t id)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_HOOK_DONE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	return store_exec_stmt(st, s);
+}
+
+int store_hook_retry(struct store *st, int64_t id, int64_t next_at, const char *error)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_HOOK_RETRY);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, next_at);
+	store_bind_text(s, 3, error);
+	return store_exec_stmt(st, s);
+}
+
+int store_hook_count(struct store *st, int64_t *outstanding, int64_t *retrying)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_HOOK_COUNT);
+	if (!s)
+		return DRIP_ESTORE;
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*outstanding = sqlite3_column_int64(s, 0);
+		*retrying = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "hook count");
 }

@@ -10,8 +10,14 @@
 
 struct config_webhook {
 	char *url;
-	char **events;
+	char **events; /* the event kinds it receives; none listed: every kind */
 	size_t nevents;
+	char *secret_file; /* HMAC secrets, one a line, newest first; "" sends unsigned */
+	int64_t timeout; /* seconds for one POST, connection included */
+	int64_t concurrency; /* POSTs in flight to this URL at once */
+	int64_t retry_min; /* business seconds before the first retry; doubles each time */
+	int64_t retry_max; /* the longest wait between retries */
+	int64_t give_up; /* a delivery still failing this long after its event is dropped */
 };
 
 /*

@@ -21,6 +21,7 @@ struct mailer;
 struct token_keys;
 struct sched;
 struct control;
+struct hooks;
 
 struct dripd {
 	uv_loop_t *loop;
@@ -31,6 +32,7 @@ struct dripd {
 	struct mailer *mailer;
 	struct sched *sched;
 	struct control *control;
+	struct hooks *hooks; /* webhooks */
 	struct token_keys *keys; /* the tracking secrets, newest first */
 	int64_t started_at; /* business time at start */
 	uint64_t started_mono_ms;

@@ -230,4 +230,42 @@ typedef int (*store_step_cb)(void *arg, const char *sequence, const char *step, 
 /* Calls cb for each step that pending or queued touches wait for, with how many wait. */
 int store_pending_steps(struct store *st, store_step_cb cb, void *arg);
 
+/*
+ * Events with an id above `after`, oldest first, up to `max` (a reader that must not miss
+ * one, such as the webhook outbox, keeps the last id it saw). A non-zero cb return stops.
+ */
+int store_events_after(struct store *st, int64_t after, size_t max, store_event_cb cb, void *arg);
+/* The id of the newest event, 0 when there is none. */
+int store_event_max_id(struct store *st, int64_t *id);
+
+/* The webhook outbox (hooks): one row per event and webhook still to be delivered. */
+struct store_hook_delivery {
+	int64_t id;
+	const char *hook; /* the webhook's URL */
+	const char *delivery_id; /* the idempotency id, the same on every retry */
+	int64_t event_id;
+	int64_t lead_id; /* 0 when the event has no lead */
+	const char *kind;
+	const char *payload; /* the JSON body, frozen when it was queued */
+	int64_t created_at;
+	int64_t next_at;
+	int64_t attempts; /* failed attempts so far */
+};
+typedef int (*store_hook_cb)(void *arg, const struct store_hook_delivery *dl);
+/* Queues a delivery; a second one for the same event and hook is ignored (0). */
+int store_hook_enqueue(struct store *st, const char *hook, const char *delivery_id,
+		       int64_t event_id, int64_t lead_id, const char *kind, const char *payload,
+		       int64_t now);
+/* Calls cb for up to `max` deliveries of `hook` due at `now`, oldest first. */
+int store_hook_due(struct store *st, const char *hook, int64_t now, size_t max, store_hook_cb cb,
+		   void *arg);
+/* The earliest next_at after `after` of any delivery; DRIP_ENOT_FOUND when there is none. */
+int store_hook_next_due(struct store *st, int64_t after, int64_t *at);
+/* Removes a delivery (delivered, or given up). */
+int store_hook_done(struct store *st, int64_t id);
+/* Counts a failed attempt and sets the next one. */
+int store_hook_retry(struct store *st, int64_t id, int64_t next_at, const char *error);
+/* Deliveries waiting, and how many of them have failed at least once. */
+int store_hook_count(struct store *st, int64_t *outstanding, int64_t *retrying);
+
 #endif

@@ -126,6 +126,10 @@ static const char *const store_migrations[] = {
 	"  UNIQUE (event_id, hook)"
 	");"
 	"CREATE INDEX hook_outbox_due ON hook_outbox(hook, next_at);",
+	/* 5 (accounts): which delivery account sent a touch and to which recipient domain,
+	 * so the caps of each account and domain count their own sends. */
+	"ALTER TABLE touches ADD COLUMN account TEXT;"
+	"ALTER TABLE touches ADD COLUMN rcpt_domain TEXT;",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -191,15 +195,17 @@ enum store_stmt_id {
 	STMT_HOOK_DONE,
 	STMT_HOOK_RETRY,
 	STMT_HOOK_COUNT,
+	STMT_SENT_SINCE_BY,
 	STMT_COUNT
 };
 
 #define STORE_LEAD_COLUMNS                                                                   \
 	"id, email, first_name, last_name, company, title, tz, stage, status, tags, attrs, " \
 	"score, created_at, updated_at"
-#define STORE_TOUCH_COLUMNS                                                      \
-	"id, lead_id, enrolment_id, sequence, step, step_index, state, due_at, " \
-	"coalesce(sent_at, 0), attempts, message_id, last_error, coalesce(first_attempt_at, 0)"
+#define STORE_TOUCH_COLUMNS                                                                       \
+	"id, lead_id, enrolment_id, sequence, step, step_index, state, due_at, "                  \
+	"coalesce(sent_at, 0), attempts, message_id, last_error, coalesce(first_attempt_at, 0), " \
+	"coalesce(account, '')"
 
 static const char *const store_sql[STMT_STATUS + 1] = {
 	[STMT_BEGIN] = "BEGIN IMMEDIATE",
@@ -236,14 +242,23 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 	[STMT_TOUCH_NEXT_DUE] = "SELECT min(due_at) FROM touches t WHERE state = 'pending' AND "
 				"NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = t.lead_id AND "
 				"l.status = 'paused')",
+	/* ?3: what may not be sent now, as a JSON array of {"s": [sequences], "d": [recipient
+	 * domains]} (no "d": every domain); NULL: no filter. */
 	[STMT_TOUCH_DUE] = "SELECT id FROM touches t WHERE state = 'pending' AND due_at <= ?1 "
 			   "AND NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = t.lead_id AND "
-			   "l.status = 'paused') ORDER BY due_at, id LIMIT ?2",
+			   "l.status = 'paused') "
+			   "AND (?3 IS NULL OR NOT EXISTS (SELECT 1 FROM json_each(?3) b WHERE "
+			   "t.sequence IN (SELECT value FROM json_each(b.value, '$.s')) AND "
+			   "(json_type(b.value, '$.d') IS NULL OR (SELECT lower(substr(l.email, "
+			   "instr(l.email, '@') + 1)) FROM leads l WHERE l.id = t.lead_id) IN "
+			   "(SELECT value FROM json_each(b.value, '$.d'))))) "
+			   "ORDER BY due_at, id LIMIT ?2",
 	[STMT_TOUCH_MARK_QUEUED] = "UPDATE touches SET state = 'queued', updated_at = ?2 "
 				   "WHERE id = ?1 AND state = 'pending'",
 	[STMT_TOUCH_GET] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE id = ?1",
 	[STMT_TOUCH_SENDING] = "UPDATE touches SET state = 'sending', message_id = ?2, "
-			       "attempts = attempts + 1, updated_at = ?3, "
+			       "attempts = attempts + 1, updated_at = ?3, account = ?4, "
+			       "rcpt_domain = ?5, "
 			       "first_attempt_at = coalesce(first_attempt_at, ?3) "
 			       "WHERE id = ?1 AND state = 'queued'",
 	[STMT_TOUCH_SENT] = "UPDATE touches SET state = 'sent', sent_at = ?2, updated_at = ?2, "
@@ -357,6 +372,13 @@ static const char *const store_sql_more[] = {
 	[STMT_HOOK_RETRY] = "UPDATE hook_outbox SET attempts = attempts + 1, next_at = ?2, "
 			    "last_error = ?3 WHERE id = ?1",
 	[STMT_HOOK_COUNT] = "SELECT count(*), coalesce(sum(attempts > 0), 0) FROM hook_outbox",
+	/* An account's sends (touches from before accounts count as the default's), and
+	 * optionally only those to one recipient domain. */
+	[STMT_SENT_SINCE_BY] = "SELECT count(*), coalesce(min(coalesce(sent_at, updated_at)), 0) "
+			       "FROM touches WHERE state IN ('sent', 'sending') AND "
+			       "coalesce(sent_at, updated_at) > ?1 AND "
+			       "coalesce(account, 'default') = ?2 AND "
+			       "(?3 IS NULL OR rcpt_domain = ?3)",
 };
 
 struct store {
@@ -778,6 +800,12 @@ int store_touch_next_due(struct store *st, int64_t *due_at)
 
 int store_touch_claim(struct store *st, int64_t now, size_t max, int64_t *ids, size_t *n)
 {
+	return store_touch_claim_filtered(st, now, max, NULL, ids, n);
+}
+
+int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const char *blocked,
+			       int64_t *ids, size_t *n)
+{
 	sqlite3_stmt *s;
 	int rc;
 	*n = 0;
@@ -787,6 +815,8 @@ int store_touch_claim(struct store *st, int64_t now, size_t max, int64_t *ids, s
 		goto fail;
 	sqlite3_bind_int64(s, 1, now);
 	sqlite3_bind_int64(s, 2, (int64_t)max);
+	if (blocked)
+		store_bind_text(s, 3, blocked);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max)
 		ids[(*n)++] = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
@@ -825,6 +855,7 @@ static void store_touch_row(sqlite3_stmt *s, struct touch *out)
 	out->message_id = store_col_text(s, 10);
 	out->last_error = store_col_text(s, 11);
 	out->first_attempt_at = sqlite3_column_int64(s, 12);
+	out->account = store_col_text(s, 13);
 }
 
 /* Steps a statement that returns at most one touch. */
@@ -855,6 +886,7 @@ void store_touch_clear(struct touch *t)
 	free(t->state);
 	free(t->message_id);
 	free(t->last_error);
+	free(t->account);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -869,12 +901,22 @@ static int store_touch_update(struct store *st, sqlite3_stmt *s)
 
 int store_touch_sending(struct store *st, int64_t id, const char *message_id, int64_t now)
 {
+	return store_touch_sending_via(st, id, message_id, NULL, NULL, now);
+}
+
+int store_touch_sending_via(struct store *st, int64_t id, const char *message_id,
+			    const char *account, const char *rcpt_domain, int64_t now)
+{
 	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SENDING);
 	if (!s)
 		return DRIP_ESTORE;
 	sqlite3_bind_int64(s, 1, id);
 	store_bind_text(s, 2, message_id);
 	sqlite3_bind_int64(s, 3, now);
+	if (account)
+		store_bind_text(s, 4, account);
+	if (rcpt_domain)
+		store_bind_text(s, 5, rcpt_domain);
 	return store_touch_update(st, s);
 }
 
@@ -1468,4 +1510,24 @@ int store_hook_count(struct store *st, int64_t *outstanding, int64_t *retrying)
 	}
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW ? 0 : store_fail(st, "hook count");
+}
+
+int store_sent_since_by(struct store *st, const char *account, const char *rcpt_domain,
+			int64_t since, int64_t *count, int64_t *oldest)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_SENT_SINCE_BY);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, since);
+	store_bind_text(s, 2, account);
+	if (rcpt_domain)
+		store_bind_text(s, 3, rcpt_domain);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*count = sqlite3_column_int64(s, 0);
+		*oldest = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "sent since by account");
 }

@@ -46,6 +46,7 @@ struct touch {
 	char *message_id;
 	char *last_error;
 	int64_t first_attempt_at; /* 0 until first handed to a sender thread */
+	char *account; /* the delivery account it was last handed to; "" until then */
 };
 
 struct store_event {
@@ -119,10 +120,20 @@ int store_touch_schedule(struct store *st, int64_t lead_id, int64_t enrolment_id
 int store_touch_next_due(struct store *st, int64_t *due_at);
 /* Claims up to `max` due pending touches as queued, oldest due first; their ids into `ids`. */
 int store_touch_claim(struct store *st, int64_t now, size_t max, int64_t *ids, size_t *n);
+/*
+ * The same, leaving out what may not be sent now: `blocked` is NULL or a JSON array of
+ * {"s": [sequence, …], "d": [recipient domain, …]}, each item holding back the touches of
+ * those sequences to those domains (without "d": to every domain).
+ */
+int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const char *blocked,
+			       int64_t *ids, size_t *n);
 int store_touch_get(struct store *st, int64_t id, struct touch *out);
 void store_touch_clear(struct touch *t);
 /* queued -> sending with its Message-ID, committed before a sender thread sees the touch. */
 int store_touch_sending(struct store *st, int64_t id, const char *message_id, int64_t now);
+/* The same, recording the delivery account and the recipient's domain (for their caps). */
+int store_touch_sending_via(struct store *st, int64_t id, const char *message_id,
+			    const char *account, const char *rcpt_domain, int64_t now);
 /* sending -> sent. */
 int store_touch_sent(struct store *st, int64_t id, int64_t now);
 /* Any unfinished state -> a final one: "failed", "skipped" or "bounced", with a reason. */
@@ -135,6 +146,10 @@ int store_touch_defer(struct store *st, int64_t id, int64_t due_at, const char *
 int store_lead_last_sent(struct store *st, int64_t lead_id, int64_t *at);
 /* How many touches were sent or handed over after `since`, and the oldest of those times. */
 int store_sent_since(struct store *st, int64_t since, int64_t *count, int64_t *oldest);
+/* The same for one account ("default" includes touches from before accounts existed) and,
+ * when rcpt_domain is not NULL, one recipient domain. */
+int store_sent_since_by(struct store *st, const char *account, const char *rcpt_domain,
+			int64_t since, int64_t *count, int64_t *oldest);
 /* queued -> pending, due at `due_at` (outside its send window: waits for the opening). */
 int store_touch_postpone(struct store *st, int64_t id, int64_t due_at, int64_t now);
 /* queued -> pending (a claimed touch that was not handed over, at drain). */

@@ -222,6 +222,8 @@ static int control_status(struct dripd *d, const cJSON *args, cJSON *result, cha
 	cJSON_AddStringToObject(result, "delivery", d->cfg->delivery.url);
 	if (d->hooks && (rc = hooks_status(d->hooks, result)))
 		return errf(err, errlen, rc, "cannot read the webhook outbox");
+	if (d->sched && (rc = sched_status(d->sched, result)))
+		return errf(err, errlen, rc, "cannot read the accounts' state");
 	cJSON *c = cJSON_AddObjectToObject(result, "content");
 	cJSON_AddStringToObject(c, "dir", d->content->dir);
 	cJSON_AddNumberToObject(c, "sequences", (double)d->content->nseqs);

@@ -78,8 +78,9 @@ static int main_check(const char *path)
 		fprintf(stderr, "dripd check: warning: %s", warnings);
 	free(warnings);
 	struct content *c = content_load(cfg->content_dir, err, sizeof(err));
-	if (!c) {
+	if (!c || sched_check_accounts(cfg, c, err, sizeof(err)) != 0) {
 		fprintf(stderr, "dripd check: %s\n", err);
+		content_unref(c);
 		config_free(cfg);
 		return 1;
 	}
@@ -159,8 +160,9 @@ static void main_reload(struct dripd *d)
 		return;
 	}
 	struct content *c = content_load(cfg->content_dir, err, sizeof(err));
-	if (!c) {
+	if (!c || sched_check_accounts(d->cfg, c, err, sizeof(err)) != 0) {
 		log_err("dripd: reload refused, the running content stays: %s", err);
+		content_unref(c);
 		config_free(cfg);
 		return;
 	}
@@ -302,7 +304,8 @@ static int main_run(const char *path)
 		log_warn("dripd: %s", warnings);
 	}
 	free(warnings);
-	if (!(d.content = content_load(d.cfg->content_dir, err, sizeof(err))))
+	if (!(d.content = content_load(d.cfg->content_dir, err, sizeof(err))) ||
+	    sched_check_accounts(d.cfg, d.content, err, sizeof(err)) != 0)
 		log_fatal("dripd: %s", err);
 	if (main_mkdirs(d.cfg->state_dir) != 0)
 		log_fatal("dripd: cannot create %s: %s", d.cfg->state_dir, strerror(errno));
@@ -335,6 +338,8 @@ static int main_run(const char *path)
 	if (!(d.mailer = mailer_new(&loop, d.cfg, main_mailer_result_cb, &d, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	d.sched = sched_new(&loop, d.cfg, d.store, &d.clock, d.mailer);
+	if (sched_add_accounts(d.sched, err, sizeof(err)) != 0)
+		log_fatal("dripd: %s", err);
 	mailer_set_batch_cb(d.mailer, main_mailer_batch_cb);
 	sched_set_content(d.sched, d.content);
 	sched_set_keys(d.sched, d.keys);

@@ -26,6 +26,19 @@ struct sched;
 
 struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store *st,
 			struct clock *clk, struct mailer *m);
+/*
+ * Starts the sender threads of the config's named accounts (the default account's mailer
+ * is the one given to sched_new); the scheduler closes them in sched_close. 0, or an error
+ * with a sentence in err.
+ */
+int sched_add_accounts(struct sched *s, char *err, size_t errlen);
+/* Whether every sequence's "account" is in the config; else file:line of the first that
+ * is not, in err. */
+int sched_check_accounts(const struct config *cfg, const struct content *c, char *err,
+			 size_t errlen);
+/* Adds "accounts": each account's threads, sends in the last hour and day, caps, warm-up
+ * cap, governor state and rates, and its domains' limits. */
+int sched_status(struct sched *s, cJSON *out);
 /* A global pause: nothing new is handed to the sender threads until resumed. */
 void sched_set_paused(struct sched *s, bool paused);
 bool sched_paused(const struct sched *s);

@@ -5,9 +5,12 @@ that survive a restart, give-ups recorded as error events, failed touches and ha
 import hashlib
 import hmac
 import json
+import os
+import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -265,3 +268,34 @@ def test_bad_webhook_config_is_refused_with_its_line(tmp_path):
     cfg.write_text('{"webhooks": [{"url": "http://127.0.0.1:9/a",\n "timeout": "1x"}]}\n')
     r = subprocess.run([str(DRIPD), "check", "-c", str(cfg)], capture_output=True, text=True)
     assert r.returncode == 1 and f"{cfg}:2:" in r.stderr and "timeout" in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("DRIPD_PLAIN_BUILD"), reason="needs DRIPD_PLAIN_BUILD")
+def test_valgrind_finds_no_leak_with_webhooks_in_flight_at_exit(daemon_factory, tmp_path,
+                                                                receiver):
+    import shutil
+    valgrind = shutil.which("valgrind")
+    assert valgrind, "valgrind is not installed (.ci/install-deps installs it)"
+    plain = Path(os.environ["DRIPD_PLAIN_BUILD"]) / "dripd"
+    receiver.hang.add("/hang")
+    receiver.plan["/h"] = [500]
+    content = write_content(tmp_path / "content", ONE_STEP)
+    secret = tmp_path / "hook.secret"
+    secret.write_bytes(NEW_SECRET + b"\n")
+    d = daemon_factory(content=content, webhooks=[
+        {"url": receiver.url("/h"), "events": ["sent"], "retry_min": "1s",
+         "secret_file": str(secret)},
+        {"url": receiver.url("/hang"), "events": ["sent"], "timeout": "60s"}])
+    d.start(binary=plain, prefix=(valgrind, "--quiet", "--leak-check=full",
+                                  "--show-leak-kinds=definite,indirect,possible",
+                                  "--errors-for-leak-kinds=definite,indirect,possible",
+                                  "--error-exitcode=99"))
+    for i in range(3):
+        d.ctl("lead", "add", f"v{i}@example.com")
+    wait_for(lambda: len({r["id"] for r in receiver.got("/h", code=200)}) == 3, 60,
+             "three deliveries, one after a retry")
+    d.proc.send_signal(signal.SIGHUP)  # re-reads the secret files
+    wait_for(lambda: "reloaded" in d.log_text(), 30, "the reload")
+    code = d.stop(timeout=60)  # the /hang POSTs are still in flight
+    assert code == 0, f"valgrind reported errors or leaks:\n{d.log_text()}"
+    assert "stay queued for the next start" in d.log_text()

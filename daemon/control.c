@@ -738,6 +738,36 @@ static void control_step_row(void *arg, const struct store_step_stats *r)
 	cJSON_AddItemToArray(arg, o);
 }
 
+/* Live limits: an account's per_hour/per_day, or a configured domain's per_hour/concurrency. */
+static int control_limits(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			  size_t errlen)
+{
+	static const char *const keys[] = { "per_hour", "per_day", "concurrency" };
+	const char *account = control_str(args, "account");
+	const char *domain = control_str(args, "domain");
+	int rc;
+	for (size_t i = 0; i < 3; i++) {
+		const char *v = control_str(args, keys[i]);
+		char *end = NULL;
+		long long n;
+		if (!v)
+			continue;
+		if (strcmp(v, "config") == 0) {
+			n = -1;
+		} else {
+			errno = 0;
+			n = strtoll(v, &end, 10);
+			if (!*v || *end || errno || n < 0 || n > 1000000000)
+				return errf(err, errlen, DRIP_EINVALID,
+					    "%s must be a number from 0 (no cap) up, or \"config\"",
+					    keys[i]);
+		}
+		if ((rc = sched_set_limit(d->sched, account, domain, keys[i], n, err, errlen)))
+			return rc;
+	}
+	return sched_status(d->sched, result);
+}
+
 static int control_stats(struct dripd *d, const cJSON *args, cJSON *result, char *err,
 			 size_t errlen)
 {
@@ -1013,6 +1043,15 @@ const struct control_cmd control_cmds[] = {
 	{ "clock.advance", "clock advance", "move the test clock forward (test clock only)",
 	  CONTROL_CHANGES_STATE | CONTROL_TEST_CLOCK,
 	  { { NULL, "duration", CONTROL_ARG_STRING, true, "DURATION" } }, control_clock_advance },
+	{ "limits", "limits",
+	  "change an account's per_hour/per_day, or a domain's per_hour/concurrency, live "
+	  "(kept across restarts; \"config\" goes back to the config's)",
+	  CONTROL_CHANGES_STATE,
+	  { { NULL, "account", CONTROL_ARG_STRING, true, "ACCOUNT" },
+	    { "--domain", "domain", CONTROL_ARG_STRING, false, "DOMAIN" },
+	    { "--per-hour", "per_hour", CONTROL_ARG_STRING, false, "N" },
+	    { "--per-day", "per_day", CONTROL_ARG_STRING, false, "N" },
+	    { "--concurrency", "concurrency", CONTROL_ARG_STRING, false, "N" } }, control_limits },
 	{ "help", "help", "list the commands", 0, { { 0 } }, control_help },
 	{ 0 },
 };

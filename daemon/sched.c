@@ -36,7 +36,8 @@
 
 /* A recipient domain with limits, in one account. */
 struct sched_domain {
-	const struct config_domain_limit *cfg;
+	const char *domain; /* the config's */
+	int64_t per_hour, concurrency; /* the config's, or a live change (dripctl limits) */
 	size_t in_flight;
 	int64_t allow; /* this pass: how many more may be handed over */
 };
@@ -128,9 +129,52 @@ static void sched_account_init(struct sched_account *a, const struct config_acco
 	a->cfg = *cfg;
 	governor_init(&a->gov);
 	a->domains = xcalloc(cfg->ndomains ? cfg->ndomains : 1, sizeof(*a->domains));
-	for (size_t i = 0; i < cfg->ndomains; i++)
-		a->domains[i].cfg = &cfg->domains[i];
+	for (size_t i = 0; i < cfg->ndomains; i++) {
+		a->domains[i].domain = cfg->domains[i].domain;
+		a->domains[i].per_hour = cfg->domains[i].per_hour;
+		a->domains[i].concurrency = cfg->domains[i].concurrency;
+	}
 	a->seqs = xstrdup("[]");
+}
+
+/* The settings key of a live limit: "limit/ACCOUNT[/DOMAIN]/KEY". */
+static char *sched_limit_key(const char *account, const char *domain, const char *key)
+{
+	return domain ? xasprintf("limit/%s/%s/%s", account, domain, key)
+		      : xasprintf("limit/%s/%s", account, key);
+}
+
+/* The field a live limit changes, or NULL when `key` is not one. */
+static int64_t *sched_limit_field(struct sched_account *a, struct sched_domain *d, const char *key)
+{
+	if (d)
+		return strcmp(key, "per_hour") == 0      ? &d->per_hour
+		       : strcmp(key, "concurrency") == 0 ? &d->concurrency
+							 : NULL;
+	return strcmp(key, "per_hour") == 0  ? &a->cfg.per_hour
+	       : strcmp(key, "per_day") == 0 ? &a->cfg.per_day
+					     : NULL;
+}
+
+/* Applies the live limits kept in the database (they outlive restarts). */
+static void sched_limits_restore(struct sched *s, struct sched_account *a)
+{
+	static const char *const keys[] = { "per_hour", "per_day", "concurrency" };
+	for (size_t j = 0; j <= a->cfg.ndomains; j++) {
+		struct sched_domain *d = j < a->cfg.ndomains ? &a->domains[j] : NULL;
+		for (size_t k = 0; k < 3; k++) {
+			int64_t *field = sched_limit_field(a, d, keys[k]), v;
+			char *name = sched_limit_key(a->cfg.name, d ? d->domain : NULL, keys[k]);
+			if (field && store_setting_get(s->store, name, &v) == 0 && v >= 0) {
+				*field = v;
+				log_info("sched: account %s: %s%s%s is %lld (set live, not from "
+					 "the config)",
+					 a->cfg.name, d ? d->domain : "", d ? " " : "", keys[k],
+					 (long long)v);
+			}
+			free(name);
+		}
+	}
 }
 
 struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store *st,
@@ -150,6 +194,8 @@ struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store 
 	s->accts[0].mailer = m;
 	for (size_t i = 0; i < cfg->naccounts; i++)
 		sched_account_init(&s->accts[i + 1], &cfg->accounts[i]);
+	for (size_t i = 0; i < s->naccts; i++)
+		sched_limits_restore(s, &s->accts[i]);
 	uv_timer_init(loop, &s->timer);
 	s->timer.data = s;
 	if (store_event_listen(st, sched_event_cb, s) != 0)
@@ -565,7 +611,7 @@ static int64_t sched_window_opens(struct sched *s, const struct lead *lead, cons
 static struct sched_domain *sched_domain_of(struct sched_account *a, const char *domain)
 {
 	for (size_t i = 0; i < a->cfg.ndomains; i++)
-		if (strcmp(a->domains[i].cfg->domain, domain) == 0)
+		if (strcmp(a->domains[i].domain, domain) == 0)
 			return &a->domains[i];
 	return NULL;
 }
@@ -832,10 +878,10 @@ static size_t sched_plan(struct sched *s, int64_t now, char **blocked)
 			struct sched_domain *d = &a->domains[j];
 			int64_t drefill = 0;
 			d->allow = INT64_MAX;
-			if (d->cfg->concurrency > 0)
-				d->allow = d->cfg->concurrency - (int64_t)d->in_flight;
-			int64_t w = sched_window_allow(s, a->cfg.name, d->cfg->domain, 3600,
-						       d->cfg->per_hour, now, &drefill);
+			if (d->concurrency > 0)
+				d->allow = d->concurrency - (int64_t)d->in_flight;
+			int64_t w = sched_window_allow(s, a->cfg.name, d->domain, 3600, d->per_hour,
+						       now, &drefill);
 			if (w < d->allow)
 				d->allow = w;
 			sched_hold(&s->unblock_at, drefill, now);
@@ -843,7 +889,7 @@ static size_t sched_plan(struct sched *s, int64_t now, char **blocked)
 				continue;
 			if (!doms)
 				doms = cJSON_CreateArray();
-			cJSON_AddItemToArray(doms, cJSON_CreateString(d->cfg->domain));
+			cJSON_AddItemToArray(doms, cJSON_CreateString(d->domain));
 		}
 		if (doms) {
 			cJSON *o = cJSON_CreateObject();
@@ -1303,17 +1349,61 @@ int sched_status(struct sched *s, cJSON *out)
 		for (size_t j = 0; j < a->cfg.ndomains; j++) {
 			struct sched_domain *d = &a->domains[j];
 			int64_t n = 0;
-			if (store_sent_since_by(s->store, a->cfg.name, d->cfg->domain, now - 3600,
-						&n, &oldest))
+			if (store_sent_since_by(s->store, a->cfg.name, d->domain, now - 3600, &n,
+						&oldest))
 				return DRIP_ESTORE;
 			cJSON *x = cJSON_CreateObject();
 			cJSON_AddItemToArray(doms, x);
-			cJSON_AddStringToObject(x, "domain", d->cfg->domain);
-			cJSON_AddNumberToObject(x, "per_hour", (double)d->cfg->per_hour);
-			cJSON_AddNumberToObject(x, "concurrency", (double)d->cfg->concurrency);
+			cJSON_AddStringToObject(x, "domain", d->domain);
+			cJSON_AddNumberToObject(x, "per_hour", (double)d->per_hour);
+			cJSON_AddNumberToObject(x, "concurrency", (double)d->concurrency);
 			cJSON_AddNumberToObject(x, "sent_last_hour", (double)n);
 			cJSON_AddNumberToObject(x, "in_flight", (double)d->in_flight);
 		}
 	}
+	return 0;
+}
+
+int sched_set_limit(struct sched *s, const char *account, const char *domain, const char *key,
+		    int64_t value, char *err, size_t errlen)
+{
+	struct sched_account *a = NULL;
+	struct sched_domain *d = NULL;
+	for (size_t i = 0; i < s->naccts && !a; i++)
+		if (strcmp(s->accts[i].cfg.name, account) == 0)
+			a = &s->accts[i];
+	if (!a)
+		return errf(err, errlen, DRIP_ENOT_FOUND, "no account \"%.64s\"", account);
+	if (domain && !(d = sched_domain_of(a, domain)))
+		return errf(err, errlen, DRIP_ENOT_FOUND,
+			    "account %s has no limits for %.200s (only domains in the config's "
+			    "\"domains\" can be changed live)",
+			    a->cfg.name, domain);
+	int64_t *field = sched_limit_field(a, d, key);
+	if (!field)
+		return errf(err, errlen, DRIP_EINVALID, "\"%s\" cannot be changed live", key);
+	/* A negative value goes back to the config's. */
+	int64_t config_value = *field;
+	if (value < 0) {
+		struct config_account c;
+		config_account(
+			s->cfg,
+			strcmp(a->cfg.name, CONFIG_DEFAULT_ACCOUNT) == 0 ? NULL : a->cfg.name, &c);
+		config_value = strcmp(key, "per_day") == 0 ? c.per_day : c.per_hour;
+		for (size_t i = 0; d && i < c.ndomains; i++)
+			if (strcmp(c.domains[i].domain, d->domain) == 0)
+				config_value = strcmp(key, "concurrency") == 0
+						       ? c.domains[i].concurrency
+						       : c.domains[i].per_hour;
+	}
+	char *name = sched_limit_key(a->cfg.name, domain, key);
+	int rc = store_setting_set(s->store, name, value);
+	free(name);
+	if (rc)
+		return errf(err, errlen, rc, "cannot save the limit");
+	*field = value < 0 ? config_value : value;
+	log_info("sched: account %s: %s%s%s set to %lld%s", a->cfg.name, domain ? domain : "",
+		 domain ? " " : "", key, (long long)*field, value < 0 ? " (the config's)" : "");
+	sched_kick(s);
 	return 0;
 }

@@ -39,6 +39,13 @@ int sched_check_accounts(const struct config *cfg, const struct content *c, char
 /* Adds "accounts": each account's threads, sends in the last hour and day, caps, warm-up
  * cap, governor state and rates, and its domains' limits. */
 int sched_status(struct sched *s, cJSON *out);
+/*
+ * Changes a limit live and keeps it across restarts: `key` is per_hour or per_day of an
+ * account, or per_hour or concurrency of one of its configured domains; 0 means no cap, a
+ * negative value goes back to the config's. DRIP_ENOT_FOUND / DRIP_EINVALID with err.
+ */
+int sched_set_limit(struct sched *s, const char *account, const char *domain, const char *key,
+		    int64_t value, char *err, size_t errlen);
 /* A global pause: nothing new is handed to the sender threads until resumed. */
 void sched_set_paused(struct sched *s, bool paused);
 bool sched_paused(const struct sched *s);

@@ -198,3 +198,36 @@ def test_the_governor_pauses_on_a_burst_of_421s_slows_then_recovers(daemon_facto
     assert account(d, "default")["governor"]["state"] == "normal"
     assert "account default is normal: recovered" in d.log_text()
     assert d.stop() == 0
+
+
+def test_a_limit_changed_live_takes_effect_at_once_and_survives_a_restart(
+        daemon_factory, tmp_path, smtp_sink):
+    d = start(daemon_factory, tmp_path, SINGLE, smtp_sink, delivery={
+        "per_hour": 2, "domains": {"gmail.com": {"per_hour": 1}}})
+    for i in range(6):
+        d.ctl("lead", "add", f"l{i}@example.org")
+    wait_for(lambda: len(smtp_sink.messages) == 2, 10, "the first two")
+    time.sleep(0.8)
+    assert len(smtp_sink.messages) == 2
+    res = d.ctl("limits", "default", "--per-hour", "4")
+    assert res["accounts"][0]["per_hour"] == 4
+    wait_for(lambda: len(smtp_sink.messages) == 4, 10, "two more at once, the same hour")
+    assert "account default: per_hour set to 4" in d.log_text()
+    assert d.stop() == 0
+    d.start()
+    assert account(d, "default")["per_hour"] == 4, "the live limit was lost at a restart"
+    time.sleep(0.8)
+    assert len(smtp_sink.messages) == 4
+    d.ctl("limits", "default", "--domain", "gmail.com", "--per-hour", "0")
+    assert account(d, "default")["domains"][0]["per_hour"] == 0
+    d.ctl("limits", "default", "--per-hour", "config")
+    assert account(d, "default")["per_hour"] == 2
+    r = d.ctl_raw("limits", "nobody", "--per-hour", "3")
+    assert r.returncode == 1 and 'no account "nobody"' in r.stderr, r.stderr
+    r = d.ctl_raw("limits", "default", "--domain", "yahoo.com", "--per-hour", "3")
+    assert r.returncode == 1 and "only domains in the config" in r.stderr, r.stderr
+    r = d.ctl_raw("limits", "default", "--per-day", "-5")
+    assert r.returncode == 1 and "must be a number" in r.stderr, r.stderr
+    d.advance("1h")
+    wait_for(lambda: len(smtp_sink.messages) == 6, 10, "the rest in the next hour")
+    assert d.stop() == 0

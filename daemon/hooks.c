@@ -85,6 +85,7 @@ struct hooks {
 	size_t handles; /* libuv handles not yet closed */
 	bool listening;
 	bool closing;
+	bool unread; /* events may have been recorded since the pump last read them */
 };
 
 void hooks_sign(const void *secret, size_t secretlen, int64_t ts, const char *body, size_t len,
@@ -678,7 +679,9 @@ static void hooks_wake_cb(uv_timer_t *timer)
 {
 	struct hooks *h = timer->data;
 	int64_t now = clock_now(h->clk), next = 0;
-	int more = hooks_queue_events(h);
+	/* Only read the events table when the feed said something was recorded. */
+	int more = h->unread ? hooks_queue_events(h) : 0;
+	h->unread = more != 0;
 	h->wake_at = 0;
 	if (more < 0) {
 		/* The database refused (busy, full): try again shortly rather than lose events. */
@@ -705,6 +708,7 @@ static void hooks_event_cb(void *arg, const struct store_event *ev)
 	struct hooks *h = arg;
 	(void)ev;
 	/* Only a note: the pump reads the events table after this transaction commits. */
+	h->unread = true;
 	if (!h->closing && !(h->wake_at && uv_is_active((uv_handle_t *)&h->wake) &&
 			     h->wake_at <= clock_now(h->clk)))
 		hooks_arm(h, 0);
@@ -780,6 +784,7 @@ struct hooks *hooks_new(uv_loop_t *loop, const struct config *cfg, struct store 
 			return NULL;
 		}
 		h->listening = true;
+		h->unread = true; /* events recorded while dripd was stopped */
 		hooks_arm(h, 0);
 	}
 	return h;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <grp.h>
 #include <pwd.h>
+#include <time.h>
 
 #include "dripd/clock.h"
 #include "dripd/config.h"
@@ -20,11 +21,7 @@
  * with defaults filled first. A config is immutable once loaded: a reload builds a new one.
  */
 
-static const char *const config_top_keys[] = { "state_dir",     "content_dir",    "control_socket",
-					       "timezone",      "log_level",      "delivery",
-					       "tracking",      "inbox",          "webhooks",
-					       "test_clock",    "clock_rate",     "control_group",
-					       "control_users", "control_groups", NULL };
+static const char *const config_top_keys[] = { "state_dir", "content_dir", "control_socket", "timezone", "log_level", "delivery", "tracking", "inbox", "webhooks", "test_clock", "clock_rate", "control_group", "control_users", "control_groups", "accounts", "governor", NULL };
 static const char *const config_delivery_keys[] = { "url",
 						    "from",
 						    "username",
@@ -39,6 +36,27 @@ static const char *const config_delivery_keys[] = { "url",
 						    "give_up",
 						    "per_day",
 						    "min_gap",
+						    "warmup",
+						    "domains",
+						    NULL };
+static const char *const config_account_keys[] = {
+	"url",      "from",    "username", "password_file", "max_connections",
+	"per_hour", "per_day", "warmup",   "domains",       NULL
+};
+static const char *const config_warmup_keys[] = { "start", "days", "from", "to", NULL };
+static const char *const config_domain_keys[] = { "per_hour", "concurrency", NULL };
+static const char *const config_governor_keys[] = { "enabled",
+						    "window",
+						    "min_samples",
+						    "slow_deferral_rate",
+						    "pause_deferral_rate",
+						    "slow_bounce_rate",
+						    "pause_bounce_rate",
+						    "slow_complaint_rate",
+						    "pause_complaint_rate",
+						    "pause",
+						    "recover",
+						    "slow_interval",
 						    NULL };
 static const char *const config_tracking_keys[] = { "listen",          "base_url",
 						    "secret_file",     "trusted_proxies",
@@ -56,7 +74,9 @@ static const char *const config_inbox_keys[] = { "url",
 						 "move_to",
 						 NULL };
 static const char *const config_colleague_modes[] = { "lead", "company", "ignore", NULL };
-static const char *const config_webhook_keys[] = { "url", "events", NULL };
+static const char *const config_webhook_keys[] = { "url",       "events",      "secret_file",
+						   "timeout",   "concurrency", "retry_min",
+						   "retry_max", "give_up",     NULL };
 static const char *const config_log_levels[] = { "error", "warning", "info", "debug", NULL };
 
 static void config_set(char **field, const char *value)
@@ -106,7 +126,15 @@ struct config *config_defaults(void)
 	cfg->inbox.move_to = xstrdup("");
 	cfg->test_clock = false;
 	cfg->clock_rate = 1.0;
+	governor_defaults(&cfg->governor);
 	return cfg;
+}
+
+static void config_domains_free(struct config_domain_limit *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(d[i].domain);
+	free(d);
 }
 
 void config_free(struct config *cfg)
@@ -123,6 +151,17 @@ void config_free(struct config *cfg)
 	free(cfg->delivery.from);
 	free(cfg->delivery.username);
 	free(cfg->delivery.password_file);
+	config_domains_free(cfg->delivery.domains, cfg->delivery.ndomains);
+	for (size_t i = 0; i < cfg->naccounts; i++) {
+		struct config_account *a = &cfg->accounts[i];
+		free(a->name);
+		free(a->url);
+		free(a->from);
+		free(a->username);
+		free(a->password_file);
+		config_domains_free(a->domains, a->ndomains);
+	}
+	free(cfg->accounts);
 	free(cfg->tracking.listen);
 	free(cfg->tracking.base_url);
 	free(cfg->tracking.secret_file);
@@ -138,6 +177,7 @@ void config_free(struct config *cfg)
 	free(cfg->inbox.move_to);
 	for (size_t i = 0; i < cfg->nwebhooks; i++) {
 		free(cfg->webhooks[i].url);
+		free(cfg->webhooks[i].secret_file);
 		for (size_t j = 0; j < cfg->webhooks[i].nevents; j++)
 			free(cfg->webhooks[i].events[j]);
 		free(cfg->webhooks[i].events);
@@ -205,6 +245,197 @@ static int config_secret(const struct json_doc *d, const cJSON *obj, const char 
 	return 0;
 }
 
+/* A delivery url (maildir paths resolved against the file) and a "Name <address>" sender. */
+static int config_sender(struct config *cfg, const struct json_doc *d, const cJSON *o,
+			 const char *what, char **url, const char *from, char *err, size_t errlen)
+{
+	const cJSON *url_item = cJSON_GetObjectItemCaseSensitive(o, "url");
+	const char *u = *url;
+	if (strncmp(u, "maildir:", 8) == 0) {
+		if (u[8] == '\0')
+			return json_errf(d, url_item, err, errlen,
+					 "%s: \"maildir:\" needs a folder", what);
+		/* The Maildir path is a path like any other: resolve it against the file. */
+		char *resolved = config_path(cfg->path, u + 8);
+		free(*url);
+		*url = xasprintf("maildir:%s", resolved);
+		free(resolved);
+	} else if (strncmp(u, "smtp://", 7) != 0 && strncmp(u, "smtps://", 8) != 0) {
+		return json_errf(d, url_item, err, errlen,
+				 "%s: \"url\" must start with smtp://, smtps:// or maildir:", what);
+	}
+	const char *lt = strrchr(from, '<');
+	char *addr = lt ? xstrndup(lt + 1, strcspn(lt + 1, ">")) : xstrdup(from);
+	bool ok = util_email_valid(addr) && (!lt || strchr(lt, '>'));
+	free(addr);
+	if (!ok)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "from"), err, errlen,
+				 "%s: \"from\" must be an address such as "
+				 "\"Ana Ruiz <ana@example.com>\"",
+				 what);
+	return 0;
+}
+
+/* "warmup": {"start": "YYYY-MM-DD", "days": N, "from": N, "to": N}; `to` defaults to per_day. */
+static int config_warmup(const struct json_doc *d, const cJSON *o, const char *what,
+			 int64_t per_day, struct config_warmup *w, char *err, size_t errlen)
+{
+	const char *start = NULL;
+	int rc;
+	int64_t to = per_day;
+	if ((rc = json_check_object(d, o, "warmup", config_warmup_keys, err, errlen)) ||
+	    (rc = json_get_string(d, o, "start", true, &start, err, errlen)) ||
+	    (rc = json_get_int(d, o, "days", 1, 3650, &w->days, err, errlen)) ||
+	    (rc = json_get_int(d, o, "from", 1, 100000000, &w->from, err, errlen)) ||
+	    (rc = json_get_int(d, o, "to", 1, 1000000000, &to, err, errlen)))
+		return rc;
+	if (!cJSON_GetObjectItemCaseSensitive(o, "days") ||
+	    !cJSON_GetObjectItemCaseSensitive(o, "from"))
+		return json_errf(d, o, err, errlen, "%s: warmup needs \"days\" and \"from\"", what);
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *end = strptime(start, "%Y-%m-%d", &tm);
+	if (!end || *end || strlen(start) != 10)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "start"), err, errlen,
+				 "%s: warmup \"start\" must be a date such as \"2026-12-01\"",
+				 what);
+	w->start = (int64_t)timegm(&tm);
+	if (to <= 0)
+		return json_errf(d, o, err, errlen,
+				 "%s: warmup needs \"to\" (or a per_day cap to grow to)", what);
+	if (to < w->from)
+		return json_errf(d, o, err, errlen, "%s: warmup \"to\" is below \"from\"", what);
+	w->to = to;
+	return 0;
+}
+
+/* "domains": {"gmail.com": {"per_hour": N, "concurrency": N}, …} */
+static int config_domains(const struct json_doc *d, const cJSON *o, const char *what,
+			  struct config_domain_limit **out, size_t *nout, char *err, size_t errlen)
+{
+	if (!cJSON_IsObject(o))
+		return json_errf(d, o, err, errlen, "%s: \"domains\" must be an object of domains",
+				 what);
+	size_t n = (size_t)cJSON_GetArraySize(o);
+	*out = xcalloc(n ? n : 1, sizeof(**out));
+	const cJSON *c;
+	cJSON_ArrayForEach(c, o)
+	{
+		struct config_domain_limit *l = &(*out)[(*nout)++];
+		int rc;
+		l->domain = xstrdup(c->string);
+		bool ok = strchr(c->string, '.') && strlen(c->string) < 254;
+		for (const char *p = c->string; *p && ok; p++)
+			ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+			     *p == '-';
+		if (!ok)
+			return json_errf(d, c, err, errlen,
+					 "%s: \"%s\" is not a lower-case domain such as "
+					 "\"gmail.com\"",
+					 what, c->string);
+		if ((rc = json_check_object(d, c, "domain limit", config_domain_keys, err,
+					    errlen)) ||
+		    (rc = json_get_int(d, c, "per_hour", 0, 100000000, &l->per_hour, err,
+				       errlen)) ||
+		    (rc = json_get_int(d, c, "concurrency", 0, 64, &l->concurrency, err, errlen)))
+			return rc;
+	}
+	return 0;
+}
+
+static int config_accounts(struct config *cfg, const struct json_doc *d, const cJSON *o, char *err,
+			   size_t errlen)
+{
+	if (!cJSON_IsObject(o))
+		return json_errf(d, o, err, errlen,
+				 "\"accounts\" must be an object of named delivery accounts");
+	size_t n = (size_t)cJSON_GetArraySize(o);
+	cfg->accounts = xcalloc(n ? n : 1, sizeof(*cfg->accounts));
+	const cJSON *c;
+	cJSON_ArrayForEach(c, o)
+	{
+		struct config_account *a = &cfg->accounts[cfg->naccounts++];
+		const char *p = cfg->path;
+		const cJSON *sec;
+		const char *given = NULL;
+		char what[64];
+		int rc;
+		a->name = xstrdup(c->string);
+		a->url = xstrdup("");
+		a->from = xstrdup("");
+		a->username = xstrdup("");
+		a->password_file = xstrdup("");
+		a->max_connections = 2;
+		snprintf(what, sizeof(what), "account \"%.32s\"", c->string);
+		bool ok = *c->string && strlen(c->string) <= 32 &&
+			  strcmp(c->string, CONFIG_DEFAULT_ACCOUNT) != 0;
+		for (const char *s = c->string; *s && ok; s++)
+			ok = (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+			     *s == '-';
+		if (!ok)
+			return json_errf(d, c, err, errlen,
+					 "account \"%.64s\": a name is 1-32 of a-z 0-9 _ - and "
+					 "not \"default\" (that is the \"delivery\" section)",
+					 c->string);
+		if ((rc = json_check_object(d, c, what, config_account_keys, err, errlen)) ||
+		    (rc = json_get_string(d, c, "url", true, &given, err, errlen)) ||
+		    (rc = json_get_string(d, c, "from", true, &given, err, errlen)) ||
+		    (rc = config_string(d, c, "url", &a->url, false, p, err, errlen)) ||
+		    (rc = config_string(d, c, "from", &a->from, false, p, err, errlen)) ||
+		    (rc = config_string(d, c, "username", &a->username, false, p, err, errlen)) ||
+		    (rc = config_string(d, c, "password_file", &a->password_file, true, p, err,
+					errlen)) ||
+		    (rc = json_get_int(d, c, "max_connections", 1, 64, &a->max_connections, err,
+				       errlen)) ||
+		    (rc = json_get_int(d, c, "per_hour", 0, 100000000, &a->per_hour, err,
+				       errlen)) ||
+		    (rc = json_get_int(d, c, "per_day", 0, 1000000000, &a->per_day, err, errlen)) ||
+		    (rc = config_sender(cfg, d, c, what, &a->url, a->from, err, errlen)))
+			return rc;
+		if ((sec = cJSON_GetObjectItemCaseSensitive(c, "warmup")) &&
+		    (rc = config_warmup(d, sec, what, a->per_day, &a->warmup, err, errlen)))
+			return rc;
+		if ((sec = cJSON_GetObjectItemCaseSensitive(c, "domains")) &&
+		    (rc = config_domains(d, sec, what, &a->domains, &a->ndomains, err, errlen)))
+			return rc;
+	}
+	return 0;
+}
+
+static int config_governor(struct config *cfg, const struct json_doc *d, const cJSON *o, char *err,
+			   size_t errlen)
+{
+	struct governor_limits *g = &cfg->governor;
+	bool enabled = true;
+	int rc;
+	if ((rc = json_check_object(d, o, "governor", config_governor_keys, err, errlen)) ||
+	    (rc = json_get_bool(d, o, "enabled", &enabled, err, errlen)) ||
+	    (rc = json_get_duration(d, o, "window", &g->window, err, errlen)) ||
+	    (rc = json_get_int(d, o, "min_samples", 1, 1000, &g->min_samples, err, errlen)) ||
+	    (rc = json_get_number(d, o, "slow_deferral_rate", 0, 1, &g->slow_deferral, err,
+				  errlen)) ||
+	    (rc = json_get_number(d, o, "pause_deferral_rate", 0, 1, &g->pause_deferral, err,
+				  errlen)) ||
+	    (rc = json_get_number(d, o, "slow_bounce_rate", 0, 1, &g->slow_bounce, err, errlen)) ||
+	    (rc = json_get_number(d, o, "pause_bounce_rate", 0, 1, &g->pause_bounce, err,
+				  errlen)) ||
+	    (rc = json_get_number(d, o, "slow_complaint_rate", 0, 1, &g->slow_complaint, err,
+				  errlen)) ||
+	    (rc = json_get_number(d, o, "pause_complaint_rate", 0, 1, &g->pause_complaint, err,
+				  errlen)) ||
+	    (rc = json_get_duration(d, o, "pause", &g->pause, err, errlen)) ||
+	    (rc = json_get_duration(d, o, "recover", &g->recover, err, errlen)) ||
+	    (rc = json_get_duration(d, o, "slow_interval", &g->slow_interval, err, errlen)))
+		return rc;
+	if (g->window < 60)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "window"), err, errlen,
+				 "governor: \"window\" must be at least 1m");
+	if (!enabled)
+		g->slow_deferral = g->pause_deferral = g->slow_bounce = g->pause_bounce =
+			g->slow_complaint = g->pause_complaint = 0;
+	return 0;
+}
+
 static int config_delivery(struct config *cfg, const struct json_doc *d, const cJSON *o, char *err,
 			   size_t errlen)
 {
@@ -240,30 +471,18 @@ static int config_delivery(struct config *cfg, const struct json_doc *d, const c
 	if (cfg->delivery.retry_min < 1 || cfg->delivery.retry_max < cfg->delivery.retry_min)
 		return json_errf(d, o, err, errlen,
 				 "delivery: retry_min must be at least 1s and at most retry_max");
-	const cJSON *url = cJSON_GetObjectItemCaseSensitive(o, "url");
-	const char *u = cfg->delivery.url;
-	if (strncmp(u, "maildir:", 8) == 0) {
-		if (u[8] == '\0')
-			return json_errf(d, url, err, errlen,
-					 "delivery: \"maildir:\" needs a folder");
-		/* The Maildir path is a path like any other: resolve it against the file. */
-		char *resolved = config_path(cfg->path, u + 8);
-		free(cfg->delivery.url);
-		cfg->delivery.url = xasprintf("maildir:%s", resolved);
-		free(resolved);
-	} else if (strncmp(u, "smtp://", 7) != 0 && strncmp(u, "smtps://", 8) != 0) {
-		return json_errf(d, url, err, errlen,
-				 "delivery: \"url\" must start with smtp://, smtps:// or maildir:");
-	}
-	const char *from = cfg->delivery.from;
-	const char *lt = strrchr(from, '<');
-	char *addr = lt ? xstrndup(lt + 1, strcspn(lt + 1, ">")) : xstrdup(from);
-	bool ok = util_email_valid(addr) && (!lt || strchr(lt, '>'));
-	free(addr);
-	if (!ok)
-		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "from"), err, errlen,
-				 "delivery: \"from\" must be an address such as "
-				 "\"Ana Ruiz <ana@example.com>\"");
+	const cJSON *sec;
+	if ((rc = config_sender(cfg, d, o, "delivery", &cfg->delivery.url, cfg->delivery.from, err,
+				errlen)))
+		return rc;
+	if ((sec = cJSON_GetObjectItemCaseSensitive(o, "warmup")) &&
+	    (rc = config_warmup(d, sec, "delivery", cfg->delivery.per_day, &cfg->delivery.warmup,
+				err, errlen)))
+		return rc;
+	if ((sec = cJSON_GetObjectItemCaseSensitive(o, "domains")) &&
+	    (rc = config_domains(d, sec, "delivery", &cfg->delivery.domains,
+				 &cfg->delivery.ndomains, err, errlen)))
+		return rc;
 	return 0;
 }
 
@@ -377,13 +596,41 @@ static int config_webhooks(struct config *cfg, const struct json_doc *d, const c
 		const char *url = NULL;
 		int rc;
 		w->url = xstrdup("");
+		w->secret_file = xstrdup("");
+		w->timeout = 10;
+		w->concurrency = 2;
+		w->retry_min = 30;
+		w->retry_max = 3600;
+		w->give_up = 3 * 86400;
 		if ((rc = json_check_object(d, o, "webhook", config_webhook_keys, err, errlen)) ||
-		    (rc = json_get_string(d, o, "url", true, &url, err, errlen)))
+		    (rc = json_get_string(d, o, "url", true, &url, err, errlen)) ||
+		    (rc = config_string(d, o, "secret_file", &w->secret_file, true, cfg->path, err,
+					errlen)) ||
+		    (rc = json_get_duration(d, o, "timeout", &w->timeout, err, errlen)) ||
+		    (rc = json_get_int(d, o, "concurrency", 1, 64, &w->concurrency, err, errlen)) ||
+		    (rc = json_get_duration(d, o, "retry_min", &w->retry_min, err, errlen)) ||
+		    (rc = json_get_duration(d, o, "retry_max", &w->retry_max, err, errlen)) ||
+		    (rc = json_get_duration(d, o, "give_up", &w->give_up, err, errlen)))
 			return rc;
 		config_set(&w->url, url);
 		if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
 			return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "url"), err, errlen,
 					 "webhook: \"url\" must start with http:// or https://");
+		/* The URL names the webhook's deliveries in the outbox: one webhook per URL. */
+		for (size_t i = 0; i + 1 < cfg->nwebhooks; i++)
+			if (strcmp(cfg->webhooks[i].url, url) == 0)
+				return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "url"), err,
+						 errlen, "webhook: \"%s\" is listed twice", url);
+		if (w->timeout < 1 || w->timeout > 600)
+			return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "timeout"), err,
+					 errlen, "webhook: \"timeout\" must be from 1s to 10m");
+		if (w->retry_min < 1 || w->retry_max < w->retry_min)
+			return json_errf(d, o, err, errlen,
+					 "webhook: retry_min must be at least 1s and at most "
+					 "retry_max");
+		if (w->give_up < 1)
+			return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "give_up"), err,
+					 errlen, "webhook: \"give_up\" must be at least 1s");
 		const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "events");
 		if (!ev)
 			continue;
@@ -487,6 +734,12 @@ static int config_apply(struct config *cfg, const struct json_doc *d, char *err,
 	if ((sec = cJSON_GetObjectItemCaseSensitive(root, "webhooks")) &&
 	    (rc = config_webhooks(cfg, d, sec, err, errlen)))
 		return rc;
+	if ((sec = cJSON_GetObjectItemCaseSensitive(root, "accounts")) &&
+	    (rc = config_accounts(cfg, d, sec, err, errlen)))
+		return rc;
+	if ((sec = cJSON_GetObjectItemCaseSensitive(root, "governor")) &&
+	    (rc = config_governor(cfg, d, sec, err, errlen)))
+		return rc;
 	return 0;
 }
 
@@ -505,6 +758,38 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 	}
 	json_doc_free(d);
 	return cfg;
+}
+
+bool config_account(const struct config *cfg, const char *name, struct config_account *out)
+{
+	if (!name || !*name || strcmp(name, CONFIG_DEFAULT_ACCOUNT) == 0) {
+		*out = (struct config_account){
+			.name = (char *)CONFIG_DEFAULT_ACCOUNT,
+			.url = cfg->delivery.url,
+			.from = cfg->delivery.from,
+			.username = cfg->delivery.username,
+			.password_file = cfg->delivery.password_file,
+			.max_connections = cfg->delivery.max_connections,
+			.per_hour = cfg->delivery.per_hour,
+			.per_day = cfg->delivery.per_day,
+			.warmup = cfg->delivery.warmup,
+			.domains = cfg->delivery.domains,
+			.ndomains = cfg->delivery.ndomains,
+		};
+		return true;
+	}
+	for (size_t i = 0; i < cfg->naccounts; i++) {
+		if (strcmp(cfg->accounts[i].name, name) == 0) {
+			*out = cfg->accounts[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+const char *config_account_maildir(const struct config_account *a)
+{
+	return strncmp(a->url, "maildir:", 8) == 0 ? a->url + 8 : NULL;
 }
 
 const char *config_maildir(const struct config *cfg)
@@ -527,6 +812,12 @@ char *config_warnings(const struct config *cfg)
 			   "%s: \"%s\" names a credential but $CREDENTIALS_DIRECTORY is not set: "
 			   "the daemon reads it only under systemd (LoadCredential=)\n",
 			   cfg->path, key);
+	for (size_t i = 0; i < cfg->nwebhooks; i++)
+		if (!*cfg->webhooks[i].secret_file)
+			buf_printf(&b,
+				   "%s: webhook %s has no \"secret_file\": its POSTs go out "
+				   "unsigned\n",
+				   cfg->path, cfg->webhooks[i].url);
 	return b.len ? buf_steal(&b) : NULL;
 }
 

@@ -35,7 +35,8 @@ static const char *const content_cond_keys[] = {
 static const char *const content_sender_keys[] = { "company", "postal_address", NULL };
 static const char *const content_sequence_keys[] = { "stage", "mode",    "description", "steps",
 						     "from",  "opt_out", "when",        "track",
-						     "pixel", "window",  "timezone",    NULL };
+						     "pixel", "window",  "timezone",    "account",
+						     NULL };
 static const char *const content_step_keys[] = { "id",   "delay",  "template", "variants",
 						 "when", "unless", NULL };
 
@@ -648,6 +649,7 @@ static int content_load_sequence(struct content *c, struct content_sequence *seq
 	struct json_doc *d = json_doc_load(file, err, errlen);
 	const cJSON *root, *steps, *o, *cond;
 	const char *stage = NULL, *mode = "nurture", *description = "", *from = "", *opt_out = "";
+	const char *account = "";
 	int rc = DRIP_ECONTENT;
 	size_t i = 0;
 	seq->file = xstrdup(file);
@@ -659,8 +661,12 @@ static int content_load_sequence(struct content *c, struct content_sequence *seq
 	    json_get_string(d, root, "mode", false, &mode, err, errlen) ||
 	    json_get_string(d, root, "description", false, &description, err, errlen) ||
 	    json_get_string(d, root, "from", false, &from, err, errlen) ||
-	    json_get_string(d, root, "opt_out", false, &opt_out, err, errlen))
+	    json_get_string(d, root, "opt_out", false, &opt_out, err, errlen) ||
+	    json_get_string(d, root, "account", false, &account, err, errlen))
 		goto out;
+	/* Which accounts exist is the config's to say: checked by sched_check_accounts. */
+	seq->account = xstrdup(account);
+	seq->line_of_account = json_doc_line(d, cJSON_GetObjectItemCaseSensitive(root, "account"));
 	seq->line_of_stage = json_doc_line(d, cJSON_GetObjectItemCaseSensitive(root, "stage"));
 	if (content_stage_index(c, stage) < 0) {
 		json_errf(d, cJSON_GetObjectItemCaseSensitive(root, "stage"), err, errlen,
@@ -931,6 +937,7 @@ void content_unref(struct content *c)
 		free(s->stage);
 		free(s->description);
 		free(s->from);
+		free(s->account);
 		free(s->opt_out);
 		free(s->file);
 		free(s->window);

@@ -15,6 +15,7 @@
 #include "dripd/control.h"
 #include "dripd/csv.h"
 #include "dripd/error.h"
+#include "dripd/hooks.h"
 #include "dripd/journey.h"
 #include "dripd/json.h"
 #include "dripd/log.h"
@@ -270,6 +271,10 @@ static int control_status(struct dripd *d, const cJSON *args, cJSON *result, cha
 	cJSON_AddNumberToObject(t, "uncertain", (double)st.uncertain);
 	control_add_time(result, "next_due", st.next_due);
 	cJSON_AddStringToObject(result, "delivery", d->cfg->delivery.url);
+	if (d->hooks && (rc = hooks_status(d->hooks, result)))
+		return errf(err, errlen, rc, "cannot read the webhook outbox");
+	if (d->sched && (rc = sched_status(d->sched, result)))
+		return errf(err, errlen, rc, "cannot read the accounts' state");
 	cJSON *c = cJSON_AddObjectToObject(result, "content");
 	cJSON_AddStringToObject(c, "dir", d->content->dir);
 	cJSON_AddNumberToObject(c, "sequences", (double)d->content->nseqs);
@@ -473,6 +478,7 @@ static int control_clock_advance(struct dripd *d, const cJSON *args, cJSON *resu
 	cJSON_AddNumberToObject(result, "advanced_s", (double)secs);
 	if (d->sched)
 		sched_kick(d->sched);
+	hooks_kick(d->hooks);
 	return 0;
 }
 
@@ -781,6 +787,36 @@ static void control_step_row(void *arg, const struct store_step_stats *r)
 	cJSON_AddNumberToObject(o, "bounced", (double)r->bounced);
 	cJSON_AddNumberToObject(o, "unsubscribed", (double)r->unsubscribed);
 	cJSON_AddItemToArray(arg, o);
+}
+
+/* Live limits: an account's per_hour/per_day, or a configured domain's per_hour/concurrency. */
+static int control_limits(struct dripd *d, const cJSON *args, cJSON *result, char *err,
+			  size_t errlen)
+{
+	static const char *const keys[] = { "per_hour", "per_day", "concurrency" };
+	const char *account = control_str(args, "account");
+	const char *domain = control_str(args, "domain");
+	int rc;
+	for (size_t i = 0; i < 3; i++) {
+		const char *v = control_str(args, keys[i]);
+		char *end = NULL;
+		long long n;
+		if (!v)
+			continue;
+		if (strcmp(v, "config") == 0) {
+			n = -1;
+		} else {
+			errno = 0;
+			n = strtoll(v, &end, 10);
+			if (!*v || *end || errno || n < 0 || n > 1000000000)
+				return errf(err, errlen, DRIP_EINVALID,
+					    "%s must be a number from 0 (no cap) up, or \"config\"",
+					    keys[i]);
+		}
+		if ((rc = sched_set_limit(d->sched, account, domain, keys[i], n, err, errlen)))
+			return rc;
+	}
+	return sched_status(d->sched, result);
 }
 
 static int control_stats(struct dripd *d, const cJSON *args, cJSON *result, char *err,
@@ -2024,6 +2060,16 @@ const struct control_cmd control_cmds[] = {
 	    { "--clicks", "clicks", CONTROL_ARG_STRING, false, "SHARE" },
 	    { "--replies", "replies", CONTROL_ARG_STRING, false, "SHARE" },
 	    { NULL, "emails", CONTROL_ARG_LIST, false, NULL } }, control_simulate },
+
+	{ "limits", "limits",
+	  "change an account's per_hour/per_day, or a domain's per_hour/concurrency, live "
+	  "(kept across restarts; \"config\" goes back to the config's)",
+	  CONTROL_CHANGES_STATE,
+	  { { NULL, "account", CONTROL_ARG_STRING, true, "ACCOUNT" },
+	    { "--domain", "domain", CONTROL_ARG_STRING, false, "DOMAIN" },
+	    { "--per-hour", "per_hour", CONTROL_ARG_STRING, false, "N" },
+	    { "--per-day", "per_day", CONTROL_ARG_STRING, false, "N" },
+	    { "--concurrency", "concurrency", CONTROL_ARG_STRING, false, "N" } }, control_limits },
 	{ "help", "help", "list the commands", 0, { { 0 } }, control_help },
 	{ 0 },
 };

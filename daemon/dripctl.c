@@ -297,6 +297,31 @@ static void dripctl_print_lead(const cJSON *lead)
 
 static void dripctl_print_more(const char *cmd, const cJSON *res);
 
+/* Each delivery account's line (status and limits), and its limited domains. */
+static void dripctl_print_accounts(const cJSON *res)
+{
+	const cJSON *o;
+	cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(res, "accounts"))
+	{
+		const cJSON *g = cJSON_GetObjectItemCaseSensitive(o, "governor"), *dm;
+		printf("account        %s: %.0f/%.0f threads busy, %.0f sent in 1h (cap %.0f), "
+		       "%.0f in 24h (cap %.0f), %s",
+		       dripctl_s(o, "name"), dripctl_n(o, "busy"), dripctl_n(o, "threads"),
+		       dripctl_n(o, "sent_last_hour"), dripctl_n(o, "per_hour"),
+		       dripctl_n(o, "sent_last_24h"), dripctl_n(o, "per_day"),
+		       dripctl_s(g, "state"));
+		if (strcmp(dripctl_s(g, "state"), "normal") != 0)
+			printf(" until %s (%s)", dripctl_s(g, "until"), dripctl_s(g, "reason"));
+		if (cJSON_GetObjectItemCaseSensitive(o, "warmup_cap_today"))
+			printf(", warm-up cap today %.0f", dripctl_n(o, "warmup_cap_today"));
+		printf("\n");
+		cJSON_ArrayForEach(dm, cJSON_GetObjectItemCaseSensitive(o, "domains"))
+			printf("  domain       %s: %.0f sent in 1h, %.0f in flight\n",
+			       dripctl_s(dm, "domain"), dripctl_n(dm, "sent_last_hour"),
+			       dripctl_n(dm, "in_flight"));
+	}
+}
+
 static void dripctl_print(const char *cmd, const cJSON *res)
 {
 	char when[40];
@@ -321,6 +346,14 @@ static void dripctl_print(const char *cmd, const cJSON *res)
 		printf("delivery       %s%s\n", dripctl_s(res, "delivery"),
 		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "paused")) ? " (PAUSED)"
 										     : "");
+		dripctl_print_accounts(res);
+		const cJSON *wh = cJSON_GetObjectItemCaseSensitive(res, "webhooks");
+		if (wh && dripctl_n(wh, "configured") > 0)
+			printf("webhooks       %.0f waiting (%.0f retrying), %.0f in flight\n",
+			       dripctl_n(wh, "waiting"), dripctl_n(wh, "retrying"),
+			       dripctl_n(wh, "in_flight"));
+	} else if (strcmp(cmd, "limits") == 0) {
+		dripctl_print_accounts(res);
 	} else if (strcmp(cmd, "lead.add") == 0) {
 		printf("added ");
 		dripctl_print_lead(cJSON_GetObjectItemCaseSensitive(res, "lead"));

@@ -252,7 +252,16 @@ static char *mailer_read_secret(const char *path, char *err, size_t errlen)
 struct mailer *mailer_new(uv_loop_t *loop, const struct config *cfg, mailer_result_cb cb, void *arg,
 			  char *err, size_t errlen)
 {
-	const char *maildir = config_maildir(cfg);
+	struct config_account a;
+	config_account(cfg, NULL, &a);
+	return mailer_new_account(loop, cfg, &a, cb, arg, err, errlen);
+}
+
+struct mailer *mailer_new_account(uv_loop_t *loop, const struct config *cfg,
+				  const struct config_account *acct, mailer_result_cb cb, void *arg,
+				  char *err, size_t errlen)
+{
+	const char *maildir = config_account_maildir(acct);
 	struct mailer *m;
 	if (maildir && maildir_prepare(maildir, err, errlen) != 0)
 		return NULL;
@@ -261,18 +270,19 @@ struct mailer *mailer_new(uv_loop_t *loop, const struct config *cfg, mailer_resu
 	m->cb = cb;
 	m->arg = arg;
 	m->maildir = maildir ? xstrdup(maildir) : NULL;
-	m->url = xstrdup(cfg->delivery.url);
+	m->url = xstrdup(acct->url);
 	m->connect_timeout_ms = (long)cfg->delivery.connect_timeout * 1000;
 	m->reply_timeout_s = (long)cfg->delivery.reply_timeout;
 	m->transfer_timeout_ms = (long)cfg->delivery.transfer_timeout * 1000;
-	if (!maildir && *cfg->delivery.username) {
-		m->username = xstrdup(cfg->delivery.username);
-		m->password = *cfg->delivery.password_file
-				      ? mailer_read_secret(cfg->delivery.password_file, err, errlen)
+	if (!maildir && *acct->username) {
+		m->username = xstrdup(acct->username);
+		m->password = *acct->password_file
+				      ? mailer_read_secret(acct->password_file, err, errlen)
 				      : xstrdup("");
 		if (!m->password) {
 			free(m->username);
 			free(m->url);
+			free(m->maildir);
 			free(m);
 			return NULL;
 		}
@@ -281,14 +291,20 @@ struct mailer *mailer_new(uv_loop_t *loop, const struct config *cfg, mailer_resu
 	uv_cond_init(&m->cond);
 	uv_async_init(loop, &m->async, mailer_async_cb);
 	m->async.data = m;
-	m->nthreads = (size_t)cfg->delivery.max_connections;
+	m->nthreads = (size_t)acct->max_connections;
 	if (m->nthreads < 1 || m->nthreads > MAILER_MAX_CONN)
 		m->nthreads = 1;
 	for (size_t i = 0; i < m->nthreads; i++)
 		if (uv_thread_create(&m->threads[i], mailer_thread, m) != 0)
 			log_fatal("mailer: cannot start sender thread %zu", i);
-	log_info("mailer: %zu sender thread(s) delivering to %s", m->nthreads, cfg->delivery.url);
+	log_info("mailer: account %s: %zu sender thread(s) delivering to %s", acct->name,
+		 m->nthreads, acct->url);
 	return m;
+}
+
+size_t mailer_threads(const struct mailer *m)
+{
+	return m->nthreads;
 }
 
 size_t mailer_idle(const struct mailer *m)

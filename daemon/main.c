@@ -18,6 +18,7 @@
 #include "dripd/dripd.h"
 #include "dripd/error.h"
 #include "dripd/inbox.h"
+#include "dripd/hooks.h"
 #include "dripd/log.h"
 #include "dripd/mailer.h"
 #include "dripd/sched.h"
@@ -85,8 +86,9 @@ static int main_check(const char *path)
 		fprintf(stderr, "dripd check: warning: %s", warnings);
 	free(warnings);
 	struct content *c = content_load(cfg->content_dir, err, sizeof(err));
-	if (!c) {
+	if (!c || sched_check_accounts(cfg, c, err, sizeof(err)) != 0) {
 		fprintf(stderr, "dripd check: %s\n", err);
+		content_unref(c);
 		config_free(cfg);
 		return 1;
 	}
@@ -194,7 +196,8 @@ static int main_reload(struct dripd *d, char *why, size_t whylen)
 		log_err("dripd: reload refused, the running config stays: %s", err);
 		goto refused;
 	}
-	if (!(c = content_load(cfg->content_dir, err, sizeof(err)))) {
+	if (!(c = content_load(cfg->content_dir, err, sizeof(err))) ||
+	    sched_check_accounts(d->cfg, c, err, sizeof(err)) != 0) {
 		rc = errf(why, whylen, DRIP_ECONTENT,
 			  "reload refused, the running content stays: %s", err);
 		log_err("dripd: reload refused, the running content stays: %s", err);
@@ -216,11 +219,13 @@ static int main_reload(struct dripd *d, char *why, size_t whylen)
 	d->content = c;
 	sched_set_content(d->sched, c);
 	sched_kick(d->sched);
+	hooks_reload(d->hooks);
 	log_info("dripd: reloaded: %zu sequences from %s", c->nseqs, c->dir);
 	if (d->sd)
 		sd_reloaded(d->sd, NULL);
 	return 0;
 refused:
+	content_unref(c);
 	config_free(cfg);
 	if (d->sd)
 		sd_reloaded(d->sd, "the old config and content keep running");
@@ -242,6 +247,8 @@ static void main_drained_cb(void *arg)
 	d->inbox = NULL;
 	mailer_close(d->mailer);
 	sched_close(d->sched);
+	hooks_close(d->hooks);
+	d->hooks = NULL;
 	uv_close((uv_handle_t *)&main_sigs.term, NULL);
 	uv_close((uv_handle_t *)&main_sigs.intr, NULL);
 	uv_close((uv_handle_t *)&main_sigs.hup, NULL);
@@ -360,7 +367,8 @@ static int main_run(const char *path)
 		log_warn("dripd: %s", warnings);
 	}
 	free(warnings);
-	if (!(d.content = content_load(d.cfg->content_dir, err, sizeof(err))))
+	if (!(d.content = content_load(d.cfg->content_dir, err, sizeof(err))) ||
+	    sched_check_accounts(d.cfg, d.content, err, sizeof(err)) != 0)
 		log_fatal("dripd: %s", err);
 	if (main_mkdirs(d.cfg->state_dir) != 0)
 		log_fatal("dripd: cannot create %s: %s", d.cfg->state_dir, strerror(errno));
@@ -394,6 +402,8 @@ static int main_run(const char *path)
 	if (!(d.mailer = mailer_new(&loop, d.cfg, main_mailer_result_cb, &d, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	d.sched = sched_new(&loop, d.cfg, d.store, &d.clock, d.mailer);
+	if (sched_add_accounts(d.sched, err, sizeof(err)) != 0)
+		log_fatal("dripd: %s", err);
 	mailer_set_batch_cb(d.mailer, main_mailer_batch_cb);
 	sched_set_content(d.sched, d.content);
 	sched_set_keys(d.sched, d.keys);
@@ -402,6 +412,8 @@ static int main_run(const char *path)
 		sched_set_paused(d.sched, true);
 		log_warn("dripd: sending is paused (dripctl resume lets it go on)");
 	}
+	if (!(d.hooks = hooks_new(&loop, d.cfg, d.store, &d.clock, err, sizeof(err))))
+		log_fatal("dripd: %s", err);
 	if (!(d.control = control_new(&d, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	int tracking_fd = sd_listen_fd(d.sd, "tracking", 0, err, sizeof(err));

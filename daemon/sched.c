@@ -5,10 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <ctype.h>
 
 #include <cjson/cJSON.h>
 
 #include "dripd/error.h"
+#include "dripd/governor.h"
 #include "dripd/journey.h"
 #include "dripd/log.h"
 #include "dripd/message.h"
@@ -31,6 +33,41 @@
 #define SCHED_JITTER 600 /* business seconds of spread at a window's opening */
 #define SCHED_RETRY_MS 1000 /* machine time before a claim is tried again */
 #define SCHED_HELD_MS 2000 /* machine time between two tries of a database refusing writes */
+#define SCHED_NOTES 256 /* complaints and DSN bounces waiting for the governor */
+
+/* A recipient domain with limits, in one account. */
+struct sched_domain {
+	const char *domain; /* the config's */
+	int64_t per_hour, concurrency; /* the config's, or a live change (dripctl limits) */
+	size_t in_flight;
+	int64_t allow; /* this pass: how many more may be handed over */
+};
+
+/*
+ * A delivery account: its sender threads, its governor, and what it may start in the
+ * current pass. Index 0 is the default account (the delivery section and s->mailer).
+ */
+struct sched_account {
+	struct config_account cfg; /* a view into the config */
+	struct mailer *mailer; /* NULL until sched_add_accounts (it cannot send then) */
+	bool owned; /* made by sched_add_accounts, closed by sched_close */
+	struct governor gov;
+	struct sched_domain *domains; /* one per cfg.domains */
+	int64_t allow; /* this pass */
+	char *seqs; /* the current content's sequences that use it, a JSON array */
+};
+
+/* A touch with a sender thread: which account and limited domain it counts against. */
+struct sched_flight {
+	int64_t touch_id;
+	struct sched_account *a;
+	struct sched_domain *d;
+};
+
+struct sched_note {
+	int64_t touch_id;
+	enum governor_outcome outcome;
+};
 
 struct sched {
 	uv_loop_t *loop;
@@ -44,7 +81,16 @@ struct sched {
 	bool paused;
 	bool batch; /* one transaction holds a claim's dispatch or a drain's outcomes */
 	struct mailer_job *jobs[SCHED_CLAIM_MAX]; /* a batch's jobs, handed over after commit */
+	struct sched_account *job_acct[SCHED_CLAIM_MAX];
+	struct sched_domain *job_dom[SCHED_CLAIM_MAX];
 	size_t njobs;
+	struct sched_account *accts;
+	size_t naccts;
+	struct sched_flight *flights;
+	size_t nflights, flights_cap;
+	struct sched_note notes[SCHED_NOTES]; /* from the event feed, for the governor */
+	size_t nnotes;
+	int64_t unblock_at; /* business time the first held-back account or domain may go */
 	bool draining;
 	void (*drain_cb)(void *arg);
 	void *drain_arg;
@@ -145,18 +191,183 @@ const char *sched_held(const struct sched *s)
 	return s->held[0] ? s->held : NULL;
 }
 
+/*
+ * Complaints and bounces that the inbox (or dripctl event) records count against the
+ * account that sent the touch; the feed only takes note, sched_run reads the touches.
+ * SMTP bounces are counted from their outcome already.
+ */
+static void sched_event_cb(void *arg, const struct store_event *ev)
+{
+	struct sched *s = arg;
+	enum governor_outcome o;
+	if (!ev->touch_id)
+		return;
+	if (strcmp(ev->kind, "complaint") == 0)
+		o = GOVERNOR_COMPLAINT;
+	else if (strcmp(ev->kind, "bounce") == 0 &&
+		 !(ev->detail && strstr(ev->detail, "\"source\":\"smtp\"")))
+		o = GOVERNOR_BOUNCED;
+	else
+		return;
+	if (s->nnotes < SCHED_NOTES) {
+		s->notes[s->nnotes].touch_id = ev->touch_id;
+		s->notes[s->nnotes++].outcome = o;
+	}
+	if (!s->draining && !s->paused)
+		uv_timer_start(&s->timer, sched_timer_cb, 0, 0);
+}
+
+static void sched_account_init(struct sched_account *a, const struct config_account *cfg)
+{
+	a->cfg = *cfg;
+	governor_init(&a->gov);
+	a->domains = xcalloc(cfg->ndomains ? cfg->ndomains : 1, sizeof(*a->domains));
+	for (size_t i = 0; i < cfg->ndomains; i++) {
+		a->domains[i].domain = cfg->domains[i].domain;
+		a->domains[i].per_hour = cfg->domains[i].per_hour;
+		a->domains[i].concurrency = cfg->domains[i].concurrency;
+	}
+	a->seqs = xstrdup("[]");
+}
+
+/* The settings key of a live limit: "limit/ACCOUNT[/DOMAIN]/KEY". */
+static char *sched_limit_key(const char *account, const char *domain, const char *key)
+{
+	return domain ? xasprintf("limit/%s/%s/%s", account, domain, key)
+		      : xasprintf("limit/%s/%s", account, key);
+}
+
+/* The field a live limit changes, or NULL when `key` is not one. */
+static int64_t *sched_limit_field(struct sched_account *a, struct sched_domain *d, const char *key)
+{
+	if (d)
+		return strcmp(key, "per_hour") == 0      ? &d->per_hour
+		       : strcmp(key, "concurrency") == 0 ? &d->concurrency
+							 : NULL;
+	return strcmp(key, "per_hour") == 0  ? &a->cfg.per_hour
+	       : strcmp(key, "per_day") == 0 ? &a->cfg.per_day
+					     : NULL;
+}
+
+/* Applies the live limits kept in the database (they outlive restarts). */
+static void sched_limits_restore(struct sched *s, struct sched_account *a)
+{
+	static const char *const keys[] = { "per_hour", "per_day", "concurrency" };
+	for (size_t j = 0; j <= a->cfg.ndomains; j++) {
+		struct sched_domain *d = j < a->cfg.ndomains ? &a->domains[j] : NULL;
+		for (size_t k = 0; k < 3; k++) {
+			int64_t *field = sched_limit_field(a, d, keys[k]), v;
+			char *name = sched_limit_key(a->cfg.name, d ? d->domain : NULL, keys[k]);
+			if (field && store_setting_get(s->store, name, &v) == 0 && v >= 0) {
+				*field = v;
+				log_info("sched: account %s: %s%s%s is %lld (set live, not from "
+					 "the config)",
+					 a->cfg.name, d ? d->domain : "", d ? " " : "", keys[k],
+					 (long long)v);
+			}
+			free(name);
+		}
+	}
+}
+
 struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store *st,
 			struct clock *clk, struct mailer *m)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
+	struct config_account def;
 	s->loop = loop;
 	s->cfg = cfg;
 	s->store = st;
 	s->clock = clk;
 	s->mailer = m;
+	s->naccts = 1 + cfg->naccounts;
+	s->accts = xcalloc(s->naccts, sizeof(*s->accts));
+	config_account(cfg, NULL, &def);
+	sched_account_init(&s->accts[0], &def);
+	s->accts[0].mailer = m;
+	for (size_t i = 0; i < cfg->naccounts; i++)
+		sched_account_init(&s->accts[i + 1], &cfg->accounts[i]);
+	for (size_t i = 0; i < s->naccts; i++)
+		sched_limits_restore(s, &s->accts[i]);
 	uv_timer_init(loop, &s->timer);
 	s->timer.data = s;
+	if (store_event_listen(st, sched_event_cb, s) != 0)
+		log_warn("sched: the event feed is full: complaints will not reach the governor");
 	return s;
+}
+
+static void sched_mailer_result_cb(void *arg, const struct mailer_result *r)
+{
+	sched_on_result(arg, r);
+}
+
+static void sched_mailer_batch_cb(void *arg, bool begin)
+{
+	if (begin)
+		sched_results_begin(arg);
+	else
+		sched_results_end(arg);
+}
+
+int sched_add_accounts(struct sched *s, char *err, size_t errlen)
+{
+	for (size_t i = 1; i < s->naccts; i++) {
+		struct sched_account *a = &s->accts[i];
+		if (!(a->mailer = mailer_new_account(s->loop, s->cfg, &a->cfg,
+						     sched_mailer_result_cb, s, err, errlen)))
+			return DRIP_ECONFIG;
+		mailer_set_batch_cb(a->mailer, sched_mailer_batch_cb);
+		a->owned = true;
+	}
+	return 0;
+}
+
+/* The account of a sequence: its "account" key, else the default. */
+static struct sched_account *sched_account_named(struct sched *s, const char *name)
+{
+	for (size_t i = 1; name && *name && i < s->naccts; i++)
+		if (strcmp(s->accts[i].cfg.name, name) == 0)
+			return &s->accts[i];
+	return &s->accts[0];
+}
+
+static struct sched_account *sched_account_of(struct sched *s, const char *sequence)
+{
+	const struct content_sequence *seq =
+		s->content ? content_sequence(s->content, sequence) : NULL;
+	return sched_account_named(s, seq ? seq->account : NULL);
+}
+
+static size_t sched_busy(const struct sched *s)
+{
+	size_t busy = 0;
+	for (size_t i = 0; i < s->naccts; i++)
+		if (s->accts[i].mailer)
+			busy += mailer_busy(s->accts[i].mailer);
+	return busy;
+}
+
+int sched_check_accounts(const struct config *cfg, const struct content *c, char *err,
+			 size_t errlen)
+{
+	struct config_account a;
+	for (size_t i = 0; i < c->nseqs; i++) {
+		const struct content_sequence *seq = &c->seqs[i];
+		if (!seq->account || !*seq->account || config_account(cfg, seq->account, &a))
+			continue;
+		struct buf names;
+		buf_init(&names);
+		buf_adds(&names, CONFIG_DEFAULT_ACCOUNT);
+		for (size_t j = 0; j < cfg->naccounts; j++)
+			buf_printf(&names, ", %s", cfg->accounts[j].name);
+		int rc = errf(err, errlen, DRIP_ECONTENT,
+			      "%s:%d: sequence: account \"%s\" is not in the config's "
+			      "\"accounts\" (%s)",
+			      seq->file, seq->line_of_account, seq->account, names.data);
+		buf_free(&names);
+		return rc;
+	}
+	return 0;
 }
 
 void sched_set_paused(struct sched *s, bool paused)
@@ -185,6 +396,18 @@ void sched_set_content(struct sched *s, struct content *c)
 	struct content *old = s->content;
 	s->content = content_ref(c);
 	content_unref(old);
+	/* Each account's sequences, for leaving them out of a claim while it is held back. */
+	for (size_t i = 0; i < s->naccts; i++) {
+		cJSON *arr = cJSON_CreateArray();
+		for (size_t j = 0; j < c->nseqs; j++)
+			if (sched_account_named(s, c->seqs[j].account) == &s->accts[i])
+				cJSON_AddItemToArray(arr, cJSON_CreateString(c->seqs[j].name));
+		free(s->accts[i].seqs);
+		char *json = cJSON_PrintUnformatted(arr);
+		s->accts[i].seqs = xstrdup(json);
+		cJSON_free(json);
+		cJSON_Delete(arr);
+	}
 }
 
 void sched_kick(struct sched *s)
@@ -334,7 +557,10 @@ int sched_compose(struct store *st, const struct content *c, const struct config
 		sched_mail_clear(out);
 		return rc;
 	}
-	const char *from = *seq->from ? seq->from : cfg->delivery.from;
+	struct config_account acct;
+	if (!config_account(cfg, seq->account, &acct))
+		config_account(cfg, NULL, &acct);
+	const char *from = *seq->from ? seq->from : acct.from;
 	message_address(from, addr, sizeof(addr));
 	snprintf(to_name, sizeof(to_name), "%s%s%s", lead->first_name,
 		 *lead->first_name && *lead->last_name ? " " : "", lead->last_name);
@@ -510,6 +736,44 @@ int64_t sched_send_time(const struct config *cfg, const struct content *c, struc
 	return sched_window_opens_for(cfg, c, st, lead, t, now, NULL);
 }
 
+static struct sched_domain *sched_domain_of(struct sched_account *a, const char *domain)
+{
+	for (size_t i = 0; i < a->cfg.ndomains; i++)
+		if (strcmp(a->domains[i].domain, domain) == 0)
+			return &a->domains[i];
+	return NULL;
+}
+
+/* Hands a job to its account's threads and remembers what it counts against. */
+static void sched_submit(struct sched *s, struct mailer_job *job, struct sched_account *a,
+			 struct sched_domain *d, int64_t now)
+{
+	if (s->nflights == s->flights_cap) {
+		s->flights_cap = s->flights_cap ? s->flights_cap * 2 : 16;
+		s->flights = xrealloc(s->flights, s->flights_cap * sizeof(*s->flights));
+	}
+	s->flights[s->nflights++] = (struct sched_flight){ job->touch_id, a, d };
+	if (d)
+		d->in_flight++;
+	governor_started(&a->gov, now);
+	mailer_submit(a->mailer, job);
+}
+
+/* The account (default if unknown) a finished touch counted against, forgotten. */
+static struct sched_account *sched_flight_done(struct sched *s, int64_t touch_id)
+{
+	for (size_t i = 0; i < s->nflights; i++) {
+		if (s->flights[i].touch_id != touch_id)
+			continue;
+		struct sched_account *a = s->flights[i].a;
+		if (s->flights[i].d)
+			s->flights[i].d->in_flight--;
+		s->flights[i] = s->flights[--s->nflights];
+		return a;
+	}
+	return &s->accts[0];
+}
+
 /* Builds the job for a claimed touch and hands it over, or finishes it with the reason. */
 static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 {
@@ -557,6 +821,20 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 				  (long long)t.id, (long long)(opens - now));
 		goto out;
 	}
+	struct sched_account *a = sched_account_of(s, t.sequence);
+	char domain[256];
+	const char *at = strrchr(lead.email, '@');
+	snprintf(domain, sizeof(domain), "%s", at ? at + 1 : "");
+	for (char *p = domain; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	struct sched_domain *dl = sched_domain_of(a, domain);
+	if (a->allow <= 0 || (dl && dl->allow <= 0)) {
+		/* More than its account or domain may start in this pass: back to pending; the
+		 * next claim leaves it out until the limit lets it go. */
+		if (store_touch_release(s->store, t.id) != 0)
+			log_err("sched: cannot release touch %lld", (long long)t.id);
+		goto out;
+	}
 	if (sched_compose(s->store, s->content, s->cfg, s->keys, &lead, &t, now, &mail, err,
 			  sizeof(err)) != 0) {
 		sched_give_up(s, &t, "failed", "error", err, now);
@@ -567,7 +845,8 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 	int rc = sched_write_begin(s);
 	if (rc == 0 &&
 	    (rc = store_touch_note(s->store, t.id, mail.subject, (int64_t)mail.variant)) == 0)
-		rc = store_touch_sending(s->store, t.id, mail.message_id, now);
+		rc = store_touch_sending_via(s->store, t.id, mail.message_id, a->cfg.name, domain,
+					     now);
 	for (size_t i = 0; rc == 0 && i < mail.nlinks; i++)
 		rc = store_link_add(s->store, t.id, (int64_t)i, mail.links[i].url,
 				    mail.links[i].tag);
@@ -584,11 +863,16 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 	job->rcpt = xstrdup(lead.email);
 	job->len = mail.data.len;
 	job->data = buf_steal(&mail.data);
+	a->allow--;
+	if (dl)
+		dl->allow--;
 	if (s->batch) {
 		/* Handed over only once the batch's transaction has committed. */
+		s->job_acct[s->njobs] = a;
+		s->job_dom[s->njobs] = dl;
 		s->jobs[s->njobs++] = job;
 	} else {
-		mailer_submit(s->mailer, job);
+		sched_submit(s, job, a, dl, now);
 	}
 	log_debug("sched: touch %lld (%s/%s) to %s handed to a sender thread", (long long)t.id,
 		  t.sequence, t.step, lead.email);
@@ -602,46 +886,185 @@ static void sched_arm(struct sched *s, int64_t now)
 {
 	int64_t due;
 	s->next_wake = 0;
-	if (s->draining || mailer_idle(s->mailer) == 0)
-		return; /* an outcome coming back kicks the scheduler */
+	if (s->draining)
+		return;
 	if (store_touch_next_due(s->store, &due) != 0) {
 		uv_timer_stop(&s->timer);
 		return;
+	}
+	if (due <= now) {
+		/* Due but held back by a limit: wake when the first one lets go; with only
+		 * busy threads holding it, an outcome coming back kicks the scheduler. */
+		if (!s->unblock_at) {
+			uv_timer_stop(&s->timer);
+			return;
+		}
+		due = s->unblock_at;
 	}
 	s->next_wake = due;
 	uv_timer_start(&s->timer, sched_timer_cb, clock_delay_ms(s->clock, due, now), 0);
 }
 
 /*
- * How many more messages the per-hour and per-day caps allow now; when none, *refill says
- * when the oldest send in the full window ages out (business time).
+ * How many more messages a cap of `cap` per `span` seconds allows now (INT64_MAX without a
+ * cap); when none, *refill becomes at least the time the oldest send in the window ages out.
  */
-static size_t sched_allowance(struct sched *s, int64_t now, int64_t *refill)
+static int64_t sched_window_allow(struct sched *s, const char *account, const char *domain,
+				  int64_t span, int64_t cap, int64_t now, int64_t *refill)
 {
-	static const int64_t spans[] = { 3600, 86400 };
-	const int64_t caps[] = { s->cfg->delivery.per_hour, s->cfg->delivery.per_day };
-	size_t allow = SIZE_MAX;
+	int64_t count = 0, oldest = 0;
+	if (cap <= 0 || store_sent_since_by(s->store, account, domain, now - span, &count, &oldest))
+		return INT64_MAX;
+	if (count < cap)
+		return cap - count;
+	if (oldest + span > *refill)
+		*refill = oldest + span;
+	return 0;
+}
+
+/* The warm-up ramp's cap for today, or -1; *next_day is when the ramp next grows. */
+static int64_t sched_warmup(const struct sched_account *a, int64_t now, int64_t *next_day)
+{
+	const struct config_warmup *w = &a->cfg.warmup;
+	int64_t cap = governor_warmup_cap(w->start, w->days, w->from, w->to, now);
+	*next_day = now < w->start ? w->start + 86400 : now + 86400 - (now - w->start) % 86400;
+	return cap;
+}
+
+/*
+ * What an account's caps allow now: per_hour, per_day and the warm-up ramp (its daily cap
+ * over any rolling 24 hours). When nothing, *refill says when the first room comes.
+ */
+static int64_t sched_account_allowance(struct sched *s, const struct sched_account *a, int64_t now,
+				       int64_t *refill)
+{
+	int64_t next_day, per_day = a->cfg.per_day;
+	int64_t ramp = sched_warmup(a, now, &next_day);
+	bool ramped = ramp >= 0 && (per_day <= 0 || ramp < per_day);
+	if (ramped)
+		per_day = ramp;
 	*refill = 0;
-	for (size_t i = 0; i < 2; i++) {
-		int64_t count = 0, oldest = 0;
-		if (caps[i] <= 0 || store_sent_since(s->store, now - spans[i], &count, &oldest))
-			continue;
-		if (count >= caps[i]) {
-			if (oldest + spans[i] > *refill)
-				*refill = oldest + spans[i];
-			allow = 0;
-		} else if ((size_t)(caps[i] - count) < allow) {
-			allow = (size_t)(caps[i] - count);
-		}
+	int64_t hour = sched_window_allow(s, a->cfg.name, NULL, 3600, a->cfg.per_hour, now, refill);
+	int64_t day_refill = 0;
+	int64_t day = sched_window_allow(s, a->cfg.name, NULL, 86400, per_day, now, &day_refill);
+	if (day == 0) {
+		/* A ramp's cap grows at the next day: that may come before a send ages out. */
+		if (ramped && next_day < day_refill)
+			day_refill = next_day;
+		if (day_refill > *refill)
+			*refill = day_refill;
 	}
-	return allow;
+	return hour < day ? hour : day;
+}
+
+static void sched_hold(int64_t *unblock_at, int64_t until, int64_t now)
+{
+	if (until > now && (!*unblock_at || until < *unblock_at))
+		*unblock_at = until;
+}
+
+/*
+ * Plans a pass: how many messages each account, and each limited domain of it, may start
+ * now (its free threads as the governor allows, its caps), and what the claim must leave
+ * out. Returns the total, and the claim's filter in *blocked (NULL: none; the caller frees).
+ */
+static size_t sched_plan(struct sched *s, int64_t now, char **blocked)
+{
+	const struct governor_limits *gl = &s->cfg->governor;
+	cJSON *out = NULL;
+	size_t total = 0;
+	s->unblock_at = 0;
+	for (size_t i = 0; i < s->naccts; i++) {
+		struct sched_account *a = &s->accts[i];
+		size_t threads = a->mailer ? mailer_threads(a->mailer) : 0;
+		size_t busy = a->mailer ? mailer_busy(a->mailer) : 0;
+		size_t conc = governor_concurrency(&a->gov, threads);
+		int64_t next = governor_next_start(&a->gov, gl, now), refill = 0;
+		a->allow = conc > busy ? (int64_t)(conc - busy) : 0;
+		if (a->allow > 0 && next > now) {
+			a->allow = 0;
+			sched_hold(&s->unblock_at, next, now);
+		}
+		if (a->allow > 0) {
+			int64_t caps = sched_account_allowance(s, a, now, &refill);
+			if (caps < a->allow)
+				a->allow = caps;
+			sched_hold(&s->unblock_at, refill, now);
+		}
+		if (a->gov.state == GOVERNOR_PAUSED)
+			sched_hold(&s->unblock_at, a->gov.until, now);
+		if (!out)
+			out = cJSON_CreateArray();
+		if (a->allow <= 0) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddItemToObject(o, "s", cJSON_Parse(a->seqs));
+			cJSON_AddItemToArray(out, o);
+			continue;
+		}
+		cJSON *doms = NULL;
+		for (size_t j = 0; j < a->cfg.ndomains; j++) {
+			struct sched_domain *d = &a->domains[j];
+			int64_t drefill = 0;
+			d->allow = INT64_MAX;
+			if (d->concurrency > 0)
+				d->allow = d->concurrency - (int64_t)d->in_flight;
+			int64_t w = sched_window_allow(s, a->cfg.name, d->domain, 3600, d->per_hour,
+						       now, &drefill);
+			if (w < d->allow)
+				d->allow = w;
+			sched_hold(&s->unblock_at, drefill, now);
+			if (d->allow > 0)
+				continue;
+			if (!doms)
+				doms = cJSON_CreateArray();
+			cJSON_AddItemToArray(doms, cJSON_CreateString(d->domain));
+		}
+		if (doms) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddItemToObject(o, "s", cJSON_Parse(a->seqs));
+			cJSON_AddItemToObject(o, "d", doms);
+			cJSON_AddItemToArray(out, o);
+		}
+		total += (size_t)a->allow;
+	}
+	*blocked = NULL;
+	if (out && cJSON_GetArraySize(out) > 0) {
+		char *json = cJSON_PrintUnformatted(out);
+		*blocked = xstrdup(json);
+		cJSON_free(json);
+	}
+	cJSON_Delete(out);
+	return total;
+}
+
+/* Feeds the governors what the event feed noted and what time alone changes. */
+static void sched_governors(struct sched *s, int64_t now)
+{
+	for (size_t i = 0; i < s->nnotes; i++) {
+		struct touch t;
+		if (store_touch_get(s->store, s->notes[i].touch_id, &t) != 0)
+			continue;
+		struct sched_account *a = sched_account_named(s, t.account);
+		if (*t.account &&
+		    governor_record(&a->gov, &s->cfg->governor, now, s->notes[i].outcome))
+			log_warn("sched: account %s is %s: %s", a->cfg.name,
+				 governor_state_name(a->gov.state), a->gov.reason);
+		store_touch_clear(&t);
+	}
+	s->nnotes = 0;
+	for (size_t i = 0; i < s->naccts; i++) {
+		struct sched_account *a = &s->accts[i];
+		if (governor_tick(&a->gov, &s->cfg->governor, now))
+			log_warn("sched: account %s is %s: %s", a->cfg.name,
+				 governor_state_name(a->gov.state), a->gov.reason);
+	}
 }
 
 static void sched_run(struct sched *s)
 {
 	int64_t ids[SCHED_CLAIM_MAX];
 	size_t n;
-	int64_t now = clock_now(s->clock), refill = 0;
+	int64_t now = clock_now(s->clock);
 	if (s->paused) {
 		s->next_wake = 0;
 		uv_timer_stop(&s->timer);
@@ -650,22 +1073,19 @@ static void sched_run(struct sched *s)
 	if (s->held[0] && !sched_unhold(s, now))
 		return; /* sched_hold re-armed the timer */
 	store_error_clear(s->store);
-	while (!s->draining && s->content && mailer_idle(s->mailer) > 0) {
-		size_t want = mailer_idle(s->mailer), allow = sched_allowance(s, now, &refill);
-		if (allow == 0) {
-			/* A cap is full: sleep until its oldest send ages out. */
-			log_debug("sched: sending cap reached; next send at %lld",
-				  (long long)refill);
-			s->next_wake = refill;
-			uv_timer_start(&s->timer, sched_timer_cb,
-				       clock_delay_ms(s->clock, refill, now), 0);
-			return;
+	sched_governors(s, now);
+	while (!s->draining && s->content) {
+		char *blocked = NULL;
+		size_t want = sched_plan(s, now, &blocked);
+		if (want == 0) {
+			free(blocked);
+			break;
 		}
-		if (want > allow)
-			want = allow;
 		if (want > SCHED_CLAIM_MAX)
 			want = SCHED_CLAIM_MAX;
-		if (store_touch_claim(s->store, now, want, ids, &n) != 0) {
+		int rc = store_touch_claim_filtered(s->store, now, want, blocked, ids, &n);
+		free(blocked);
+		if (rc != 0) {
 			/* The database refused (busy, full): hold back and probe it in a while. */
 			log_warn("sched: cannot claim due touches; retrying in %d ms",
 				 SCHED_HELD_MS);
@@ -684,7 +1104,8 @@ static void sched_run(struct sched *s)
 			s->batch = false;
 			if (store_commit(s->store) == 0) {
 				for (size_t i = 0; i < s->njobs; i++)
-					mailer_submit(s->mailer, s->jobs[i]);
+					sched_submit(s, s->jobs[i], s->job_acct[i], s->job_dom[i],
+						     now);
 			} else {
 				log_err("sched: cannot commit a claim of %zu touches; they go "
 					"back to pending once the database takes writes",
@@ -792,11 +1213,35 @@ void sched_results_end(struct sched *s)
 	s->nbatch_copy = 0;
 }
 
+/* Counts an outcome against its account's reputation, and says when the state changes. */
+static void sched_govern(struct sched *s, const struct mailer_result *r, int64_t now)
+{
+	struct sched_account *a = sched_flight_done(s, r->touch_id);
+	enum governor_outcome o;
+	switch (r->outcome) {
+	case MAILER_OK:
+		o = GOVERNOR_SENT;
+		break;
+	case MAILER_TEMPFAIL:
+		o = GOVERNOR_DEFERRED;
+		break;
+	case MAILER_BOUNCE:
+	case MAILER_PERMFAIL:
+		o = GOVERNOR_BOUNCED;
+		break;
+	default:
+		return; /* uncertain: says nothing about the account */
+	}
+	if (governor_record(&a->gov, &s->cfg->governor, now, o))
+		log_warn("sched: account %s is %s: %s", a->cfg.name,
+			 governor_state_name(a->gov.state), a->gov.reason);
+}
+
 void sched_on_result(struct sched *s, const struct mailer_result *r)
 {
 	sched_take(s, r);
 	if (s->draining) {
-		if (mailer_busy(s->mailer) == 0 && s->drain_cb) {
+		if (sched_busy(s) == 0 && s->drain_cb) {
 			void (*cb)(void *) = s->drain_cb;
 			s->drain_cb = NULL;
 			if (s->nunrecorded)
@@ -817,6 +1262,7 @@ static void sched_record(struct sched *s, const struct mailer_result *r)
 	int64_t now = clock_now(s->clock);
 	struct touch t;
 	int rc;
+	sched_govern(s, r, now);
 	if (store_touch_get(s->store, r->touch_id, &t) != 0) {
 		log_err("sched: outcome for unknown touch %lld", (long long)r->touch_id);
 		return;
@@ -892,12 +1338,11 @@ void sched_drain(struct sched *s, void (*done)(void *arg), void *arg)
 {
 	s->draining = true;
 	uv_timer_stop(&s->timer);
-	if (mailer_busy(s->mailer) == 0) {
+	if (sched_busy(s) == 0) {
 		done(arg);
 		return;
 	}
-	log_info("sched: waiting for %zu message(s) with the sender threads",
-		 mailer_busy(s->mailer));
+	log_info("sched: waiting for %zu message(s) with the sender threads", sched_busy(s));
 	s->drain_cb = done;
 	s->drain_arg = arg;
 }
@@ -908,11 +1353,21 @@ static void sched_closed_cb(uv_handle_t *h)
 	content_unref(s->content);
 	free(s->unrecorded);
 	free(s->batch_copy);
+	for (size_t i = 0; i < s->naccts; i++) {
+		free(s->accts[i].domains);
+		free(s->accts[i].seqs);
+	}
+	free(s->accts);
+	free(s->flights);
 	free(s);
 }
 
 void sched_close(struct sched *s)
 {
+	store_event_unlisten(s->store, sched_event_cb, s);
+	for (size_t i = 0; i < s->naccts; i++)
+		if (s->accts[i].owned)
+			mailer_close(s->accts[i].mailer);
 	uv_close((uv_handle_t *)&s->timer, sched_closed_cb);
 }
 
@@ -993,10 +1448,16 @@ int sched_explain(struct sched *s, const struct lead *lead, cJSON *out)
 	if (w.skipped)
 		sched_explain_line(trace, "skip_dates", false, "%d skipped date(s) from %d",
 				   w.skipped, (int)w.first_skipped);
-	if (sched_allowance(s, now, &refill) == 0) {
+	struct sched_account *a = sched_account_of(s, t.sequence);
+	if (sched_account_allowance(s, a, now, &refill) == 0) {
 		clock_format_utc(refill, when, sizeof(when));
-		sched_explain_line(trace, "caps", false, "a sending cap is full until %s", when);
+		sched_explain_line(trace, "caps", false,
+				   "a sending cap of account %s is full until %s", a->cfg.name,
+				   when);
 	}
+	if (a->gov.state != GOVERNOR_NORMAL)
+		sched_explain_line(trace, "governor", false, "account %s is %s: %s", a->cfg.name,
+				   governor_state_name(a->gov.state), a->gov.reason);
 	clock_format_utc(opens, when, sizeof(when));
 	cJSON_AddStringToObject(out, "next_send", when);
 	cJSON_AddStringToObject(out, "verdict",
@@ -1006,4 +1467,107 @@ int sched_explain(struct sched *s, const struct lead *lead, cJSON *out)
 								  : "waits");
 	store_touch_clear(&t);
 	return rc;
+}
+
+int sched_status(struct sched *s, cJSON *out)
+{
+	int64_t now = clock_now(s->clock);
+	char when[32];
+	cJSON *arr = cJSON_AddArrayToObject(out, "accounts");
+	for (size_t i = 0; i < s->naccts; i++) {
+		struct sched_account *a = &s->accts[i];
+		struct governor_rates r;
+		int64_t hour = 0, day = 0, oldest, next_day;
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddItemToArray(arr, o);
+		cJSON_AddStringToObject(o, "name", a->cfg.name);
+		cJSON_AddStringToObject(o, "url", a->cfg.url);
+		cJSON_AddNumberToObject(o, "threads",
+					a->mailer ? (double)mailer_threads(a->mailer) : 0);
+		cJSON_AddNumberToObject(o, "busy", a->mailer ? (double)mailer_busy(a->mailer) : 0);
+		if (store_sent_since_by(s->store, a->cfg.name, NULL, now - 3600, &hour, &oldest) ||
+		    store_sent_since_by(s->store, a->cfg.name, NULL, now - 86400, &day, &oldest))
+			return DRIP_ESTORE;
+		cJSON_AddNumberToObject(o, "sent_last_hour", (double)hour);
+		cJSON_AddNumberToObject(o, "sent_last_24h", (double)day);
+		cJSON_AddNumberToObject(o, "per_hour", (double)a->cfg.per_hour);
+		cJSON_AddNumberToObject(o, "per_day", (double)a->cfg.per_day);
+		int64_t ramp = sched_warmup(a, now, &next_day);
+		if (ramp >= 0)
+			cJSON_AddNumberToObject(o, "warmup_cap_today", (double)ramp);
+		cJSON *g = cJSON_AddObjectToObject(o, "governor");
+		cJSON_AddStringToObject(g, "state", governor_state_name(a->gov.state));
+		cJSON_AddStringToObject(g, "reason", a->gov.reason);
+		if (a->gov.state != GOVERNOR_NORMAL) {
+			clock_format_utc(a->gov.until, when, sizeof(when));
+			cJSON_AddStringToObject(g, "until", when);
+		}
+		governor_rates(&a->gov, &s->cfg->governor, now, &r);
+		cJSON_AddNumberToObject(g, "samples", (double)r.samples);
+		cJSON_AddNumberToObject(g, "deferral_rate", r.deferral);
+		cJSON_AddNumberToObject(g, "bounce_rate", r.bounce);
+		cJSON_AddNumberToObject(g, "complaint_rate", r.complaint);
+		if (a->cfg.ndomains == 0)
+			continue;
+		cJSON *doms = cJSON_AddArrayToObject(o, "domains");
+		for (size_t j = 0; j < a->cfg.ndomains; j++) {
+			struct sched_domain *d = &a->domains[j];
+			int64_t n = 0;
+			if (store_sent_since_by(s->store, a->cfg.name, d->domain, now - 3600, &n,
+						&oldest))
+				return DRIP_ESTORE;
+			cJSON *x = cJSON_CreateObject();
+			cJSON_AddItemToArray(doms, x);
+			cJSON_AddStringToObject(x, "domain", d->domain);
+			cJSON_AddNumberToObject(x, "per_hour", (double)d->per_hour);
+			cJSON_AddNumberToObject(x, "concurrency", (double)d->concurrency);
+			cJSON_AddNumberToObject(x, "sent_last_hour", (double)n);
+			cJSON_AddNumberToObject(x, "in_flight", (double)d->in_flight);
+		}
+	}
+	return 0;
+}
+
+int sched_set_limit(struct sched *s, const char *account, const char *domain, const char *key,
+		    int64_t value, char *err, size_t errlen)
+{
+	struct sched_account *a = NULL;
+	struct sched_domain *d = NULL;
+	for (size_t i = 0; i < s->naccts && !a; i++)
+		if (strcmp(s->accts[i].cfg.name, account) == 0)
+			a = &s->accts[i];
+	if (!a)
+		return errf(err, errlen, DRIP_ENOT_FOUND, "no account \"%.64s\"", account);
+	if (domain && !(d = sched_domain_of(a, domain)))
+		return errf(err, errlen, DRIP_ENOT_FOUND,
+			    "account %s has no limits for %.200s (only domains in the config's "
+			    "\"domains\" can be changed live)",
+			    a->cfg.name, domain);
+	int64_t *field = sched_limit_field(a, d, key);
+	if (!field)
+		return errf(err, errlen, DRIP_EINVALID, "\"%s\" cannot be changed live", key);
+	/* A negative value goes back to the config's. */
+	int64_t config_value = *field;
+	if (value < 0) {
+		struct config_account c;
+		config_account(
+			s->cfg,
+			strcmp(a->cfg.name, CONFIG_DEFAULT_ACCOUNT) == 0 ? NULL : a->cfg.name, &c);
+		config_value = strcmp(key, "per_day") == 0 ? c.per_day : c.per_hour;
+		for (size_t i = 0; d && i < c.ndomains; i++)
+			if (strcmp(c.domains[i].domain, d->domain) == 0)
+				config_value = strcmp(key, "concurrency") == 0
+						       ? c.domains[i].concurrency
+						       : c.domains[i].per_hour;
+	}
+	char *name = sched_limit_key(a->cfg.name, domain, key);
+	int rc = store_setting_set(s->store, name, value);
+	free(name);
+	if (rc)
+		return errf(err, errlen, rc, "cannot save the limit");
+	*field = value < 0 ? config_value : value;
+	log_info("sched: account %s: %s%s%s set to %lld%s", a->cfg.name, domain ? domain : "",
+		 domain ? " " : "", key, (long long)*field, value < 0 ? " (the config's)" : "");
+	sched_kick(s);
+	return 0;
 }

@@ -121,6 +121,29 @@ static const char *const store_migrations[] = {
 	"  last_uid INTEGER NOT NULL,"
 	"  unmatched INTEGER NOT NULL DEFAULT 0"
 	") WITHOUT ROWID;",
+	/* 6: the webhook outbox. A row per (event, webhook) still to be delivered,
+	 * with its payload frozen at enqueue time and an idempotency id kept across retries;
+	 * a delivered or abandoned row is deleted. No foreign keys: forgetting a lead must
+	 * not wait for a CRM. */
+	"CREATE TABLE hook_outbox ("
+	"  id INTEGER PRIMARY KEY,"
+	"  hook TEXT NOT NULL,"
+	"  delivery_id TEXT NOT NULL UNIQUE,"
+	"  event_id INTEGER NOT NULL,"
+	"  lead_id INTEGER NOT NULL DEFAULT 0,"
+	"  kind TEXT NOT NULL,"
+	"  payload TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  next_at INTEGER NOT NULL,"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  last_error TEXT,"
+	"  UNIQUE (event_id, hook)"
+	");"
+	"CREATE INDEX hook_outbox_due ON hook_outbox(hook, next_at);",
+	/* 7: which delivery account sent a touch and to which recipient domain,
+	 * so the caps of each account and domain count their own sends. */
+	"ALTER TABLE touches ADD COLUMN account TEXT;"
+	"ALTER TABLE touches ADD COLUMN rcpt_domain TEXT;",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -205,15 +228,26 @@ enum store_stmt_id {
 	STMT_LEADS_BY_DOMAIN,
 
 	STMT_TOUCH_DUE_COUNT,
+
+	STMT_EVENTS_AFTER,
+	STMT_EVENT_MAX_ID,
+	STMT_HOOK_ENQUEUE,
+	STMT_HOOK_DUE,
+	STMT_HOOK_NEXT_DUE,
+	STMT_HOOK_DONE,
+	STMT_HOOK_RETRY,
+	STMT_HOOK_COUNT,
+	STMT_SENT_SINCE_BY,
 	STMT_COUNT
 };
 
 #define STORE_LEAD_COLUMNS                                                                   \
 	"id, email, first_name, last_name, company, title, tz, stage, status, tags, attrs, " \
 	"score, created_at, updated_at"
-#define STORE_TOUCH_COLUMNS                                                      \
-	"id, lead_id, enrolment_id, sequence, step, step_index, state, due_at, " \
-	"coalesce(sent_at, 0), attempts, message_id, last_error, coalesce(first_attempt_at, 0)"
+#define STORE_TOUCH_COLUMNS                                                                       \
+	"id, lead_id, enrolment_id, sequence, step, step_index, state, due_at, "                  \
+	"coalesce(sent_at, 0), attempts, message_id, last_error, coalesce(first_attempt_at, 0), " \
+	"coalesce(account, '')"
 
 static const char *const store_sql[STMT_STATUS + 1] = {
 	[STMT_BEGIN] = "BEGIN IMMEDIATE",
@@ -250,14 +284,23 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 	[STMT_TOUCH_NEXT_DUE] = "SELECT min(due_at) FROM touches t WHERE state = 'pending' AND "
 				"NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = t.lead_id AND "
 				"l.status = 'paused')",
+	/* ?3: what may not be sent now, as a JSON array of {"s": [sequences], "d": [recipient
+	 * domains]} (no "d": every domain); NULL: no filter. */
 	[STMT_TOUCH_DUE] = "SELECT id FROM touches t WHERE state = 'pending' AND due_at <= ?1 "
 			   "AND NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = t.lead_id AND "
-			   "l.status = 'paused') ORDER BY due_at, id LIMIT ?2",
+			   "l.status = 'paused') "
+			   "AND (?3 IS NULL OR NOT EXISTS (SELECT 1 FROM json_each(?3) b WHERE "
+			   "t.sequence IN (SELECT value FROM json_each(b.value, '$.s')) AND "
+			   "(json_type(b.value, '$.d') IS NULL OR (SELECT lower(substr(l.email, "
+			   "instr(l.email, '@') + 1)) FROM leads l WHERE l.id = t.lead_id) IN "
+			   "(SELECT value FROM json_each(b.value, '$.d'))))) "
+			   "ORDER BY due_at, id LIMIT ?2",
 	[STMT_TOUCH_MARK_QUEUED] = "UPDATE touches SET state = 'queued', updated_at = ?2 "
 				   "WHERE id = ?1 AND state = 'pending'",
 	[STMT_TOUCH_GET] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches WHERE id = ?1",
 	[STMT_TOUCH_SENDING] = "UPDATE touches SET state = 'sending', message_id = ?2, "
-			       "attempts = attempts + 1, updated_at = ?3, "
+			       "attempts = attempts + 1, updated_at = ?3, account = ?4, "
+			       "rcpt_domain = ?5, "
 			       "first_attempt_at = coalesce(first_attempt_at, ?3) "
 			       "WHERE id = ?1 AND state = 'queued'",
 	[STMT_TOUCH_SENT] = "UPDATE touches SET state = 'sent', sent_at = ?2, updated_at = ?2, "
@@ -418,6 +461,29 @@ static const char *const store_sql_more[] = {
 	/* Walks the partial index touches_due, at most ?2 entries. */
 	[STMT_TOUCH_DUE_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM touches WHERE state = "
 				 "'pending' AND due_at <= ?1 LIMIT ?2)",
+
+	[STMT_EVENTS_AFTER] = "SELECT id, coalesce(lead_id, 0), coalesce(touch_id, 0), kind, at, "
+			      "detail FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+	[STMT_EVENT_MAX_ID] = "SELECT coalesce(max(id), 0) FROM events",
+	[STMT_HOOK_ENQUEUE] = "INSERT INTO hook_outbox (hook, delivery_id, event_id, lead_id, "
+			      "kind, payload, created_at, next_at) "
+			      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
+			      "ON CONFLICT (event_id, hook) DO NOTHING",
+	[STMT_HOOK_DUE] = "SELECT id, hook, delivery_id, event_id, lead_id, kind, payload, "
+			  "created_at, next_at, attempts FROM hook_outbox "
+			  "WHERE hook = ?1 AND next_at <= ?2 ORDER BY next_at, id LIMIT ?3",
+	[STMT_HOOK_NEXT_DUE] = "SELECT min(next_at) FROM hook_outbox WHERE next_at > ?1",
+	[STMT_HOOK_DONE] = "DELETE FROM hook_outbox WHERE id = ?1",
+	[STMT_HOOK_RETRY] = "UPDATE hook_outbox SET attempts = attempts + 1, next_at = ?2, "
+			    "last_error = ?3 WHERE id = ?1",
+	[STMT_HOOK_COUNT] = "SELECT count(*), coalesce(sum(attempts > 0), 0) FROM hook_outbox",
+	/* An account's sends (touches from before accounts count as the default's), and
+	 * optionally only those to one recipient domain. */
+	[STMT_SENT_SINCE_BY] = "SELECT count(*), coalesce(min(coalesce(sent_at, updated_at)), 0) "
+			       "FROM touches WHERE state IN ('sent', 'sending') AND "
+			       "coalesce(sent_at, updated_at) > ?1 AND "
+			       "coalesce(account, 'default') = ?2 AND "
+			       "(?3 IS NULL OR rcpt_domain = ?3)",
 };
 
 struct store {
@@ -853,6 +919,12 @@ int store_touch_next_due(struct store *st, int64_t *due_at)
 
 int store_touch_claim(struct store *st, int64_t now, size_t max, int64_t *ids, size_t *n)
 {
+	return store_touch_claim_filtered(st, now, max, NULL, ids, n);
+}
+
+int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const char *blocked,
+			       int64_t *ids, size_t *n)
+{
 	sqlite3_stmt *s;
 	int rc;
 	*n = 0;
@@ -862,6 +934,8 @@ int store_touch_claim(struct store *st, int64_t now, size_t max, int64_t *ids, s
 		goto fail;
 	sqlite3_bind_int64(s, 1, now);
 	sqlite3_bind_int64(s, 2, (int64_t)max);
+	if (blocked)
+		store_bind_text(s, 3, blocked);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW && *n < max)
 		ids[(*n)++] = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
@@ -900,6 +974,7 @@ static void store_touch_row(sqlite3_stmt *s, struct touch *out)
 	out->message_id = store_col_text(s, 10);
 	out->last_error = store_col_text(s, 11);
 	out->first_attempt_at = sqlite3_column_int64(s, 12);
+	out->account = store_col_text(s, 13);
 }
 
 /* Steps a statement that returns at most one touch. */
@@ -930,6 +1005,7 @@ void store_touch_clear(struct touch *t)
 	free(t->state);
 	free(t->message_id);
 	free(t->last_error);
+	free(t->account);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -944,12 +1020,22 @@ static int store_touch_update(struct store *st, sqlite3_stmt *s)
 
 int store_touch_sending(struct store *st, int64_t id, const char *message_id, int64_t now)
 {
+	return store_touch_sending_via(st, id, message_id, NULL, NULL, now);
+}
+
+int store_touch_sending_via(struct store *st, int64_t id, const char *message_id,
+			    const char *account, const char *rcpt_domain, int64_t now)
+{
 	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SENDING);
 	if (!s)
 		return DRIP_ESTORE;
 	sqlite3_bind_int64(s, 1, id);
 	store_bind_text(s, 2, message_id);
 	sqlite3_bind_int64(s, 3, now);
+	if (account)
+		store_bind_text(s, 4, account);
+	if (rcpt_domain)
+		store_bind_text(s, 5, rcpt_domain);
 	return store_touch_update(st, s);
 }
 
@@ -1920,4 +2006,160 @@ int store_touch_queue(struct store *st, int64_t id, int64_t now)
 	sqlite3_bind_int64(s, 1, id);
 	sqlite3_bind_int64(s, 2, now);
 	return store_touch_update(st, s);
+}
+
+
+int store_events_after(struct store *st, int64_t after, size_t max, store_event_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_EVENTS_AFTER);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, after);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_event ev = {
+			.id = sqlite3_column_int64(s, 0),
+			.lead_id = sqlite3_column_int64(s, 1),
+			.touch_id = sqlite3_column_int64(s, 2),
+			.kind = (const char *)sqlite3_column_text(s, 3),
+			.at = sqlite3_column_int64(s, 4),
+			.detail = (const char *)sqlite3_column_text(s, 5),
+		};
+		if (cb(arg, &ev)) {
+			sqlite3_reset(s);
+			return 0;
+		}
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "events after");
+}
+
+int store_event_max_id(struct store *st, int64_t *id)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_EVENT_MAX_ID);
+	if (!s)
+		return DRIP_ESTORE;
+	int rc = sqlite3_step(s);
+	*id = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "event max id");
+}
+
+int store_hook_enqueue(struct store *st, const char *hook, const char *delivery_id,
+		       int64_t event_id, int64_t lead_id, const char *kind, const char *payload,
+		       int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_HOOK_ENQUEUE);
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, hook);
+	store_bind_text(s, 2, delivery_id);
+	sqlite3_bind_int64(s, 3, event_id);
+	sqlite3_bind_int64(s, 4, lead_id);
+	store_bind_text(s, 5, kind);
+	store_bind_text(s, 6, payload);
+	sqlite3_bind_int64(s, 7, now);
+	return store_exec_stmt(st, s);
+}
+
+int store_hook_due(struct store *st, const char *hook, int64_t now, size_t max, store_hook_cb cb,
+		   void *arg)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_HOOK_DUE);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, hook);
+	sqlite3_bind_int64(s, 2, now);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_hook_delivery dl = {
+			.id = sqlite3_column_int64(s, 0),
+			.hook = (const char *)sqlite3_column_text(s, 1),
+			.delivery_id = (const char *)sqlite3_column_text(s, 2),
+			.event_id = sqlite3_column_int64(s, 3),
+			.lead_id = sqlite3_column_int64(s, 4),
+			.kind = (const char *)sqlite3_column_text(s, 5),
+			.payload = (const char *)sqlite3_column_text(s, 6),
+			.created_at = sqlite3_column_int64(s, 7),
+			.next_at = sqlite3_column_int64(s, 8),
+			.attempts = sqlite3_column_int64(s, 9),
+		};
+		if (cb(arg, &dl)) {
+			sqlite3_reset(s);
+			return 0;
+		}
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "hook due");
+}
+
+int store_hook_next_due(struct store *st, int64_t after, int64_t *at)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_HOOK_NEXT_DUE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, after);
+	int rc = sqlite3_step(s);
+	bool found = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
+	*at = found ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return store_fail(st, "hook next due");
+	return found ? 0 : DRIP_ENOT_FOUND;
+}
+
+int store_hook_done(struct store *st, int64_t id)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_HOOK_DONE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	return store_exec_stmt(st, s);
+}
+
+int store_hook_retry(struct store *st, int64_t id, int64_t next_at, const char *error)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_HOOK_RETRY);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, next_at);
+	store_bind_text(s, 3, error);
+	return store_exec_stmt(st, s);
+}
+
+int store_hook_count(struct store *st, int64_t *outstanding, int64_t *retrying)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_HOOK_COUNT);
+	if (!s)
+		return DRIP_ESTORE;
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*outstanding = sqlite3_column_int64(s, 0);
+		*retrying = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "hook count");
+}
+
+int store_sent_since_by(struct store *st, const char *account, const char *rcpt_domain,
+			int64_t since, int64_t *count, int64_t *oldest)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_SENT_SINCE_BY);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, since);
+	store_bind_text(s, 2, account);
+	if (rcpt_domain)
+		store_bind_text(s, 3, rcpt_domain);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*count = sqlite3_column_int64(s, 0);
+		*oldest = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "sent since by account");
 }

@@ -6,13 +6,57 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dripd/governor.h"
+
 #define CONFIG_DEFAULT_PATH "/etc/dripd/dripd.json"
 
 struct config_webhook {
 	char *url;
-	char **events;
+	char **events; /* the event kinds it receives; none listed: every kind */
 	size_t nevents;
+	char *secret_file; /* HMAC secrets, one a line, newest first; "" sends unsigned */
+	int64_t timeout; /* seconds for one POST, connection included */
+	int64_t concurrency; /* POSTs in flight to this URL at once */
+	int64_t retry_min; /* business seconds before the first retry; doubles each time */
+	int64_t retry_max; /* the longest wait between retries */
+	int64_t give_up; /* a delivery still failing this long after its event is dropped */
 };
+
+/* A limit for mail to one recipient domain ("gmail.com"), per delivery account. */
+struct config_domain_limit {
+	char *domain;
+	int64_t per_hour; /* at most this many in any hour of business time; 0: no cap */
+	int64_t concurrency; /* at most this many in flight at once; 0: no cap */
+};
+
+/* A new sender's daily cap grows from `from` to `to` over `days` days from `start`. */
+struct config_warmup {
+	int64_t start; /* UTC midnight of the first day */
+	int64_t days; /* 0: no warm-up */
+	int64_t from;
+	int64_t to;
+};
+
+/*
+ * A delivery account: where its mail goes and how much of it. The default account is the
+ * "delivery" section (config_account(cfg, NULL) gives a view of it); named ones come from
+ * the "accounts" map. A sequence names its account with its "account" key.
+ */
+struct config_account {
+	char *name;
+	char *url;
+	char *from;
+	char *username;
+	char *password_file;
+	int64_t max_connections;
+	int64_t per_hour; /* 0: no cap */
+	int64_t per_day; /* 0: no cap */
+	struct config_warmup warmup;
+	struct config_domain_limit *domains;
+	size_t ndomains;
+};
+
+#define CONFIG_DEFAULT_ACCOUNT "default"
 
 /*
  * Every key has a default; relative paths are taken relative to the config file's folder,
@@ -40,7 +84,13 @@ struct config {
 		int64_t retry_min; /* business seconds before the first retry */
 		int64_t retry_max; /* the longest wait between retries */
 		int64_t give_up; /* a touch still failing this long after it was due fails */
+		struct config_warmup warmup; /* the default account's */
+		struct config_domain_limit *domains; /* the default account's */
+		size_t ndomains;
 	} delivery;
+	struct config_account *accounts; /* named accounts, besides the default */
+	size_t naccounts;
+	struct governor_limits governor;
 	struct {
 		char *listen;
 		char *base_url;
@@ -81,6 +131,13 @@ struct config *config_load(const char *path, char *err, size_t errlen);
 /* The config as if the file were "{}" (every default); for tests and --help. */
 struct config *config_defaults(void);
 void config_free(struct config *cfg);
+/*
+ * The account `name` (NULL or "default": the delivery section) as a view into cfg (nothing
+ * to free; valid while cfg is). false when there is no such account.
+ */
+bool config_account(const struct config *cfg, const char *name, struct config_account *out);
+/* The Maildir folder of an account's url when it is "maildir:PATH", else NULL. */
+const char *config_account_maildir(const struct config_account *a);
 /* The Maildir folder when delivery.url is "maildir:PATH", else NULL. */
 const char *config_maildir(const struct config *cfg);
 /* Warnings a person should see from `dripd check` (test clock on, …), one per line; or NULL. */

@@ -57,7 +57,9 @@ struct content_sequence {
 	char *stage;
 	enum content_mode mode;
 	char *description;
-	char *from; /* "" for the config's delivery.from */
+	char *from; /* "" for its account's from */
+	char *account; /* the delivery account that sends it; "" for the default (delivery) */
+	int line_of_account; /* for the check against the config's accounts */
 	char *opt_out; /* prospect mode: the human opt-out line */
 	bool track; /* pixel and click-tracked links (default: nurture yes, prospect no) */
 	bool pixel; /* an open-tracking pixel; off by default: it costs deliverability */

@@ -25,6 +25,7 @@ struct control;
 struct track;
 struct inbox;
 struct sd;
+struct hooks;
 
 struct dripd {
 	uv_loop_t *loop;
@@ -37,6 +38,7 @@ struct dripd {
 	struct control *control;
 	struct track *track; /* the HTTP tracking listener */
 	struct inbox *inbox; /* NULL when no inbox is configured */
+	struct hooks *hooks; /* webhooks */
 	struct token_keys *keys; /* the tracking secrets, newest first */
 	struct sd *sd; /* systemd: notify, watchdog, inherited sockets; NULL in tests */
 	int64_t started_at; /* business time at start */

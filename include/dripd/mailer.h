@@ -55,6 +55,13 @@ struct mailer;
 /* Starts the threads for cfg's delivery path. NULL with err if the path cannot be used. */
 struct mailer *mailer_new(uv_loop_t *loop, const struct config *cfg, mailer_result_cb cb, void *arg,
 			  char *err, size_t errlen);
+/* The same for one delivery account (its url, credentials and max_connections; the
+ * timeouts are the delivery section's). */
+struct mailer *mailer_new_account(uv_loop_t *loop, const struct config *cfg,
+				  const struct config_account *acct, mailer_result_cb cb, void *arg,
+				  char *err, size_t errlen);
+/* How many sender threads it has. */
+size_t mailer_threads(const struct mailer *m);
 /* Called with true before and false after each batch of outcomes the loop drains at once. */
 typedef void (*mailer_batch_cb)(void *arg, bool begin);
 void mailer_set_batch_cb(struct mailer *m, mailer_batch_cb cb);

@@ -26,6 +26,26 @@ struct sched;
 
 struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store *st,
 			struct clock *clk, struct mailer *m);
+/*
+ * Starts the sender threads of the config's named accounts (the default account's mailer
+ * is the one given to sched_new); the scheduler closes them in sched_close. 0, or an error
+ * with a sentence in err.
+ */
+int sched_add_accounts(struct sched *s, char *err, size_t errlen);
+/* Whether every sequence's "account" is in the config; else file:line of the first that
+ * is not, in err. */
+int sched_check_accounts(const struct config *cfg, const struct content *c, char *err,
+			 size_t errlen);
+/* Adds "accounts": each account's threads, sends in the last hour and day, caps, warm-up
+ * cap, governor state and rates, and its domains' limits. */
+int sched_status(struct sched *s, cJSON *out);
+/*
+ * Changes a limit live and keeps it across restarts: `key` is per_hour or per_day of an
+ * account, or per_hour or concurrency of one of its configured domains; 0 means no cap, a
+ * negative value goes back to the config's. DRIP_ENOT_FOUND / DRIP_EINVALID with err.
+ */
+int sched_set_limit(struct sched *s, const char *account, const char *domain, const char *key,
+		    int64_t value, char *err, size_t errlen);
 /* A global pause: nothing new is handed to the sender threads until resumed. */
 void sched_set_paused(struct sched *s, bool paused);
 bool sched_paused(const struct sched *s);

@@ -46,6 +46,7 @@ struct touch {
 	char *message_id;
 	char *last_error;
 	int64_t first_attempt_at; /* 0 until first handed to a sender thread */
+	char *account; /* the delivery account it was last handed to; "" until then */
 };
 
 struct store_event {
@@ -119,10 +120,20 @@ int store_touch_schedule(struct store *st, int64_t lead_id, int64_t enrolment_id
 int store_touch_next_due(struct store *st, int64_t *due_at);
 /* Claims up to `max` due pending touches as queued, oldest due first; their ids into `ids`. */
 int store_touch_claim(struct store *st, int64_t now, size_t max, int64_t *ids, size_t *n);
+/*
+ * The same, leaving out what may not be sent now: `blocked` is NULL or a JSON array of
+ * {"s": [sequence, …], "d": [recipient domain, …]}, each item holding back the touches of
+ * those sequences to those domains (without "d": to every domain).
+ */
+int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const char *blocked,
+			       int64_t *ids, size_t *n);
 int store_touch_get(struct store *st, int64_t id, struct touch *out);
 void store_touch_clear(struct touch *t);
 /* queued -> sending with its Message-ID, committed before a sender thread sees the touch. */
 int store_touch_sending(struct store *st, int64_t id, const char *message_id, int64_t now);
+/* The same, recording the delivery account and the recipient's domain (for their caps). */
+int store_touch_sending_via(struct store *st, int64_t id, const char *message_id,
+			    const char *account, const char *rcpt_domain, int64_t now);
 /* sending -> sent. */
 int store_touch_sent(struct store *st, int64_t id, int64_t now);
 /* Any unfinished state -> a final one: "failed", "skipped" or "bounced", with a reason. */
@@ -135,6 +146,10 @@ int store_touch_defer(struct store *st, int64_t id, int64_t due_at, const char *
 int store_lead_last_sent(struct store *st, int64_t lead_id, int64_t *at);
 /* How many touches were sent or handed over after `since`, and the oldest of those times. */
 int store_sent_since(struct store *st, int64_t since, int64_t *count, int64_t *oldest);
+/* The same for one account ("default" includes touches from before accounts existed) and,
+ * when rcpt_domain is not NULL, one recipient domain. */
+int store_sent_since_by(struct store *st, const char *account, const char *rcpt_domain,
+			int64_t since, int64_t *count, int64_t *oldest);
 /* queued -> pending, due at `due_at` (outside its send window: waits for the opening). */
 int store_touch_postpone(struct store *st, int64_t id, int64_t due_at, int64_t now);
 /* queued -> pending (a claimed touch that was not handed over, at drain). */
@@ -347,5 +362,43 @@ int store_lead_count_events(struct store *st, int64_t lead_id, const char *kind,
 /* Up to `max` ids of the active or paused leads whose address is at `domain`, oldest first. */
 int store_leads_by_domain(struct store *st, const char *domain, int64_t *ids, size_t max,
 			  size_t *n);
+
+/*
+ * Events with an id above `after`, oldest first, up to `max` (a reader that must not miss
+ * one, such as the webhook outbox, keeps the last id it saw). A non-zero cb return stops.
+ */
+int store_events_after(struct store *st, int64_t after, size_t max, store_event_cb cb, void *arg);
+/* The id of the newest event, 0 when there is none. */
+int store_event_max_id(struct store *st, int64_t *id);
+
+/* The webhook outbox (hooks): one row per event and webhook still to be delivered. */
+struct store_hook_delivery {
+	int64_t id;
+	const char *hook; /* the webhook's URL */
+	const char *delivery_id; /* the idempotency id, the same on every retry */
+	int64_t event_id;
+	int64_t lead_id; /* 0 when the event has no lead */
+	const char *kind;
+	const char *payload; /* the JSON body, frozen when it was queued */
+	int64_t created_at;
+	int64_t next_at;
+	int64_t attempts; /* failed attempts so far */
+};
+typedef int (*store_hook_cb)(void *arg, const struct store_hook_delivery *dl);
+/* Queues a delivery; a second one for the same event and hook is ignored (0). */
+int store_hook_enqueue(struct store *st, const char *hook, const char *delivery_id,
+		       int64_t event_id, int64_t lead_id, const char *kind, const char *payload,
+		       int64_t now);
+/* Calls cb for up to `max` deliveries of `hook` due at `now`, oldest first. */
+int store_hook_due(struct store *st, const char *hook, int64_t now, size_t max, store_hook_cb cb,
+		   void *arg);
+/* The earliest next_at after `after` of any delivery; DRIP_ENOT_FOUND when there is none. */
+int store_hook_next_due(struct store *st, int64_t after, int64_t *at);
+/* Removes a delivery (delivered, or given up). */
+int store_hook_done(struct store *st, int64_t id);
+/* Counts a failed attempt and sets the next one. */
+int store_hook_retry(struct store *st, int64_t id, int64_t next_at, const char *error);
+/* Deliveries waiting, and how many of them have failed at least once. */
+int store_hook_count(struct store *st, int64_t *outstanding, int64_t *retrying);
 
 #endif

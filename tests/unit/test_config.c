@@ -478,6 +478,58 @@ static void test_inbox_keys_parse_and_bad_ones_name_their_line(void **state)
 	load_bad(f, "{ \"inbox\": {\n  \"soft_bounce_limit\": 0 } }\n", 2, "soft_bounce_limit");
 }
 
+static void test_accounts_domains_warmup_governor_and_webhook_options_parse(void **state)
+{
+	struct fixture *f = *state;
+	struct config *cfg = load_ok(
+		f, "{\"delivery\": {\"per_day\": 100, \"domains\": {\"gmail.com\": "
+		   "{\"per_hour\": 5, \"concurrency\": 1}},\n"
+		   " \"warmup\": {\"start\": \"2027-01-01\", \"days\": 10, \"from\": 5}},\n"
+		   "\"accounts\": {\"sam\": {\"url\": \"smtp://127.0.0.1:2525\",\n"
+		   " \"from\": \"Sam <sam@example.com>\", \"max_connections\": 3, "
+		   "\"per_hour\": 7}},\n"
+		   "\"governor\": {\"min_samples\": 5, \"pause_deferral_rate\": 0.4, "
+		   "\"slow_interval\": \"2m\"},\n"
+		   "\"webhooks\": [{\"url\": \"https://h.example.com/x\", \"timeout\": \"3s\", "
+		   "\"concurrency\": 4, \"retry_min\": \"5s\", \"retry_max\": \"1m\", "
+		   "\"give_up\": \"2h\"}]}");
+	struct config_account a;
+	assert_true(config_account(cfg, NULL, &a));
+	assert_string_equal(a.name, "default");
+	assert_int_equal(a.ndomains, 1);
+	assert_string_equal(a.domains[0].domain, "gmail.com");
+	assert_int_equal(a.domains[0].per_hour, 5);
+	assert_int_equal(a.domains[0].concurrency, 1);
+	assert_int_equal(a.warmup.start, 1798761600);
+	assert_int_equal(a.warmup.days, 10);
+	assert_int_equal(a.warmup.to, 100); /* per_day */
+	assert_true(config_account(cfg, "sam", &a));
+	assert_string_equal(a.from, "Sam <sam@example.com>");
+	assert_int_equal(a.max_connections, 3);
+	assert_int_equal(a.per_hour, 7);
+	assert_false(config_account(cfg, "nobody", &a));
+	assert_int_equal(cfg->governor.min_samples, 5);
+	assert_true(cfg->governor.pause_deferral == 0.4);
+	assert_int_equal(cfg->governor.slow_interval, 120);
+	assert_int_equal(cfg->governor.window, 3600); /* a default */
+	assert_int_equal(cfg->webhooks[0].timeout, 3);
+	assert_int_equal(cfg->webhooks[0].concurrency, 4);
+	assert_int_equal(cfg->webhooks[0].retry_min, 5);
+	assert_int_equal(cfg->webhooks[0].retry_max, 60);
+	assert_int_equal(cfg->webhooks[0].give_up, 7200);
+	char *warn = config_warnings(cfg);
+	assert_contains(warn, "has no \"secret_file\": its POSTs go out unsigned");
+	free(warn);
+	config_free(cfg);
+	load_bad(f,
+		 "{\"delivery\": {\"warmup\":\n {\"start\": \"2027-01-01\", \"days\": 3, "
+		 "\"from\": 5}}}",
+		 1, "warmup needs \"to\" (or a per_day cap to grow to)");
+	load_bad(f, "{\"governor\": {\n\"slow_bounce_rate\": 2}}", 2, "slow_bounce_rate");
+	load_bad(f, "{\"accounts\": {\"default\":\n {\"url\": \"smtp://x\"}}}", 1,
+		 "not \"default\"");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -525,6 +577,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_invalid_json_names_file_and_line, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_missing_file_is_reported, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_accounts_domains_warmup_governor_and_webhook_options_parse, setup,
+			teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -233,6 +233,7 @@ static inline int testutil_collect_touch(void *arg, const struct touch *t)
 		w->t[w->n].state = xstrdup(t->state);
 		w->t[w->n].message_id = xstrdup(t->message_id);
 		w->t[w->n].last_error = xstrdup(t->last_error);
+		w->t[w->n].account = xstrdup(t->account);
 	}
 	w->n++;
 	return 0;

@@ -1,0 +1,160 @@
+/* test_governor.c - the governor's maths: rates, states, recovery, spacing, warm-up ramp. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#include "dripd/governor.h"
+
+#define T0 1800000000LL
+
+static void record_n(struct governor *g, const struct governor_limits *l, int64_t at, int n,
+		     enum governor_outcome o)
+{
+	for (int i = 0; i < n; i++)
+		governor_record(g, l, at, o);
+}
+
+static void test_rates_count_only_the_window(void **state)
+{
+	(void)state;
+	struct governor_limits l;
+	struct governor g;
+	struct governor_rates r;
+	governor_defaults(&l);
+	governor_init(&g);
+	record_n(&g, &l, T0, 6, GOVERNOR_SENT);
+	record_n(&g, &l, T0 + 10, 2, GOVERNOR_DEFERRED);
+	record_n(&g, &l, T0 + 20, 2, GOVERNOR_BOUNCED);
+	governor_rates(&g, &l, T0 + 30, &r);
+	assert_int_equal(r.samples, 10);
+	assert_true(r.deferral > 0.199 && r.deferral < 0.201);
+	assert_true(r.bounce > 0.199 && r.bounce < 0.201);
+	/* An hour after the sends, only the deferrals and bounces are left. */
+	governor_rates(&g, &l, T0 + 3600, &r);
+	assert_int_equal(r.sent, 0);
+	assert_int_equal(r.samples, 4);
+	governor_rates(&g, &l, T0 + 3621, &r);
+	assert_int_equal(r.samples, 0);
+	assert_true(r.deferral == 0.0);
+}
+
+static void test_a_few_bad_outcomes_change_nothing_below_min_samples(void **state)
+{
+	(void)state;
+	struct governor_limits l;
+	struct governor g;
+	governor_defaults(&l);
+	governor_init(&g);
+	record_n(&g, &l, T0, 19, GOVERNOR_DEFERRED); /* 100% deferred, but only 19 */
+	assert_int_equal(g.state, GOVERNOR_NORMAL);
+	assert_int_equal(governor_concurrency(&g, 4), 4);
+	assert_int_equal(governor_next_start(&g, &l, T0), T0);
+}
+
+static void test_a_burst_of_421s_pauses_then_slows_then_recovers(void **state)
+{
+	(void)state;
+	struct governor_limits l;
+	struct governor g;
+	governor_defaults(&l);
+	governor_init(&g);
+	record_n(&g, &l, T0, 15, GOVERNOR_SENT);
+	/* 5 deferrals out of 20: 25% crosses the slow threshold (20%), not the pause one. */
+	record_n(&g, &l, T0 + 1, 5, GOVERNOR_DEFERRED);
+	assert_int_equal(g.state, GOVERNOR_SLOW);
+	assert_contains(g.reason, "deferral rate 0.250 >= 0.200 over 20 outcomes");
+	assert_int_equal(governor_concurrency(&g, 4), 1);
+	governor_started(&g, T0 + 2);
+	assert_int_equal(governor_next_start(&g, &l, T0 + 2), T0 + 2 + l.slow_interval);
+	/* Deferrals keep coming: 10 of 25 is 40%, still slow; 15 of 30 is 50%: paused. */
+	record_n(&g, &l, T0 + 3, 5, GOVERNOR_DEFERRED);
+	assert_int_equal(g.state, GOVERNOR_SLOW);
+	assert_true(governor_record(&g, &l, T0 + 4, GOVERNOR_DEFERRED) == false);
+	record_n(&g, &l, T0 + 4, 3, GOVERNOR_DEFERRED);
+	assert_int_equal(g.state, GOVERNOR_SLOW);
+	assert_true(governor_record(&g, &l, T0 + 4, GOVERNOR_DEFERRED));
+	assert_int_equal(g.state, GOVERNOR_PAUSED);
+	assert_contains(g.reason, "paused: deferral rate 0.500");
+	assert_int_equal(governor_concurrency(&g, 4), 0);
+	assert_int_equal(governor_next_start(&g, &l, T0 + 10), T0 + 4 + l.pause);
+	/* The pause ends by itself into slow, and slow into normal after `recover`. */
+	assert_false(governor_tick(&g, &l, T0 + 4 + l.pause - 1));
+	assert_true(governor_tick(&g, &l, T0 + 4 + l.pause));
+	assert_int_equal(g.state, GOVERNOR_SLOW);
+	assert_contains(g.reason, "recovering");
+	record_n(&g, &l, T0 + 4 + l.pause + 60, 30, GOVERNOR_SENT);
+	assert_int_equal(g.state, GOVERNOR_SLOW);
+	assert_false(governor_tick(&g, &l, T0 + 4 + l.pause + l.recover - 1));
+	assert_true(governor_tick(&g, &l, T0 + 4 + l.pause + l.recover));
+	assert_int_equal(g.state, GOVERNOR_NORMAL);
+	assert_int_equal(governor_concurrency(&g, 4), 4);
+}
+
+static void test_bounces_and_complaints_pause_at_their_own_thresholds(void **state)
+{
+	(void)state;
+	struct governor_limits l;
+	struct governor g;
+	governor_defaults(&l);
+	governor_init(&g);
+	record_n(&g, &l, T0, 90, GOVERNOR_SENT);
+	record_n(&g, &l, T0, 10, GOVERNOR_BOUNCED); /* 10% */
+	assert_int_equal(g.state, GOVERNOR_PAUSED);
+	assert_contains(g.reason, "bounce rate 0.100");
+
+	governor_init(&g);
+	record_n(&g, &l, T0, 400, GOVERNOR_SENT);
+	governor_record(&g, &l, T0 + 1, GOVERNOR_COMPLAINT); /* 1 in 400 = 0.25%: slow */
+	assert_int_equal(g.state, GOVERNOR_SLOW);
+	assert_contains(g.reason, "complaint rate");
+	governor_record(&g, &l, T0 + 2, GOVERNOR_COMPLAINT); /* 2 in 400 = 0.5%: paused */
+	assert_int_equal(g.state, GOVERNOR_PAUSED);
+}
+
+static void test_a_slow_account_stays_slow_while_rates_stay_bad(void **state)
+{
+	(void)state;
+	struct governor_limits l;
+	struct governor g;
+	governor_defaults(&l);
+	governor_init(&g);
+	record_n(&g, &l, T0, 16, GOVERNOR_SENT);
+	record_n(&g, &l, T0, 4, GOVERNOR_DEFERRED);
+	assert_int_equal(g.state, GOVERNOR_SLOW);
+	/* At the end of `recover` the window still holds the deferrals: not yet. */
+	l.window = 2 * l.recover;
+	assert_false(governor_tick(&g, &l, T0 + l.recover));
+	assert_int_equal(g.state, GOVERNOR_SLOW);
+	assert_true(governor_tick(&g, &l, T0 + l.window));
+	assert_int_equal(g.state, GOVERNOR_NORMAL);
+}
+
+static void test_the_warm_up_ramp_grows_linearly_then_ends(void **state)
+{
+	(void)state;
+	int64_t start = 1798761600; /* 2027-01-01T00:00:00Z */
+	assert_int_equal(governor_warmup_cap(start, 10, 50, 1050, start - 86400), 50);
+	assert_int_equal(governor_warmup_cap(start, 10, 50, 1050, start), 50);
+	assert_int_equal(governor_warmup_cap(start, 10, 50, 1050, start + 86399), 50);
+	assert_int_equal(governor_warmup_cap(start, 10, 50, 1050, start + 86400), 150);
+	assert_int_equal(governor_warmup_cap(start, 10, 50, 1050, start + 9 * 86400), 950);
+	assert_int_equal(governor_warmup_cap(start, 10, 50, 1050, start + 10 * 86400), -1);
+	assert_int_equal(governor_warmup_cap(start, 0, 50, 1050, start), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rates_count_only_the_window),
+		cmocka_unit_test(test_a_few_bad_outcomes_change_nothing_below_min_samples),
+		cmocka_unit_test(test_a_burst_of_421s_pauses_then_slows_then_recovers),
+		cmocka_unit_test(test_bounces_and_complaints_pause_at_their_own_thresholds),
+		cmocka_unit_test(test_a_slow_account_stays_slow_while_rates_stay_bad),
+		cmocka_unit_test(test_the_warm_up_ramp_grows_linearly_then_ends),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

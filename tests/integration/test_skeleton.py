@@ -107,7 +107,9 @@ def test_lead_walks_a_three_step_sequence_into_the_maildir(daemon_factory, tmp_p
     assert f'href="{click.group(1)}"' in html2
     assert "example.com/guide" not in html2 and 'title="guide"' not in html2
     assert d.sql("SELECT l.url, l.tag FROM links l JOIN touches t ON t.id = l.touch_id "
-                 "WHERE t.step = 'tips'") == [("https://example.com/guide", "guide")]
+                 "WHERE t.step = 'tips' ORDER BY l.idx") == [
+        ("https://example.com/guide", "guide"),
+        ("http://127.0.0.1:8025", "honeypot")]  # the hidden link only machines follow
     for m in msgs:
         text, html = bodies(m)
         unsub = re.search(r"Unsubscribe: (http://127\.0\.0\.1:8025/u/[A-Za-z0-9_-]+)", text)

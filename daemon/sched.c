@@ -957,7 +957,7 @@ static int64_t sched_account_allowance(struct sched *s, const struct sched_accou
 	return hour < day ? hour : day;
 }
 
-static void sched_hold(int64_t *unblock_at, int64_t until, int64_t now)
+static void sched_wake_at(int64_t *unblock_at, int64_t until, int64_t now)
 {
 	if (until > now && (!*unblock_at || until < *unblock_at))
 		*unblock_at = until;
@@ -983,16 +983,16 @@ static size_t sched_plan(struct sched *s, int64_t now, char **blocked)
 		a->allow = conc > busy ? (int64_t)(conc - busy) : 0;
 		if (a->allow > 0 && next > now) {
 			a->allow = 0;
-			sched_hold(&s->unblock_at, next, now);
+			sched_wake_at(&s->unblock_at, next, now);
 		}
 		if (a->allow > 0) {
 			int64_t caps = sched_account_allowance(s, a, now, &refill);
 			if (caps < a->allow)
 				a->allow = caps;
-			sched_hold(&s->unblock_at, refill, now);
+			sched_wake_at(&s->unblock_at, refill, now);
 		}
 		if (a->gov.state == GOVERNOR_PAUSED)
-			sched_hold(&s->unblock_at, a->gov.until, now);
+			sched_wake_at(&s->unblock_at, a->gov.until, now);
 		if (!out)
 			out = cJSON_CreateArray();
 		if (a->allow <= 0) {
@@ -1012,7 +1012,7 @@ static size_t sched_plan(struct sched *s, int64_t now, char **blocked)
 						       now, &drefill);
 			if (w < d->allow)
 				d->allow = w;
-			sched_hold(&s->unblock_at, drefill, now);
+			sched_wake_at(&s->unblock_at, drefill, now);
 			if (d->allow > 0)
 				continue;
 			if (!doms)

@@ -2008,7 +2008,6 @@ int store_touch_queue(struct store *st, int64_t id, int64_t now)
 	return store_touch_update(st, s);
 }
 
-
 int store_events_after(struct store *st, int64_t after, size_t max, store_event_cb cb, void *arg)
 {
 	sqlite3_stmt *s = store_stmt(st, STMT_EVENTS_AFTER);

@@ -214,6 +214,15 @@ static int main_reload(struct dripd *d, char *why, size_t whylen)
 	free(d->cfg->log_level);
 	d->cfg->log_level = xstrdup(cfg->log_level);
 	main_set_log_level(d->cfg);
+	/* Read by the loop thread at each use (sched, inbox effects), so they change at once. */
+	free(d->cfg->inbox.reply_domain);
+	d->cfg->inbox.reply_domain = xstrdup(cfg->inbox.reply_domain);
+	free(d->cfg->inbox.bounce_domain);
+	d->cfg->inbox.bounce_domain = xstrdup(cfg->inbox.bounce_domain);
+	free(d->cfg->inbox.colleague);
+	d->cfg->inbox.colleague = xstrdup(cfg->inbox.colleague);
+	d->cfg->inbox.auto_reply_pause = cfg->inbox.auto_reply_pause;
+	d->cfg->inbox.soft_bounce_limit = cfg->inbox.soft_bounce_limit;
 	config_free(cfg);
 	content_unref(d->content);
 	d->content = c;

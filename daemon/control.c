@@ -2096,7 +2096,7 @@ void control_usage(const struct control_cmd *c, struct buf *out)
 			buf_printf(out, a->required ? " %s%s" : " [%s%s]", a->meta,
 				   a->kind == CONTROL_ARG_LIST ? "…" : "");
 		else
-			buf_printf(out, " [%s %s]%s", a->flag, a->meta,
+			buf_printf(out, a->required ? " %s %s%s" : " [%s %s]%s", a->flag, a->meta,
 				   a->kind == CONTROL_ARG_STRING ? "" : "…");
 	}
 }
@@ -2635,7 +2635,13 @@ static bool control_peer_allowed(const struct config *cfg, int fd, char *who, si
 	for (size_t i = 0; i < cfg->ncontrol_uids; i++)
 		if (cfg->control_uids[i] == (unsigned)cred.uid)
 			return true;
-	if (cfg->ncontrol_gids == 0)
+	/* The socket's group may drive dripd: control_group, or dripd's own group (under
+	 * systemd, dripd.socket's SocketGroup=dripd) when dripd does not run as root. */
+	gid_t own = geteuid() != 0 ? getegid() : (gid_t)-1, sock = (gid_t)-1;
+	struct group *gr = *cfg->control_group ? getgrnam(cfg->control_group) : NULL;
+	if (gr)
+		sock = gr->gr_gid;
+	if (cfg->ncontrol_gids == 0 && own == (gid_t)-1 && sock == (gid_t)-1)
 		return false;
 	gid_t groups[256];
 	socklen_t glen = sizeof(groups);
@@ -2643,10 +2649,13 @@ static bool control_peer_allowed(const struct config *cfg, int fd, char *who, si
 	groups[ngroups++] = cred.gid;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups + 1, &glen) == 0)
 		ngroups += glen / sizeof(gid_t);
-	for (size_t g = 0; g < ngroups && g < 256; g++)
+	for (size_t g = 0; g < ngroups && g < 256; g++) {
+		if (groups[g] == own || groups[g] == sock)
+			return true;
 		for (size_t i = 0; i < cfg->ncontrol_gids; i++)
 			if (cfg->control_gids[i] == (unsigned)groups[g])
 				return true;
+	}
 	return false;
 }
 

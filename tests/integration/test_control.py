@@ -299,8 +299,8 @@ def peer_daemon(daemon_factory, tmp_path, **config):
     return d, sockdir
 
 
-def as_nobody(d, *args):
-    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+def as_nobody(d, *args, group="nogroup"):
+    return subprocess.run(["setpriv", "--reuid=nobody", f"--regid={group}", "--clear-groups",
                            str(DRIPCTL), "-s", str(d.socket), *args],
                           capture_output=True, text=True, timeout=30)
 
@@ -314,21 +314,29 @@ def test_peer_credentials_are_checked_against_allowed_users_and_groups(daemon_fa
         d.start()
         st = d.socket.stat()
         assert st.st_mode & 0o777 == 0o660 and st.st_gid == 65534
+        # Members of the socket's group (control_group) are served.
         r = as_nobody(d, "status")
+        assert r.returncode == 0, (r.returncode, r.stderr)
+        # Opening the file is not all: with the file opened up to everyone (a mistake, or a
+        # socket passed in with a looser mode), a peer in no allowed group is still refused.
+        os.chmod(d.socket, 0o666)
+        r = as_nobody(d, "status", group="daemon")
         assert r.returncode == 3 and "not allowed" in r.stderr, (r.returncode, r.stderr)
         assert "refused a connection from uid 65534" in d.log_text()
         d.stop()
-        d.config["control_groups"] = ["nogroup"]
+        d.config["control_groups"] = ["daemon"]
         d.write_config()
         d.start()
-        r = as_nobody(d, "status")
+        os.chmod(d.socket, 0o666)
+        r = as_nobody(d, "status", group="daemon")
         assert r.returncode == 0, r.stderr
         d.stop()
         d.config.pop("control_groups")
         d.config["control_users"] = ["nobody"]
         d.write_config()
         d.start()
-        assert as_nobody(d, "status").returncode == 0
+        os.chmod(d.socket, 0o666)
+        assert as_nobody(d, "status", group="daemon").returncode == 0
     finally:
         d.kill()
         shutil.rmtree(sockdir, ignore_errors=True)

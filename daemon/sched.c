@@ -1528,6 +1528,25 @@ int sched_status(struct sched *s, cJSON *out)
 	return 0;
 }
 
+void sched_governors_each(struct sched *s, sched_governor_cb cb, void *arg)
+{
+	int64_t now = clock_now(s->clock);
+	for (size_t i = 0; i < s->naccts; i++) {
+		struct sched_account *a = &s->accts[i];
+		struct governor_rates r;
+		governor_rates(&a->gov, &s->cfg->governor, now, &r);
+		struct sched_governor_view v = {
+			.account = a->cfg.name,
+			.state = governor_state_name(a->gov.state),
+			.samples = r.samples,
+			.deferral_rate = r.deferral,
+			.bounce_rate = r.bounce,
+			.complaint_rate = r.complaint,
+		};
+		cb(arg, &v);
+	}
+}
+
 int sched_set_limit(struct sched *s, const char *account, const char *domain, const char *key,
 		    int64_t value, char *err, size_t errlen)
 {

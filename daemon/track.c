@@ -936,6 +936,29 @@ static void track_metric_label(struct buf *b, const char *s)
 	}
 }
 
+static void track_metric_governor_state(void *arg, const struct sched_governor_view *v)
+{
+	static const char *const states[] = { "normal", "slow", "paused" };
+	struct buf *b = arg;
+	for (size_t i = 0; i < 3; i++) {
+		buf_adds(b, "dripd_account_state{account=\"");
+		track_metric_label(b, v->account);
+		buf_printf(b, "\",state=\"%s\"} %d\n", states[i], strcmp(v->state, states[i]) == 0);
+	}
+}
+
+static void track_metric_governor_rates(void *arg, const struct sched_governor_view *v)
+{
+	static const char *const kinds[] = { "deferral", "bounce", "complaint" };
+	const double rates[] = { v->deferral_rate, v->bounce_rate, v->complaint_rate };
+	struct buf *b = arg;
+	for (size_t i = 0; i < 3; i++) {
+		buf_adds(b, "dripd_account_rate{account=\"");
+		track_metric_label(b, v->account);
+		buf_printf(b, "\",outcome=\"%s\"} %.4f\n", kinds[i], rates[i]);
+	}
+}
+
 static void track_metrics(struct track_conn *c, const struct track_request *r, bool head)
 {
 	struct track *t = c->t;
@@ -996,6 +1019,15 @@ static void track_metrics(struct track_conn *c, const struct track_request *r, b
 		   "tracking.max_connections.\n# TYPE dripd_http_connections_refused_total "
 		   "counter\ndripd_http_connections_refused_total %llu\n",
 		   (long long)t->nconns, (unsigned long long)t->rejected_conns);
+	if (t->d->sched) {
+		buf_adds(&b, "# HELP dripd_account_state The reputation governor's state of each "
+			     "delivery account (1 for the current state).\n"
+			     "# TYPE dripd_account_state gauge\n");
+		sched_governors_each(t->d->sched, track_metric_governor_state, &b);
+		buf_adds(&b, "# HELP dripd_account_rate Each delivery account's outcome rates over "
+			     "the governor's window.\n# TYPE dripd_account_rate gauge\n");
+		sched_governors_each(t->d->sched, track_metric_governor_rates, &b);
+	}
 	buf_printf(&b,
 		   "# HELP dripd_hits_pending Opens and clicks waiting for their group commit.\n"
 		   "# TYPE dripd_hits_pending gauge\ndripd_hits_pending %zu\n",

@@ -39,6 +39,15 @@ int sched_check_accounts(const struct config *cfg, const struct content *c, char
 /* Adds "accounts": each account's threads, sends in the last hour and day, caps, warm-up
  * cap, governor state and rates, and its domains' limits. */
 int sched_status(struct sched *s, cJSON *out);
+/* One account's governor, for /metrics: no SQL, cheap enough for every scrape. */
+struct sched_governor_view {
+	const char *account;
+	const char *state; /* "normal", "slow" or "paused" */
+	int64_t samples;
+	double deferral_rate, bounce_rate, complaint_rate;
+};
+typedef void (*sched_governor_cb)(void *arg, const struct sched_governor_view *v);
+void sched_governors_each(struct sched *s, sched_governor_cb cb, void *arg);
 /*
  * Changes a limit live and keeps it across restarts: `key` is per_hour or per_day of an
  * account, or per_hour or concurrency of one of its configured domains; 0 means no cap, a

@@ -5,6 +5,7 @@ the test clock."""
 import json
 import subprocess
 import time
+import urllib.request
 from datetime import datetime, timezone
 
 from conftest import DRIPD, SmtpSink, wait_for
@@ -180,6 +181,14 @@ def test_the_governor_pauses_on_a_burst_of_421s_slows_then_recovers(daemon_facto
     assert "account default is paused" in d.log_text()
     human = d.ctl_raw("status").stdout
     assert "account        default:" in human and "paused until" in human, human
+    metrics = urllib.request.urlopen(f"{d.base_url}/metrics", timeout=5).read().decode()
+    mine = [line for line in metrics.splitlines() if line.startswith("dripd_account_")]
+    assert 'dripd_account_state{account="default",state="paused"} 1' in mine, mine
+    assert 'dripd_account_state{account="default",state="normal"} 0' in mine, mine
+    rates = {line.split('outcome="')[1].split('"')[0]: float(line.split()[-1])
+             for line in mine if line.startswith('dripd_account_rate{account="default",')}
+    assert sorted(rates) == ["bounce", "complaint", "deferral"], mine
+    assert all(0 <= v <= 1 for v in rates.values()), mine
     for i in range(3):
         d.ctl("lead", "add", f"good{i}@example.org")
     time.sleep(1.0)

@@ -78,6 +78,7 @@ def start(daemon_factory, tmp_path, origin="http://127.0.0.1:9", name="d", **ext
                               "confirm_redirect": f"{origin}/welcome.html"},
                "plain": {"stage": "awareness"}},
     )
+    cfg["tracking"].update(extra.pop("tracking", {}))
     cfg.update(extra)
     return daemon_factory(name, content=content, **cfg).start()
 
@@ -295,4 +296,42 @@ def test_forget_leaves_no_copy_and_a_new_signup_waits_for_its_confirmation(
     assert http(link, {"confirm": "yes"})[0] == 303
     msgs = d.wait_messages(4)
     assert msgs[-1]["Subject"] == "One" and addr in msgs[-1]["To"]
+    assert d.stop() == 0
+
+
+def test_old_links_keep_working_across_a_secret_rotation(daemon_factory, tmp_path):
+    from test_track import urls
+    secret = tmp_path / "tracking.secret"
+    secret.write_text("old-secret-0123456789abcdef\n")
+    d = start(daemon_factory, tmp_path,
+              tracking={"secret_file": str(secret)})
+    d.ctl("lead", "add", "rot@example.org", "--stage", "awareness")
+    old = urls(d.wait_messages(1)[0])
+    assert old["click"] and old["unsub"]
+    assert d.stop() == 0
+
+    # Step 1 of the procedure: the new secret on top, the old one kept below; restart.
+    secret.write_text("new-secret-0123456789abcdef\nold-secret-0123456789abcdef\n")
+    d.start()
+    st, headers, _ = http(old["click"][0])
+    assert st == 302 and headers["Location"].startswith("https://example.com/")
+    assert http(old["unsub"][0])[0] == 200
+    assert http(old["open"][0])[0] == 200
+    d.advance("5d")
+    new = urls(d.wait_messages(2)[-1])
+    assert new["unsub"] and new["unsub"][0] != old["unsub"][0]
+    assert http(new["unsub"][0])[0] == 200
+    assert d.stop() == 0
+
+    # New mail is signed with the new secret: the old secret alone does not accept it...
+    secret.write_text("old-secret-0123456789abcdef\n")
+    d.start()
+    assert http(new["unsub"][0])[0] == 404
+    assert http(old["unsub"][0])[0] == 200
+    assert d.stop() == 0
+    # ...and once the old links have aged out, dropping the old secret retires them.
+    secret.write_text("new-secret-0123456789abcdef\n")
+    d.start()
+    assert http(new["unsub"][0])[0] == 200
+    assert http(old["unsub"][0])[0] == 404
     assert d.stop() == 0

@@ -21,25 +21,12 @@
  * with defaults filled first. A config is immutable once loaded: a reload builds a new one.
  */
 
-static const char *const config_top_keys[] = { "state_dir",
-					       "content_dir",
-					       "control_socket",
-					       "timezone",
-					       "log_level",
-					       "delivery",
-					       "tracking",
-					       "inbox",
-					       "webhooks",
-					       "test_clock",
-					       "clock_rate",
-					       "control_group",
-					       "control_users",
-					       "control_groups",
-					       "accounts",
-					       "governor",
-					       "signup",
-					       "forms",
-					       NULL };
+static const char *const config_top_keys[] = {
+	"state_dir",  "content_dir",   "control_socket", "timezone",       "log_level",
+	"delivery",   "tracking",      "inbox",          "webhooks",       "test_clock",
+	"clock_rate", "control_group", "control_users",  "control_groups", "accounts",
+	"governor",   "signup",        "forms",          "retention",      NULL
+};
 static const char *const config_delivery_keys[] = { "url",
 						    "from",
 						    "username",
@@ -137,6 +124,7 @@ struct config *config_defaults(void)
 	cfg->signup.per_hour = 20;
 	cfg->signup.honeypot = xstrdup("website");
 	cfg->signup.subject = xstrdup("Please confirm your subscription");
+	cfg->retention.batch = 200;
 	cfg->inbox.url = xstrdup("");
 	cfg->inbox.username = xstrdup("");
 	cfg->inbox.password_file = xstrdup("");
@@ -844,6 +832,22 @@ static int config_signup(struct config *cfg, const struct json_doc *d, const cJS
 	return 0;
 }
 
+static const char *const config_retention_keys[] = { "events", "batch", NULL };
+
+static int config_retention(struct config *cfg, const struct json_doc *d, const cJSON *o, char *err,
+			    size_t errlen)
+{
+	int rc;
+	if ((rc = json_check_object(d, o, "retention", config_retention_keys, err, errlen)) ||
+	    (rc = json_get_duration(d, o, "events", &cfg->retention.events, err, errlen)) ||
+	    (rc = json_get_int(d, o, "batch", 1, 10000, &cfg->retention.batch, err, errlen)))
+		return rc;
+	if (cfg->retention.events != 0 && cfg->retention.events < 86400)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "events"), err, errlen,
+				 "retention: \"events\" must be at least 1d (or 0s: keep them)");
+	return 0;
+}
+
 static int config_apply(struct config *cfg, const struct json_doc *d, char *err, size_t errlen)
 {
 	const cJSON *root = json_doc_root(d);
@@ -908,6 +912,9 @@ static int config_apply(struct config *cfg, const struct json_doc *d, char *err,
 	    (rc = config_governor(cfg, d, sec, err, errlen)))
 		return rc;
 	if ((rc = config_signup(cfg, d, root, err, errlen)))
+		return rc;
+	if ((sec = cJSON_GetObjectItemCaseSensitive(root, "retention")) &&
+	    (rc = config_retention(cfg, d, sec, err, errlen)))
 		return rc;
 	return 0;
 }

@@ -22,6 +22,7 @@
 #include "dripd/mailer.h"
 #include "dripd/proto.h"
 #include "dripd/sched.h"
+#include "dripd/retention.h"
 #include "dripd/signup.h"
 #include "dripd/sd.h"
 
@@ -499,6 +500,7 @@ static int control_clock_advance(struct dripd *d, const cJSON *args, cJSON *resu
 		sched_kick(d->sched);
 	hooks_kick(d->hooks);
 	signup_kick(d->signup);
+	retention_kick(d->retention);
 	return 0;
 }
 

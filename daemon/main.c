@@ -22,6 +22,7 @@
 #include "dripd/log.h"
 #include "dripd/mailer.h"
 #include "dripd/sched.h"
+#include "dripd/retention.h"
 #include "dripd/sd.h"
 #include "dripd/signup.h"
 #include "dripd/token.h"
@@ -296,6 +297,8 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	d->track = NULL;
 	signup_close(d->signup);
 	d->signup = NULL;
+	retention_close(d->retention);
+	d->retention = NULL;
 	sched_drain(d->sched, main_drained_cb, d);
 }
 
@@ -438,6 +441,7 @@ static int main_run(const char *path)
 	if (!(d.track = track_new(&d, tracking_fd, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	d.signup = signup_new(&d);
+	d.retention = retention_new(&d);
 	main_signal(&loop, &main_sigs.term, SIGTERM, &d);
 	main_signal(&loop, &main_sigs.intr, SIGINT, &d);
 	main_signal(&loop, &main_sigs.hup, SIGHUP, &d);

@@ -173,6 +173,23 @@ static const char *const store_migrations[] = {
 	"  confirmed_at INTEGER NOT NULL,"
 	"  confirm_address TEXT NOT NULL DEFAULT ''"
 	");",
+	/* 9: retention. Old events are folded into per-step daily counts of touches (a touch
+	 * counts once per kind, as in stats) and removed; a folded touch's flags live here. */
+	"CREATE TABLE step_counts ("
+	"  day INTEGER NOT NULL,"
+	"  sequence TEXT NOT NULL,"
+	"  step TEXT NOT NULL,"
+	"  variant INTEGER NOT NULL,"
+	"  step_index INTEGER NOT NULL,"
+	"  opened INTEGER NOT NULL DEFAULT 0,"
+	"  clicked INTEGER NOT NULL DEFAULT 0,"
+	"  replied INTEGER NOT NULL DEFAULT 0,"
+	"  bounced INTEGER NOT NULL DEFAULT 0,"
+	"  unsubscribed INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (day, sequence, step, variant)"
+	") WITHOUT ROWID;"
+	"ALTER TABLE touches ADD COLUMN folded INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX touches_fold ON touches(folded, sent_at);",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -410,20 +427,26 @@ static const char *const store_sql_more[] = {
 			       "WHERE id = ?1 AND state = 'uncertain'",
 	[STMT_STATS_FUNNEL] = "SELECT stage, status, count(*) FROM leads GROUP BY stage, status",
 	/* One row per step and variant: a touch counts once per kind, however many events. */
+	/* Touches whose events retention folded count from step_counts instead. */
 	[STMT_STATS_STEPS] =
-		"SELECT t.sequence, t.step, t.variant, min(t.step_index), count(*),"
-		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
-		"   e.kind IN ('open', 'click') AND coalesce(e.confidence, 1) >= 0.5)),"
-		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = "
-		"'click' AND coalesce(e.confidence, 1) >= 0.5)),"
-		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = "
-		"'reply')),"
-		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
-		"   e.kind IN ('bounce', 'soft_bounce'))),"
-		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
-		"   e.kind = 'unsubscribe'))"
+		"SELECT sequence, step, variant, min(idx), sum(sent), sum(o), sum(c), sum(r),"
+		" sum(b), sum(u) FROM ("
+		"SELECT t.sequence, t.step, t.variant, t.step_index AS idx, 1 AS sent,"
+		" t.folded = 0 AND EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind IN ('open', 'click') AND coalesce(e.confidence, 1) >= 0.5) AS o,"
+		" t.folded = 0 AND EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind = 'click' AND coalesce(e.confidence, 1) >= 0.5) AS c,"
+		" t.folded = 0 AND EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind = 'reply') AS r,"
+		" t.folded = 0 AND EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind IN ('bounce', 'soft_bounce')) AS b,"
+		" t.folded = 0 AND EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind = 'unsubscribe') AS u"
 		" FROM touches t WHERE t.state = 'sent'"
-		" GROUP BY t.sequence, t.step, t.variant ORDER BY t.sequence, 4, t.variant",
+		" UNION ALL SELECT sequence, step, variant, step_index, 0, opened, clicked, "
+		"replied,"
+		" bounced, unsubscribed FROM step_counts)"
+		" GROUP BY sequence, step, variant ORDER BY sequence, 4, variant",
 	[STMT_PENDING_STEPS] = "SELECT sequence, step, count(*) FROM touches "
 			       "WHERE state IN ('pending', 'queued') GROUP BY sequence, step",
 	/* A retried touch records its links again: the same index keeps the latest URL. */
@@ -2436,4 +2459,89 @@ int store_checkpoint(struct store *st)
 	    SQLITE_OK)
 		return store_fail(st, "wal_checkpoint(TRUNCATE)");
 	return 0;
+}
+
+/* ---- retention: fold old events into per-step daily counts ------------------------- */
+
+int store_retention_step(struct store *st, int64_t cutoff, size_t max, int64_t *folded,
+			 int64_t *removed)
+{
+	static const char *const sql[] = {
+		/* 1. the flags of up to max touches sent before the cutoff, per day and step */
+		"CREATE TEMP TABLE IF NOT EXISTS fold_batch (id INTEGER PRIMARY KEY);"
+		"DELETE FROM fold_batch;",
+		"INSERT INTO fold_batch SELECT id FROM touches WHERE folded = 0 AND sent_at IS NOT "
+		"NULL AND sent_at < ?1 ORDER BY folded, sent_at LIMIT ?2",
+		"INSERT INTO step_counts (day, sequence, step, variant, step_index, opened, "
+		"clicked,"
+		" replied, bounced, unsubscribed) SELECT t.sent_at / 86400, t.sequence, t.step, "
+		"t.variant, t.step_index,"
+		" EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind IN ('open', "
+		"'click') AND coalesce(e.confidence, 1) >= 0.5),"
+		" EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = 'click' AND "
+		"coalesce(e.confidence, 1) >= 0.5),"
+		" EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = 'reply'),"
+		" EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind IN ('bounce', "
+		"'soft_bounce')),"
+		" EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = "
+		"'unsubscribe')"
+		" FROM touches t WHERE t.id IN (SELECT id FROM fold_batch) AND t.state = 'sent' "
+		"ORDER BY 1, 2, 3, 4"
+		" ON CONFLICT (day, sequence, step, variant) DO UPDATE SET"
+		" opened = opened + excluded.opened, clicked = clicked + excluded.clicked,"
+		" replied = replied + excluded.replied, bounced = bounced + excluded.bounced,"
+		" unsubscribed = unsubscribed + excluded.unsubscribed",
+		"UPDATE touches SET folded = 1 WHERE id IN (SELECT id FROM fold_batch)",
+		/* 2. up to max old events whose touch is folded (or that have none) */
+		"DELETE FROM events WHERE id IN (SELECT e.id FROM events e LEFT JOIN touches t ON "
+		"t.id = e.touch_id WHERE e.at < ?1 AND (t.id IS NULL OR t.folded = 1) ORDER BY "
+		"e.at LIMIT ?2)",
+	};
+	int rc;
+	*folded = *removed = 0;
+	if ((rc = store_begin(st)))
+		return rc;
+	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+		if (i == 0) {
+			if (sqlite3_exec(st->db, sql[0], NULL, NULL, NULL) != SQLITE_OK) {
+				rc = store_fail(st, sql[0]);
+				break;
+			}
+			continue;
+		}
+		sqlite3_stmt *s = store_prep(st, sql[i]);
+		if (!s) {
+			rc = DRIP_ESTORE;
+			break;
+		}
+		if (sqlite3_bind_parameter_count(s) >= 1)
+			sqlite3_bind_int64(s, 1, cutoff);
+		if (sqlite3_bind_parameter_count(s) >= 2)
+			sqlite3_bind_int64(s, 2, (int64_t)max);
+		if ((rc = store_run(st, s)))
+			break;
+		if (i == 3)
+			*folded = sqlite3_changes(st->db);
+		if (i == 4)
+			*removed = sqlite3_changes(st->db);
+	}
+	if (rc) {
+		store_rollback(st);
+		return rc;
+	}
+	return store_commit(st);
+}
+
+int store_retention_oldest(struct store *st, int64_t *at)
+{
+	sqlite3_stmt *s = store_prep(st, "SELECT min(coalesce((SELECT min(sent_at) FROM touches "
+					 "WHERE folded = 0 AND sent_at IS NOT NULL), 1e18), "
+					 "coalesce((SELECT min(at) FROM events), 1e18))");
+	if (!s)
+		return DRIP_ESTORE;
+	int rc = sqlite3_step(s);
+	int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_finalize(s);
+	*at = v >= (int64_t)1e18 ? 0 : v;
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "retention oldest");
 }

@@ -134,6 +134,10 @@ struct config {
 	} signup;
 	struct config_form *forms; /* the signup forms, by id */
 	size_t nforms;
+	struct {
+		int64_t events; /* business seconds after which events are folded; 0: kept */
+		int64_t batch; /* touches and events per turn of the loop */
+	} retention;
 };
 
 struct config_form {

@@ -27,6 +27,7 @@ struct inbox;
 struct sd;
 struct hooks;
 struct signup;
+struct retention;
 
 struct dripd {
 	uv_loop_t *loop;
@@ -41,6 +42,7 @@ struct dripd {
 	struct inbox *inbox; /* NULL when no inbox is configured */
 	struct hooks *hooks; /* webhooks */
 	struct signup *signup; /* website signup with double opt-in */
+	struct retention *retention; /* old events folded into step counts */
 	struct token_keys *keys; /* the tracking secrets, newest first */
 	struct sd *sd; /* systemd: notify, watchdog, inherited sockets; NULL in tests */
 	int64_t started_at; /* business time at start */

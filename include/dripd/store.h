@@ -446,4 +446,15 @@ int store_signup_forget(struct store *st, int64_t lead_id, const char *email);
 /* A WAL checkpoint that truncates the WAL file, so erased rows leave the files. */
 int store_checkpoint(struct store *st);
 
+/*
+ * Retention, one small batch in one transaction: folds up to max touches sent before cutoff
+ * into step_counts (their flags per kind, as stats counts them) and removes up to max events
+ * older than cutoff whose touch is folded or that belong to no touch. *folded and *removed
+ * say how many; fewer than max of both means nothing more is due.
+ */
+int store_retention_step(struct store *st, int64_t cutoff, size_t max, int64_t *folded,
+			 int64_t *removed);
+/* The oldest unfolded send or event time (0: none), to sleep until retention is due. */
+int store_retention_oldest(struct store *st, int64_t *at);
+
 #endif

@@ -335,3 +335,44 @@ def test_old_links_keep_working_across_a_secret_rotation(daemon_factory, tmp_pat
     assert http(new["unsub"][0])[0] == 200
     assert http(old["unsub"][0])[0] == 404
     assert d.stop() == 0
+
+
+def test_retention_folds_old_events_and_keeps_the_stats(daemon_factory, tmp_path):
+    from test_track import FIREFOX, urls
+    d = start(daemon_factory, tmp_path, retention={"events": "30d", "batch": 2})
+    for i in range(5):
+        d.ctl("lead", "add", f"r{i}@example.org", "--stage", "awareness")
+    d.wait_messages(5)
+    d.advance("6d")
+    msgs = d.wait_messages(10)
+    d.advance("1h")
+    ones = [m for m in msgs if m["Subject"] == "One"]
+    for m in ones[:3]:
+        u = urls(m)
+        req = urllib.request.Request(u["click"][0], headers={"User-Agent": FIREFOX})
+        try:
+            OPENER.open(req, timeout=20)
+        except urllib.error.HTTPError as e:
+            assert e.code == 302
+        for o in u["open"][:1]:
+            http(o)
+    assert http(urls(ones[3])["unsub"][0], {"confirm": "yes"})[0] == 200
+    wait_for(lambda: d.sql("SELECT count(*) FROM events WHERE kind = 'click'")[0][0] >= 3, 10,
+             "the clicks to be committed")
+    before = d.ctl("stats")
+    steps = before["steps"] if "steps" in before else before
+    assert "clicked" in json.dumps(steps)
+    n_events = d.sql("SELECT count(*) FROM events")[0][0]
+    assert n_events > 10
+
+    d.advance("40d")
+    wait_for(lambda: d.sql("SELECT count(*) FROM events")[0][0] == 0, 20,
+             "the old events to be folded and removed")
+    assert d.sql("SELECT count(*) FROM touches WHERE folded = 0 AND sent_at IS NOT NULL")[0][0] == 0
+    assert d.ctl("stats") == before
+    assert d.sql("SELECT sum(clicked) FROM step_counts")[0][0] >= 3
+    # Still the same after a restart; and a new event is kept (it is not old).
+    assert d.stop() == 0
+    d.start()
+    assert d.ctl("stats") == before
+    assert d.stop() == 0

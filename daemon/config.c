@@ -21,12 +21,29 @@
  * with defaults filled first. A config is immutable once loaded: a reload builds a new one.
  */
 
-static const char *const config_top_keys[] = {
-	"state_dir",  "content_dir",   "control_socket", "timezone",       "log_level",
-	"delivery",   "tracking",      "inbox",          "webhooks",       "test_clock",
-	"clock_rate", "control_group", "control_users",  "control_groups", "accounts",
-	"governor",   "signup",        "forms",          "retention",      NULL
-};
+/* One key a line, so branches that add keys merge cleanly. */
+// clang-format off
+static const char *const config_top_keys[] = { "state_dir",
+					       "content_dir",
+					       "control_socket",
+					       "timezone",
+					       "log_level",
+					       "delivery",
+					       "tracking",
+					       "inbox",
+					       "webhooks",
+					       "test_clock",
+					       "clock_rate",
+					       "control_group",
+					       "control_users",
+					       "control_groups",
+					       "accounts",
+					       "governor",
+					       "signup",
+					       "forms",
+					       "retention",
+					       NULL };
+// clang-format on
 static const char *const config_delivery_keys[] = { "url",
 						    "from",
 						    "username",

@@ -21,6 +21,8 @@
  * with defaults filled first. A config is immutable once loaded: a reload builds a new one.
  */
 
+/* One key a line, so branches that add keys merge cleanly. */
+// clang-format off
 static const char *const config_top_keys[] = { "state_dir",
 					       "content_dir",
 					       "control_socket",
@@ -37,7 +39,11 @@ static const char *const config_top_keys[] = { "state_dir",
 					       "control_groups",
 					       "accounts",
 					       "governor",
+					       "signup",
+					       "forms",
+					       "retention",
 					       NULL };
+// clang-format on
 static const char *const config_delivery_keys[] = { "url",
 						    "from",
 						    "username",
@@ -130,6 +136,12 @@ struct config *config_defaults(void)
 	cfg->tracking.max_connections = 16384;
 	cfg->tracking.request_timeout = 10;
 	cfg->tracking.idle_timeout = 60;
+	cfg->signup.site = xstrdup("");
+	cfg->signup.expire = 7 * 86400;
+	cfg->signup.per_hour = 20;
+	cfg->signup.honeypot = xstrdup("website");
+	cfg->signup.subject = xstrdup("Please confirm your subscription");
+	cfg->retention.batch = 200;
 	cfg->inbox.url = xstrdup("");
 	cfg->inbox.username = xstrdup("");
 	cfg->inbox.password_file = xstrdup("");
@@ -191,6 +203,17 @@ void config_free(struct config *cfg)
 	free(cfg->inbox.bounce_domain);
 	free(cfg->inbox.colleague);
 	free(cfg->inbox.move_to);
+	free(cfg->signup.site);
+	free(cfg->signup.honeypot);
+	free(cfg->signup.subject);
+	for (size_t i = 0; i < cfg->nforms; i++) {
+		free(cfg->forms[i].id);
+		free(cfg->forms[i].stage);
+		free(cfg->forms[i].sequence);
+		free(cfg->forms[i].redirect);
+		free(cfg->forms[i].confirm_redirect);
+	}
+	free(cfg->forms);
 	for (size_t i = 0; i < cfg->nwebhooks; i++) {
 		free(cfg->webhooks[i].url);
 		free(cfg->webhooks[i].secret_file);
@@ -693,6 +716,155 @@ static int config_ids(const struct json_doc *d, const cJSON *root, const char *k
 	return 0;
 }
 
+/* [a-z0-9][a-z0-9_-]*, 1-64 bytes (as content names): 0 when valid. */
+static int config_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+	if (n < 1 || n > 64 || !strchr("abcdefghijklmnopqrstuvwxyz0123456789", s[0]))
+		return -1;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n ? 0 : -1;
+}
+
+static const char *const config_signup_keys[] = { "site",     "expire",  "per_hour",
+						  "honeypot", "subject", NULL };
+static const char *const config_form_keys[] = { "stage", "sequence", "redirect", "confirm_redirect",
+						NULL };
+
+bool config_url_on_site(const char *site, const char *url)
+{
+	size_t n = strlen(site);
+	if (!n || strncmp(url, site, n) != 0 || (url[n] != '\0' && url[n] != '/'))
+		return false;
+	for (const unsigned char *p = (const unsigned char *)url; *p; p++)
+		if (*p <= ' ' || *p == 0x7f)
+			return false;
+	return strlen(url) < 2048;
+}
+
+/* An origin: http(s)://host[:port], nothing after it. */
+static bool config_origin_valid(const char *s)
+{
+	const char *h = strncmp(s, "https://", 8) == 0  ? s + 8
+			: strncmp(s, "http://", 7) == 0 ? s + 7
+							: NULL;
+	return h && *h &&
+	       strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+			 ".-:[]") == strlen(h);
+}
+
+const struct config_form *config_form(const struct config *cfg, const char *id)
+{
+	for (size_t i = 0; id && i < cfg->nforms; i++)
+		if (strcmp(cfg->forms[i].id, id) == 0)
+			return &cfg->forms[i];
+	return NULL;
+}
+
+static int config_signup(struct config *cfg, const struct json_doc *d, const cJSON *root, char *err,
+			 size_t errlen)
+{
+	const char *p = cfg->path;
+	const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "signup");
+	int rc;
+	if (o) {
+		if ((rc = json_check_object(d, o, "signup", config_signup_keys, err, errlen)) ||
+		    (rc = config_string(d, o, "site", &cfg->signup.site, false, p, err, errlen)) ||
+		    (rc = json_get_duration(d, o, "expire", &cfg->signup.expire, err, errlen)) ||
+		    (rc = json_get_int(d, o, "per_hour", 1, 1000000, &cfg->signup.per_hour, err,
+				       errlen)) ||
+		    (rc = config_string(d, o, "honeypot", &cfg->signup.honeypot, false, p, err,
+					errlen)) ||
+		    (rc = config_string(d, o, "subject", &cfg->signup.subject, false, p, err,
+					errlen)))
+			return rc;
+		if (*cfg->signup.site && !config_origin_valid(cfg->signup.site))
+			return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "site"), err,
+					 errlen,
+					 "signup: \"site\" must be an origin such as "
+					 "\"https://www.example.com\" (no path)");
+		if (cfg->signup.expire < 60)
+			return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "expire"), err,
+					 errlen, "signup: \"expire\" must be at least 1m");
+		if (config_name_valid(cfg->signup.honeypot) != 0)
+			return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "honeypot"), err,
+					 errlen, "signup: \"honeypot\" must be a field name");
+	}
+	const cJSON *forms = cJSON_GetObjectItemCaseSensitive(root, "forms");
+	if (!forms)
+		return 0;
+	if (!cJSON_IsObject(forms))
+		return json_errf(d, forms, err, errlen,
+				 "\"forms\" must be an object of form id to its settings");
+	cfg->forms = xcalloc((size_t)cJSON_GetArraySize(forms) + 1, sizeof(*cfg->forms));
+	const cJSON *f;
+	cJSON_ArrayForEach(f, forms)
+	{
+		struct config_form *cf = &cfg->forms[cfg->nforms++];
+		cf->id = xstrdup(f->string);
+		cf->stage = xstrdup("");
+		cf->sequence = xstrdup("");
+		cf->redirect = xstrdup("");
+		cf->confirm_redirect = xstrdup("");
+		if (config_name_valid(f->string) != 0)
+			return json_errf(d, f, err, errlen,
+					 "forms: \"%.64s\" is not a form id (letters, digits, - "
+					 "and _)",
+					 f->string);
+		if (!cJSON_IsObject(f))
+			return json_errf(d, f, err, errlen, "forms: \"%.64s\" must be an object",
+					 f->string);
+		if ((rc = json_check_object(d, f, "form", config_form_keys, err, errlen)) ||
+		    (rc = config_string(d, f, "stage", &cf->stage, false, p, err, errlen)) ||
+		    (rc = config_string(d, f, "sequence", &cf->sequence, false, p, err, errlen)) ||
+		    (rc = config_string(d, f, "redirect", &cf->redirect, false, p, err, errlen)) ||
+		    (rc = config_string(d, f, "confirm_redirect", &cf->confirm_redirect, false, p,
+					err, errlen)))
+			return rc;
+		if (!*cf->stage || config_name_valid(cf->stage) != 0)
+			return json_errf(d, f, err, errlen,
+					 "forms: \"%.64s\" needs a \"stage\" (a stage name)",
+					 f->string);
+		if (*cf->sequence && config_name_valid(cf->sequence) != 0)
+			return json_errf(d, cJSON_GetObjectItemCaseSensitive(f, "sequence"), err,
+					 errlen, "forms: \"%.64s\": \"sequence\" is not a name",
+					 f->string);
+		static const char *const keys[] = { "redirect", "confirm_redirect" };
+		const char *vals[] = { cf->redirect, cf->confirm_redirect };
+		for (int k = 0; k < 2; k++) {
+			if (!*vals[k])
+				continue;
+			if (!*cfg->signup.site)
+				return json_errf(d, cJSON_GetObjectItemCaseSensitive(f, keys[k]),
+						 err, errlen,
+						 "forms: \"%.64s\": \"%s\" needs signup.site (the "
+						 "website redirects may go to)",
+						 f->string, keys[k]);
+			if (!config_url_on_site(cfg->signup.site, vals[k]))
+				return json_errf(d, cJSON_GetObjectItemCaseSensitive(f, keys[k]),
+						 err, errlen,
+						 "forms: \"%.64s\": \"%s\" must be a URL on %s",
+						 f->string, keys[k], cfg->signup.site);
+		}
+	}
+	return 0;
+}
+
+static const char *const config_retention_keys[] = { "events", "batch", NULL };
+
+static int config_retention(struct config *cfg, const struct json_doc *d, const cJSON *o, char *err,
+			    size_t errlen)
+{
+	int rc;
+	if ((rc = json_check_object(d, o, "retention", config_retention_keys, err, errlen)) ||
+	    (rc = json_get_duration(d, o, "events", &cfg->retention.events, err, errlen)) ||
+	    (rc = json_get_int(d, o, "batch", 1, 10000, &cfg->retention.batch, err, errlen)))
+		return rc;
+	if (cfg->retention.events != 0 && cfg->retention.events < 86400)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "events"), err, errlen,
+				 "retention: \"events\" must be at least 1d (or 0s: keep them)");
+	return 0;
+}
+
 static int config_apply(struct config *cfg, const struct json_doc *d, char *err, size_t errlen)
 {
 	const cJSON *root = json_doc_root(d);
@@ -755,6 +927,11 @@ static int config_apply(struct config *cfg, const struct json_doc *d, char *err,
 		return rc;
 	if ((sec = cJSON_GetObjectItemCaseSensitive(root, "governor")) &&
 	    (rc = config_governor(cfg, d, sec, err, errlen)))
+		return rc;
+	if ((rc = config_signup(cfg, d, root, err, errlen)))
+		return rc;
+	if ((sec = cJSON_GetObjectItemCaseSensitive(root, "retention")) &&
+	    (rc = config_retention(cfg, d, sec, err, errlen)))
 		return rc;
 	return 0;
 }

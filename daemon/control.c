@@ -22,6 +22,8 @@
 #include "dripd/mailer.h"
 #include "dripd/proto.h"
 #include "dripd/sched.h"
+#include "dripd/retention.h"
+#include "dripd/signup.h"
 #include "dripd/sd.h"
 
 /*
@@ -441,6 +443,22 @@ out:
 	return rc;
 }
 
+/* The lead's consent record from its website signup, when it has one. */
+static void control_add_consent(struct dripd *d, cJSON *result, int64_t lead_id)
+{
+	struct store_consent c;
+	if (store_consent_get(d->store, lead_id, &c) != 0)
+		return;
+	cJSON *o = cJSON_AddObjectToObject(result, "consent");
+	cJSON_AddStringToObject(o, "form", c.form);
+	cJSON_AddStringToObject(o, "consent", c.consent);
+	control_add_time(o, "signed_up_at", c.signed_up_at);
+	cJSON_AddStringToObject(o, "address", c.address);
+	control_add_time(o, "confirmed_at", c.confirmed_at);
+	cJSON_AddStringToObject(o, "confirm_address", c.confirm_address);
+	store_consent_clear(&c);
+}
+
 static int control_lead_show(struct dripd *d, const cJSON *args, cJSON *result, char *err,
 			     size_t errlen)
 {
@@ -457,6 +475,8 @@ static int control_lead_show(struct dripd *d, const cJSON *args, cJSON *result, 
 	if ((rc = store_touches_for_lead(d->store, lead.id, control_touch_item, touches)) ||
 	    (rc = store_events_for_lead(d->store, lead.id, control_event_item, events)))
 		errf(err, errlen, rc, "cannot read the history of %.200s", email);
+	if (rc == 0)
+		control_add_consent(d, result, lead.id);
 	store_lead_clear(&lead);
 	return rc;
 }
@@ -479,6 +499,8 @@ static int control_clock_advance(struct dripd *d, const cJSON *args, cJSON *resu
 	if (d->sched)
 		sched_kick(d->sched);
 	hooks_kick(d->hooks);
+	signup_kick(d->signup);
+	retention_kick(d->retention);
 	return 0;
 }
 
@@ -1376,6 +1398,7 @@ struct control_page {
 	cJSON *list;
 	size_t n;
 	int64_t last;
+	struct store *st; /* lead export: for each lead's consent record */
 };
 
 static int control_export_lead(void *arg, const struct lead *l)
@@ -1391,11 +1414,31 @@ static int control_export_lead(void *arg, const struct lead *l)
 	cJSON_Delete(arr);
 	clock_format_utc(l->created_at, created, sizeof(created));
 	snprintf(score, sizeof(score), "%lld", (long long)l->score);
-	const char *row[] = {
-		l->email, l->first_name, l->last_name, l->company, l->title, l->tz,
-		l->stage, l->status,     score,        tags.data,  l->attrs, created
-	};
+	struct store_consent c = { 0 };
+	char cat[32] = "", conf[32] = "";
+	if (p->st && store_consent_get(p->st, l->id, &c) == 0) {
+		clock_format_utc(c.signed_up_at, cat, sizeof(cat));
+		clock_format_utc(c.confirmed_at, conf, sizeof(conf));
+	}
+	const char *row[] = { l->email,
+			      l->first_name,
+			      l->last_name,
+			      l->company,
+			      l->title,
+			      l->tz,
+			      l->stage,
+			      l->status,
+			      score,
+			      tags.data,
+			      l->attrs,
+			      created,
+			      c.form ? c.form : "",
+			      c.consent ? c.consent : "",
+			      cat,
+			      c.address ? c.address : "",
+			      conf };
 	csv_write_row(&p->csv, row, sizeof(row) / sizeof(row[0]), true);
+	store_consent_clear(&c);
 	buf_free(&tags);
 	p->n++;
 	p->last = l->id;
@@ -1405,12 +1448,18 @@ static int control_export_lead(void *arg, const struct lead *l)
 static int control_lead_export(struct dripd *d, const cJSON *args, cJSON *result, char *err,
 			       size_t errlen)
 {
-	static const char *const header[] = { "email", "first_name", "last_name", "company",
-					      "title", "tz",         "stage",     "status",
-					      "score", "tags",       "attrs",     "created_at" };
+	static const char *const header[] = { "email",        "first_name",
+					      "last_name",    "company",
+					      "title",        "tz",
+					      "stage",        "status",
+					      "score",        "tags",
+					      "attrs",        "created_at",
+					      "consent_form", "consent_version",
+					      "consent_at",   "consent_address",
+					      "confirmed_at" };
 	const char *stage = control_str(args, "stage");
 	int64_t after = control_after(args);
-	struct control_page p = { .n = 0 };
+	struct control_page p = { .n = 0, .st = d->store };
 	int rc;
 	if ((rc = control_check_stage_status(d, stage, NULL, err, errlen)))
 		return rc;
@@ -1557,6 +1606,12 @@ static int control_lead_forget(struct dripd *d, const cJSON *args, cJSON *result
 			rc = store_event_add(d->store, lead.id, 0, "forget", now, "{}");
 	}
 	if ((rc = control_finish(d, rc, err, errlen)) == 0) {
+		/* secure_delete zeroed the erased rows in the pages; the WAL may still hold
+		 * copies of the old pages until a checkpoint cuts it. */
+		if (store_checkpoint(d->store) != 0)
+			log_warn("control: lead %lld forgotten, but the WAL checkpoint did not "
+				 "finish; the next one erases its old pages",
+				 (long long)lead.id);
 		cJSON_AddNumberToObject(result, "id", (double)lead.id);
 		cJSON_AddBoolToObject(result, "forgotten", 1);
 		log_info("control: lead %lld forgotten", (long long)lead.id);

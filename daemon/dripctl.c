@@ -385,6 +385,16 @@ static void dripctl_print(const char *cmd, const cJSON *res)
 			printf("    step %s%s%s\n", dripctl_s(o, "step"),
 			       *dripctl_s(o, "last_error") ? ": " : "", dripctl_s(o, "last_error"));
 		}
+		const cJSON *cs = cJSON_GetObjectItemCaseSensitive(res, "consent");
+		if (cs) {
+			char at[40], conf[40];
+			dripctl_time(cs, "signed_up_at", at, sizeof(at));
+			dripctl_time(cs, "confirmed_at", conf, sizeof(conf));
+			printf("\nconsent\n  form %s, consent text %s\n  signed up %s from %s\n"
+			       "  confirmed %s from %s\n",
+			       dripctl_s(cs, "form"), dripctl_s(cs, "consent"), at,
+			       dripctl_s(cs, "address"), conf, dripctl_s(cs, "confirm_address"));
+		}
 		printf("\ntimeline\n");
 		cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(res, "events"))
 		{

@@ -22,7 +22,9 @@
 #include "dripd/log.h"
 #include "dripd/mailer.h"
 #include "dripd/sched.h"
+#include "dripd/retention.h"
 #include "dripd/sd.h"
+#include "dripd/signup.h"
 #include "dripd/token.h"
 #include "dripd/track.h"
 #include "dripd/util.h"
@@ -105,6 +107,10 @@ static int main_check(const char *path)
 static void main_mailer_result_cb(void *arg, const struct mailer_result *r)
 {
 	struct dripd *d = arg;
+	if (r->touch_id <= SIGNUP_JOB_BASE) { /* a signup's confirmation mail */
+		signup_on_result(d->signup, r);
+		return;
+	}
 	if (r->touch_id < 0) { /* a dripctl send-test, outside the books */
 		if (d->control)
 			control_on_test_result(d->control, r);
@@ -289,6 +295,10 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	d->inbox = NULL;
 	track_close(d->track);
 	d->track = NULL;
+	signup_close(d->signup);
+	d->signup = NULL;
+	retention_close(d->retention);
+	d->retention = NULL;
 	sched_drain(d->sched, main_drained_cb, d);
 }
 
@@ -430,6 +440,8 @@ static int main_run(const char *path)
 		log_fatal("dripd: %s", err);
 	if (!(d.track = track_new(&d, tracking_fd, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
+	d.signup = signup_new(&d);
+	d.retention = retention_new(&d);
 	main_signal(&loop, &main_sigs.term, SIGTERM, &d);
 	main_signal(&loop, &main_sigs.intr, SIGINT, &d);
 	main_signal(&loop, &main_sigs.hup, SIGHUP, &d);

@@ -144,6 +144,52 @@ static const char *const store_migrations[] = {
 	 * so the caps of each account and domain count their own sends. */
 	"ALTER TABLE touches ADD COLUMN account TEXT;"
 	"ALTER TABLE touches ADD COLUMN rcpt_domain TEXT;",
+	/* 8: website signups waiting for their double opt-in (not leads yet, so no journey
+	 * mail can reach them), and the consent record of each confirmed lead. AUTOINCREMENT:
+	 * a signup id is signed into its confirm link and must never name a later signup. */
+	"CREATE TABLE signups ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  email TEXT NOT NULL,"
+	"  first_name TEXT NOT NULL DEFAULT '',"
+	"  last_name TEXT NOT NULL DEFAULT '',"
+	"  company TEXT NOT NULL DEFAULT '',"
+	"  tags TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(tags)),"
+	"  form TEXT NOT NULL,"
+	"  consent TEXT NOT NULL DEFAULT '',"
+	"  address TEXT NOT NULL DEFAULT '',"
+	"  at INTEGER NOT NULL,"
+	"  expires_at INTEGER NOT NULL,"
+	"  mail_state INTEGER NOT NULL DEFAULT 0"
+	");"
+	"CREATE INDEX signups_email ON signups(email);"
+	"CREATE INDEX signups_expires ON signups(expires_at);"
+	"CREATE INDEX signups_mail ON signups(mail_state);"
+	"CREATE TABLE consents ("
+	"  lead_id INTEGER PRIMARY KEY REFERENCES leads(id) ON DELETE CASCADE,"
+	"  form TEXT NOT NULL,"
+	"  consent TEXT NOT NULL DEFAULT '',"
+	"  address TEXT NOT NULL DEFAULT '',"
+	"  signed_up_at INTEGER NOT NULL,"
+	"  confirmed_at INTEGER NOT NULL,"
+	"  confirm_address TEXT NOT NULL DEFAULT ''"
+	");",
+	/* 9: retention. Old events are folded into per-step daily counts of touches (a touch
+	 * counts once per kind, as in stats) and removed; a folded touch's flags live here. */
+	"CREATE TABLE step_counts ("
+	"  day INTEGER NOT NULL,"
+	"  sequence TEXT NOT NULL,"
+	"  step TEXT NOT NULL,"
+	"  variant INTEGER NOT NULL,"
+	"  step_index INTEGER NOT NULL,"
+	"  opened INTEGER NOT NULL DEFAULT 0,"
+	"  clicked INTEGER NOT NULL DEFAULT 0,"
+	"  replied INTEGER NOT NULL DEFAULT 0,"
+	"  bounced INTEGER NOT NULL DEFAULT 0,"
+	"  unsubscribed INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (day, sequence, step, variant)"
+	") WITHOUT ROWID;"
+	"ALTER TABLE touches ADD COLUMN folded INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX touches_fold ON touches(folded, sent_at);",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -381,20 +427,26 @@ static const char *const store_sql_more[] = {
 			       "WHERE id = ?1 AND state = 'uncertain'",
 	[STMT_STATS_FUNNEL] = "SELECT stage, status, count(*) FROM leads GROUP BY stage, status",
 	/* One row per step and variant: a touch counts once per kind, however many events. */
+	/* Touches whose events retention folded count from step_counts instead. */
 	[STMT_STATS_STEPS] =
-		"SELECT t.sequence, t.step, t.variant, min(t.step_index), count(*),"
-		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
-		"   e.kind IN ('open', 'click') AND coalesce(e.confidence, 1) >= 0.5)),"
-		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = "
-		"'click' AND coalesce(e.confidence, 1) >= 0.5)),"
-		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = "
-		"'reply')),"
-		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
-		"   e.kind IN ('bounce', 'soft_bounce'))),"
-		" sum(EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
-		"   e.kind = 'unsubscribe'))"
+		"SELECT sequence, step, variant, min(idx), sum(sent), sum(o), sum(c), sum(r),"
+		" sum(b), sum(u) FROM ("
+		"SELECT t.sequence, t.step, t.variant, t.step_index AS idx, 1 AS sent,"
+		" t.folded = 0 AND EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind IN ('open', 'click') AND coalesce(e.confidence, 1) >= 0.5) AS o,"
+		" t.folded = 0 AND EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind = 'click' AND coalesce(e.confidence, 1) >= 0.5) AS c,"
+		" t.folded = 0 AND EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind = 'reply') AS r,"
+		" t.folded = 0 AND EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind IN ('bounce', 'soft_bounce')) AS b,"
+		" t.folded = 0 AND EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND"
+		"   e.kind = 'unsubscribe') AS u"
 		" FROM touches t WHERE t.state = 'sent'"
-		" GROUP BY t.sequence, t.step, t.variant ORDER BY t.sequence, 4, t.variant",
+		" UNION ALL SELECT sequence, step, variant, step_index, 0, opened, clicked, "
+		"replied,"
+		" bounced, unsubscribed FROM step_counts)"
+		" GROUP BY sequence, step, variant ORDER BY sequence, 4, variant",
 	[STMT_PENDING_STEPS] = "SELECT sequence, step, count(*) FROM touches "
 			       "WHERE state IN ('pending', 'queued') GROUP BY sequence, step",
 	/* A retried touch records its links again: the same index keeps the latest URL. */
@@ -1791,6 +1843,8 @@ int store_lead_forget(struct store *st, const struct lead *lead, const char *rea
 		return rc;
 	if ((rc = store_unsuppress(st, hashed)) && rc != DRIP_ENOT_FOUND)
 		return rc;
+	if ((rc = store_signup_forget(st, lead->id, lead->email)))
+		return rc;
 	return store_suppress(st, hashed, reason, "forget", now);
 }
 
@@ -2161,4 +2215,333 @@ int store_sent_since_by(struct store *st, const char *account, const char *rcpt_
 	}
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW ? 0 : store_fail(st, "sent since by account");
+}
+
+/* ---- signups and consent records (double opt-in) ------------------------------------ */
+
+/* These run a few times per signup, far from any hot path: prepared per call. */
+static sqlite3_stmt *store_prep(struct store *st, const char *sql)
+{
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		store_fail(st, sql);
+		return NULL;
+	}
+	return s;
+}
+
+static int store_run(struct store *st, sqlite3_stmt *s)
+{
+	if (!s)
+		return DRIP_ESTORE;
+	int rc = store_exec_stmt(st, s);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_signup_add(struct store *st, const struct store_signup *in, int64_t *id)
+{
+	sqlite3_stmt *s = store_prep(st, "INSERT INTO signups (email, first_name, last_name, "
+					 "company, tags, form, consent, address, at, expires_at) "
+					 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, in->email);
+	store_bind_text(s, 2, in->first_name);
+	store_bind_text(s, 3, in->last_name);
+	store_bind_text(s, 4, in->company);
+	store_bind_text(s, 5, in->tags && *in->tags ? in->tags : "[]");
+	store_bind_text(s, 6, in->form);
+	store_bind_text(s, 7, in->consent);
+	store_bind_text(s, 8, in->address);
+	sqlite3_bind_int64(s, 9, in->at);
+	sqlite3_bind_int64(s, 10, in->expires_at);
+	int rc = store_run(st, s);
+	if (rc == 0 && id)
+		*id = sqlite3_last_insert_rowid(st->db);
+	return rc;
+}
+
+static void store_signup_row(sqlite3_stmt *s, struct store_signup *out)
+{
+	out->id = sqlite3_column_int64(s, 0);
+	out->email = store_col_text(s, 1);
+	out->first_name = store_col_text(s, 2);
+	out->last_name = store_col_text(s, 3);
+	out->company = store_col_text(s, 4);
+	out->tags = store_col_text(s, 5);
+	out->form = store_col_text(s, 6);
+	out->consent = store_col_text(s, 7);
+	out->address = store_col_text(s, 8);
+	out->at = sqlite3_column_int64(s, 9);
+	out->expires_at = sqlite3_column_int64(s, 10);
+	out->mail_state = sqlite3_column_int64(s, 11);
+}
+
+#define STORE_SIGNUP_COLS                                                               \
+	"id, email, first_name, last_name, company, tags, form, consent, address, at, " \
+	"expires_at, mail_state"
+
+int store_signup_get(struct store *st, int64_t id, struct store_signup *out)
+{
+	sqlite3_stmt *s = store_prep(st, "SELECT " STORE_SIGNUP_COLS " FROM signups WHERE id = ?1");
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		store_signup_row(s, out);
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "signup get");
+}
+
+int store_signup_pending(struct store *st, const char *email, int64_t now, bool *found)
+{
+	sqlite3_stmt *s = store_prep(st, "SELECT 1 FROM signups WHERE email = ?1 AND "
+					 "expires_at > ?2 LIMIT 1");
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, email);
+	sqlite3_bind_int64(s, 2, now);
+	int rc = sqlite3_step(s);
+	*found = rc == SQLITE_ROW;
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_fail(st, "signup pending");
+}
+
+int store_signup_mail_due(struct store *st, size_t max, store_signup_cb cb, void *arg)
+{
+	sqlite3_stmt *s = store_prep(st, "SELECT " STORE_SIGNUP_COLS " FROM signups WHERE "
+					 "mail_state = 0 ORDER BY id LIMIT ?1");
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, (int64_t)max);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_signup row;
+		store_signup_row(s, &row);
+		cb(arg, &row);
+		store_signup_clear(&row);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "signup mail due");
+}
+
+int store_signup_mail_state(struct store *st, int64_t id, int64_t state)
+{
+	sqlite3_stmt *s = store_prep(st, "UPDATE signups SET mail_state = ?2 WHERE id = ?1");
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, state);
+	return store_run(st, s);
+}
+
+int store_signup_remove(struct store *st, const char *email)
+{
+	sqlite3_stmt *s = store_prep(st, "DELETE FROM signups WHERE email = ?1");
+	if (!s)
+		return DRIP_ESTORE;
+	store_bind_text(s, 1, email);
+	return store_run(st, s);
+}
+
+int store_signup_delete(struct store *st, int64_t id)
+{
+	sqlite3_stmt *s = store_prep(st, "DELETE FROM signups WHERE id = ?1");
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	return store_run(st, s);
+}
+
+int store_signup_expire(struct store *st, int64_t now, size_t max, int64_t *removed,
+			int64_t *next_at)
+{
+	sqlite3_stmt *s = store_prep(st, "DELETE FROM signups WHERE id IN (SELECT id FROM signups "
+					 "WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)");
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_int64(s, 2, (int64_t)max);
+	int rc = store_run(st, s);
+	if (rc)
+		return rc;
+	*removed = sqlite3_changes(st->db);
+	if (!(s = store_prep(st, "SELECT min(expires_at) FROM signups")))
+		return DRIP_ESTORE;
+	rc = sqlite3_step(s);
+	*next_at = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "signup next expiry");
+}
+
+void store_signup_clear(struct store_signup *s)
+{
+	free(s->email);
+	free(s->first_name);
+	free(s->last_name);
+	free(s->company);
+	free(s->tags);
+	free(s->form);
+	free(s->consent);
+	free(s->address);
+	memset(s, 0, sizeof(*s));
+}
+
+int store_consent_set(struct store *st, int64_t lead_id, const struct store_signup *su,
+		      const char *confirm_address, int64_t now)
+{
+	sqlite3_stmt *s = store_prep(st, "INSERT OR REPLACE INTO consents (lead_id, form, consent, "
+					 "address, signed_up_at, confirmed_at, confirm_address) "
+					 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	store_bind_text(s, 2, su->form);
+	store_bind_text(s, 3, su->consent);
+	store_bind_text(s, 4, su->address);
+	sqlite3_bind_int64(s, 5, su->at);
+	sqlite3_bind_int64(s, 6, now);
+	store_bind_text(s, 7, confirm_address);
+	return store_run(st, s);
+}
+
+int store_consent_get(struct store *st, int64_t lead_id, struct store_consent *out)
+{
+	sqlite3_stmt *s = store_prep(st, "SELECT form, consent, address, signed_up_at, "
+					 "confirmed_at, confirm_address FROM consents WHERE "
+					 "lead_id = ?1");
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		out->form = store_col_text(s, 0);
+		out->consent = store_col_text(s, 1);
+		out->address = store_col_text(s, 2);
+		out->signed_up_at = sqlite3_column_int64(s, 3);
+		out->confirmed_at = sqlite3_column_int64(s, 4);
+		out->confirm_address = store_col_text(s, 5);
+	}
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "consent get");
+}
+
+void store_consent_clear(struct store_consent *c)
+{
+	free(c->form);
+	free(c->consent);
+	free(c->address);
+	free(c->confirm_address);
+	memset(c, 0, sizeof(*c));
+}
+
+int store_signup_forget(struct store *st, int64_t lead_id, const char *email)
+{
+	sqlite3_stmt *s = store_prep(st, "DELETE FROM consents WHERE lead_id = ?1");
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	int rc = store_run(st, s);
+	return rc ? rc : store_signup_remove(st, email);
+}
+
+int store_checkpoint(struct store *st)
+{
+	/* TRUNCATE: the WAL's frames (which may hold erased rows) are copied back and the
+	 * file is cut to zero bytes. Outside a transaction only. */
+	if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) !=
+	    SQLITE_OK)
+		return store_fail(st, "wal_checkpoint(TRUNCATE)");
+	return 0;
+}
+
+/* ---- retention: fold old events into per-step daily counts ------------------------- */
+
+int store_retention_step(struct store *st, int64_t cutoff, size_t max, int64_t *folded,
+			 int64_t *removed)
+{
+	static const char *const sql[] = {
+		/* 1. the flags of up to max touches sent before the cutoff, per day and step */
+		"CREATE TEMP TABLE IF NOT EXISTS fold_batch (id INTEGER PRIMARY KEY);"
+		"DELETE FROM fold_batch;",
+		"INSERT INTO fold_batch SELECT id FROM touches WHERE folded = 0 AND sent_at IS NOT "
+		"NULL AND sent_at < ?1 ORDER BY folded, sent_at LIMIT ?2",
+		"INSERT INTO step_counts (day, sequence, step, variant, step_index, opened, "
+		"clicked,"
+		" replied, bounced, unsubscribed) SELECT t.sent_at / 86400, t.sequence, t.step, "
+		"t.variant, t.step_index,"
+		" EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind IN ('open', "
+		"'click') AND coalesce(e.confidence, 1) >= 0.5),"
+		" EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = 'click' AND "
+		"coalesce(e.confidence, 1) >= 0.5),"
+		" EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = 'reply'),"
+		" EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind IN ('bounce', "
+		"'soft_bounce')),"
+		" EXISTS (SELECT 1 FROM events e WHERE e.touch_id = t.id AND e.kind = "
+		"'unsubscribe')"
+		" FROM touches t WHERE t.id IN (SELECT id FROM fold_batch) AND t.state = 'sent' "
+		"ORDER BY 1, 2, 3, 4"
+		" ON CONFLICT (day, sequence, step, variant) DO UPDATE SET"
+		" opened = opened + excluded.opened, clicked = clicked + excluded.clicked,"
+		" replied = replied + excluded.replied, bounced = bounced + excluded.bounced,"
+		" unsubscribed = unsubscribed + excluded.unsubscribed",
+		"UPDATE touches SET folded = 1 WHERE id IN (SELECT id FROM fold_batch)",
+		/* 2. up to max old events whose touch is folded (or that have none) */
+		"DELETE FROM events WHERE id IN (SELECT e.id FROM events e LEFT JOIN touches t ON "
+		"t.id = e.touch_id WHERE e.at < ?1 AND (t.id IS NULL OR t.folded = 1) ORDER BY "
+		"e.at LIMIT ?2)",
+	};
+	int rc;
+	*folded = *removed = 0;
+	if ((rc = store_begin(st)))
+		return rc;
+	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+		if (i == 0) {
+			if (sqlite3_exec(st->db, sql[0], NULL, NULL, NULL) != SQLITE_OK) {
+				rc = store_fail(st, sql[0]);
+				break;
+			}
+			continue;
+		}
+		sqlite3_stmt *s = store_prep(st, sql[i]);
+		if (!s) {
+			rc = DRIP_ESTORE;
+			break;
+		}
+		if (sqlite3_bind_parameter_count(s) >= 1)
+			sqlite3_bind_int64(s, 1, cutoff);
+		if (sqlite3_bind_parameter_count(s) >= 2)
+			sqlite3_bind_int64(s, 2, (int64_t)max);
+		if ((rc = store_run(st, s)))
+			break;
+		if (i == 3)
+			*folded = sqlite3_changes(st->db);
+		if (i == 4)
+			*removed = sqlite3_changes(st->db);
+	}
+	if (rc) {
+		store_rollback(st);
+		return rc;
+	}
+	return store_commit(st);
+}
+
+int store_retention_oldest(struct store *st, int64_t *at)
+{
+	sqlite3_stmt *s = store_prep(st, "SELECT min(coalesce((SELECT min(sent_at) FROM touches "
+					 "WHERE folded = 0 AND sent_at IS NOT NULL), 1e18), "
+					 "coalesce((SELECT min(at) FROM events), 1e18))");
+	if (!s)
+		return DRIP_ESTORE;
+	int rc = sqlite3_step(s);
+	int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_finalize(s);
+	*at = v >= (int64_t)1e18 ? 0 : v;
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "retention oldest");
 }

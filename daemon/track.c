@@ -23,6 +23,7 @@
 #include "dripd/sched.h"
 #include "dripd/store.h"
 #include "dripd/token.h"
+#include "dripd/signup.h"
 #include "dripd/track.h"
 #include "dripd/util.h"
 
@@ -1043,10 +1044,46 @@ static void track_metrics(struct track_conn *c, const struct track_request *r, b
 	buf_free(&b);
 }
 
+/* POST /subscribe, GET/POST /confirm/TOKEN: the signup module decides, track answers. */
+static void track_signup(struct track_conn *c, const struct track_request *r, bool head,
+			 size_t plen)
+{
+	struct signup_answer a = { 0 };
+	struct track_hit h;
+	memset(&h, 0, offsetof(struct track_hit, ua));
+	track_client(c, r, &h);
+	if (!c->t->d->signup)
+		a.status = 404;
+	else if (plen == 10)
+		signup_subscribe(c->t->d->signup, r->content_type, r->body, r->body_len,
+				 h.addr_text, &a);
+	else
+		signup_confirm(c->t->d->signup, r->path + 9, plen - 9, r->method == TRACK_POST,
+			       h.addr_text, &a);
+	if (!a.body) {
+		track_text(c, 404, "not found\n", head, r->keep_alive);
+		return;
+	}
+	char *extra = xasprintf("%s%s%sCache-Control: no-store\r\nX-Frame-Options: DENY\r\n"
+				"Referrer-Policy: no-referrer\r\n",
+				a.location ? "Location: " : "", a.location ? a.location : "",
+				a.location ? "\r\n" : "");
+	track_answer(c, a.status, a.ctype, extra, a.body, strlen(a.body), head, r->keep_alive);
+	free(extra);
+	signup_answer_clear(&a);
+}
+
 static void track_route(struct track_conn *c, const struct track_request *r)
 {
 	bool head = r->method == TRACK_HEAD;
 	size_t plen = strcspn(r->path, "?#");
+	bool signup = (plen == 10 && strncmp(r->path, "/subscribe", 10) == 0 &&
+		       r->method == TRACK_POST) ||
+		      (plen > 9 && strncmp(r->path, "/confirm/", 9) == 0);
+	if (signup) {
+		track_signup(c, r, head, plen);
+		return;
+	}
 	if (r->method == TRACK_OTHER || (r->method == TRACK_POST && strncmp(r->path, "/u/", 3))) {
 		track_answer(c, 405, "text/plain; charset=utf-8",
 			     r->method == TRACK_OTHER ? "Allow: GET, HEAD, POST\r\n"

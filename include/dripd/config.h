@@ -124,7 +124,34 @@ struct config {
 	size_t ncontrol_uids;
 	unsigned *control_gids; /* control_groups, resolved: a member of any may connect */
 	size_t ncontrol_gids;
+	/* Website signup (POST /subscribe) with double opt-in. */
+	struct {
+		char *site; /* the website's origin ("https://site.example"); redirects stay on it */
+		int64_t expire; /* business seconds an unconfirmed signup is kept */
+		int64_t per_hour; /* signups accepted per client address per hour */
+		char *honeypot; /* the hidden field only bots fill */
+		char *subject; /* the confirmation mail's subject */
+	} signup;
+	struct config_form *forms; /* the signup forms, by id */
+	size_t nforms;
+	struct {
+		int64_t events; /* business seconds after which events are folded; 0: kept */
+		int64_t batch; /* touches and events per turn of the loop */
+	} retention;
 };
+
+struct config_form {
+	char *id;
+	char *stage; /* where a confirmed lead enters the journey */
+	char *sequence; /* "" : the stage's first matching sequence */
+	char *redirect; /* "" or a URL on signup.site, after the submit */
+	char *confirm_redirect; /* "" or a URL on signup.site, after the confirmation */
+};
+
+/* The form `id`, or NULL. */
+const struct config_form *config_form(const struct config *cfg, const char *id);
+/* Whether url is on origin `site` (scheme, host and port equal, then "/" or the end). */
+bool config_url_on_site(const char *site, const char *url);
 
 /* Reads and validates `path`. NULL with err = "FILE:LINE: what is wrong" on any error. */
 struct config *config_load(const char *path, char *err, size_t errlen);

@@ -26,6 +26,8 @@ struct track;
 struct inbox;
 struct sd;
 struct hooks;
+struct signup;
+struct retention;
 
 struct dripd {
 	uv_loop_t *loop;
@@ -39,6 +41,8 @@ struct dripd {
 	struct track *track; /* the HTTP tracking listener */
 	struct inbox *inbox; /* NULL when no inbox is configured */
 	struct hooks *hooks; /* webhooks */
+	struct signup *signup; /* website signup with double opt-in */
+	struct retention *retention; /* old events folded into step counts */
 	struct token_keys *keys; /* the tracking secrets, newest first */
 	struct sd *sd; /* systemd: notify, watchdog, inherited sockets; NULL in tests */
 	int64_t started_at; /* business time at start */

@@ -401,4 +401,60 @@ int store_hook_retry(struct store *st, int64_t id, int64_t next_at, const char *
 /* Deliveries waiting, and how many of them have failed at least once. */
 int store_hook_count(struct store *st, int64_t *outstanding, int64_t *retrying);
 
+/* ---- Signups waiting for their double opt-in, and consent records ---- */
+
+struct store_signup {
+	int64_t id;
+	char *email, *first_name, *last_name, *company;
+	char *tags; /* JSON array */
+	char *form; /* the form's id in the config */
+	char *consent; /* the consent text's version the person saw */
+	char *address; /* the client address that signed up */
+	int64_t at, expires_at;
+	int64_t mail_state; /* 0 to send, 1 with a sender thread, 2 sent */
+};
+
+struct store_consent {
+	char *form, *consent, *address, *confirm_address;
+	int64_t signed_up_at, confirmed_at;
+};
+
+typedef void (*store_signup_cb)(void *arg, const struct store_signup *s);
+
+int store_signup_add(struct store *st, const struct store_signup *in, int64_t *id);
+/* DRIP_ENOT_FOUND when there is no such signup (confirmed, expired or never made). */
+int store_signup_get(struct store *st, int64_t id, struct store_signup *out);
+/* Whether the address has a signup that has not expired. */
+int store_signup_pending(struct store *st, const char *email, int64_t now, bool *found);
+/* Up to max signups whose confirmation mail is still to be handed over (mail_state 0). */
+int store_signup_mail_due(struct store *st, size_t max, store_signup_cb cb, void *arg);
+int store_signup_mail_state(struct store *st, int64_t id, int64_t state);
+int store_signup_delete(struct store *st, int64_t id);
+/* Every signup of the address. */
+int store_signup_remove(struct store *st, const char *email);
+/* Removes up to max expired signups; *next_at is the next expiry (0: none left). */
+int store_signup_expire(struct store *st, int64_t now, size_t max, int64_t *removed,
+			int64_t *next_at);
+void store_signup_clear(struct store_signup *s);
+/* Records (or replaces) the lead's consent from its signup, confirmed now from an address. */
+int store_consent_set(struct store *st, int64_t lead_id, const struct store_signup *su,
+		      const char *confirm_address, int64_t now);
+int store_consent_get(struct store *st, int64_t lead_id, struct store_consent *out);
+void store_consent_clear(struct store_consent *c);
+/* Erases the lead's consent record and any signup of the address (part of lead forget). */
+int store_signup_forget(struct store *st, int64_t lead_id, const char *email);
+/* A WAL checkpoint that truncates the WAL file, so erased rows leave the files. */
+int store_checkpoint(struct store *st);
+
+/*
+ * Retention, one small batch in one transaction: folds up to max touches sent before cutoff
+ * into step_counts (their flags per kind, as stats counts them) and removes up to max events
+ * older than cutoff whose touch is folded or that belong to no touch. *folded and *removed
+ * say how many; fewer than max of both means nothing more is due.
+ */
+int store_retention_step(struct store *st, int64_t cutoff, size_t max, int64_t *folded,
+			 int64_t *removed);
+/* The oldest unfolded send or event time (0: none), to sleep until retention is due. */
+int store_retention_oldest(struct store *st, int64_t *at);
+
 #endif

@@ -530,6 +530,46 @@ static void test_accounts_domains_warmup_governor_and_webhook_options_parse(void
 		 "not \"default\"");
 }
 
+static void test_forms_are_checked_with_their_line(void **state)
+{
+	struct fixture *f = *state;
+	struct config *cfg = load_ok(
+		f, "{\n\"signup\": {\"site\": \"https://www.example.com\", \"expire\": \"3d\"},\n"
+		   "\"forms\": {\"news\": {\"stage\": \"awareness\", \"sequence\": \"welcome\",\n"
+		   "  \"redirect\": \"https://www.example.com/thanks\"}}\n}\n");
+	assert_int_equal(cfg->signup.expire, 3 * 86400);
+	assert_int_equal(cfg->signup.per_hour, 20);
+	assert_string_equal(cfg->signup.honeypot, "website");
+	assert_int_equal(cfg->nforms, 1);
+	const struct config_form *cf = config_form(cfg, "news");
+	assert_non_null(cf);
+	assert_string_equal(cf->stage, "awareness");
+	assert_string_equal(cf->redirect, "https://www.example.com/thanks");
+	assert_null(config_form(cfg, "other"));
+	config_free(cfg);
+	load_bad(f,
+		 "{\n\"signup\": {\"site\": \"https://www.example.com\"},\n"
+		 "\"forms\": {\"news\": {\"stage\": \"awareness\",\n"
+		 "  \"redirect\": \"https://evil.example/x\"}}\n}\n",
+		 4, "must be a URL on https://www.example.com");
+	load_bad(f,
+		 "{\n\"forms\": {\"news\": {\"stage\": \"awareness\",\n"
+		 "  \"redirect\": \"https://www.example.com/x\"}}\n}\n",
+		 3, "needs signup.site");
+	load_bad(f, "{\n\"forms\": {\n \"news\": {\"sequence\": \"a\"}}\n}\n", 3,
+		 "needs a \"stage\"");
+	load_bad(f, "{\n\"forms\": {\"news\": {\"stage\": \"a\",\n \"colour\": 1}}\n}\n", 3,
+		 "colour");
+	load_bad(f, "{\n\"signup\": {\n\"site\": \"https://www.example.com/path\"}\n}\n", 3,
+		 "origin");
+	load_bad(f, "{\n\"signup\": {\n\"expire\": \"10s\"}\n}\n", 3, "at least 1m");
+	assert_true(config_url_on_site("https://a.example", "https://a.example/x"));
+	assert_true(config_url_on_site("https://a.example", "https://a.example"));
+	assert_false(config_url_on_site("https://a.example", "https://a.example.evil/x"));
+	assert_false(config_url_on_site("https://a.example", "https://a.example@evil/x"));
+	assert_false(config_url_on_site("https://a.example", "https://a.example/x\r\nSet-Cookie:"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -539,6 +579,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_every_key_parses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shipped_example_config_loads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forms_are_checked_with_their_line, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_relative_paths_follow_the_config_file, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_absolute_maildir_path_is_kept, setup,

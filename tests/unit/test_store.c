@@ -998,6 +998,107 @@ static void test_rolled_back_transaction_leaves_nothing(void **state)
 	assert_int_equal(s.leads, 1);
 }
 
+struct steps_sum {
+	int64_t sent, opened, clicked, replied;
+};
+
+static void steps_sum_cb(void *arg, const struct store_step_stats *row)
+{
+	struct steps_sum *t = arg;
+	t->sent += row->sent;
+	t->opened += row->opened;
+	t->clicked += row->clicked;
+	t->replied += row->replied;
+}
+
+static void test_retention_folds_events_and_keeps_step_stats(void **state)
+{
+	struct store *st = *state;
+	int64_t tids[5];
+	for (int i = 0; i < 5; i++) {
+		char email[32], mid[32];
+		snprintf(email, sizeof(email), "r%d@example.org", i);
+		snprintf(mid, sizeof(mid), "<r%d@example.com>", i);
+		tids[i] = one_touch(st, email, T0);
+		claim_one(st, tids[i], T0);
+		assert_rc(store_touch_sending(st, tids[i], mid, T0), 0);
+		assert_rc(store_touch_sent(st, tids[i], T0 + i * 86400), 0);
+	}
+	struct touch t;
+	for (int i = 0; i < 3; i++) {
+		assert_rc(store_touch_get(st, tids[i], &t), 0);
+		assert_rc(store_event_add(st, t.lead_id, tids[i], "click", T0 + 10, "{}"), 0);
+		assert_rc(store_event_add(st, t.lead_id, tids[i], "click", T0 + 11, "{}"), 0);
+		if (i == 0)
+			assert_rc(store_event_add(st, t.lead_id, tids[i], "reply", T0 + 12, "{}"),
+				  0);
+		store_touch_clear(&t);
+	}
+	struct steps_sum before = { 0 }, after = { 0 };
+	assert_rc(store_stats_steps(st, steps_sum_cb, &before), 0);
+	assert_int_equal(before.sent, 5);
+	assert_int_equal(before.clicked, 3);
+	assert_int_equal(before.replied, 1);
+	int64_t folded = 0, removed = 0, total_f = 0, total_r = 0, oldest = 0;
+	/* Batches of two until nothing is left older than the cutoff. */
+	do {
+		assert_rc(store_retention_step(st, T0 + 30 * 86400, 2, &folded, &removed), 0);
+		total_f += folded;
+		total_r += removed;
+	} while (folded == 2 || removed == 2);
+	assert_int_equal(total_f, 5);
+	assert_int_equal(total_r, 7);
+	assert_rc(store_stats_steps(st, steps_sum_cb, &after), 0);
+	assert_int_equal(after.sent, before.sent);
+	assert_int_equal(after.opened, before.opened);
+	assert_int_equal(after.clicked, before.clicked);
+	assert_int_equal(after.replied, before.replied);
+	assert_rc(store_retention_oldest(st, &oldest), 0);
+	assert_int_equal(oldest, 0);
+	/* Nothing older than a cutoff before every send: nothing happens. */
+	assert_rc(store_retention_step(st, T0 - 1, 2, &folded, &removed), 0);
+	assert_int_equal(folded + removed, 0);
+}
+
+static void test_signups_expire_and_consent_is_forgotten(void **state)
+{
+	struct store *st = *state;
+	struct store_signup in = { .email = (char *)"s@example.org",
+				   .first_name = (char *)"Sam",
+				   .form = (char *)"news",
+				   .consent = (char *)"v1",
+				   .address = (char *)"192.0.2.1",
+				   .at = T0,
+				   .expires_at = T0 + 100 };
+	int64_t id = 0, id2 = 0, removed = 0, next = 0;
+	bool found = false;
+	assert_rc(store_signup_add(st, &in, &id), 0);
+	assert_rc(store_signup_pending(st, "s@example.org", T0, &found), 0);
+	assert_true(found);
+	assert_rc(store_signup_expire(st, T0 + 99, 10, &removed, &next), 0);
+	assert_int_equal(removed, 0);
+	assert_int_equal(next, T0 + 100);
+	assert_rc(store_signup_expire(st, T0 + 100, 10, &removed, &next), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(next, 0);
+	struct store_signup got;
+	assert_rc(store_signup_get(st, id, &got), DRIP_ENOT_FOUND);
+	/* Ids are never reused: an old confirm link cannot name a new signup. */
+	assert_rc(store_signup_add(st, &in, &id2), 0);
+	assert_true(id2 > id);
+	int64_t lead = add_lead(st, "s@example.org");
+	assert_rc(store_consent_set(st, lead, &in, "192.0.2.2", T0 + 5), 0);
+	struct store_consent c;
+	assert_rc(store_consent_get(st, lead, &c), 0);
+	assert_string_equal(c.form, "news");
+	assert_string_equal(c.confirm_address, "192.0.2.2");
+	assert_int_equal(c.confirmed_at, T0 + 5);
+	store_consent_clear(&c);
+	assert_rc(store_signup_forget(st, lead, "s@example.org"), 0);
+	assert_rc(store_consent_get(st, lead, &c), DRIP_ENOT_FOUND);
+	assert_rc(store_signup_get(st, id2, &got), DRIP_ENOT_FOUND);
+}
+
 int main(void)
 {
 	log_set_level(LOG_LEVEL_ERR);
@@ -1026,6 +1127,8 @@ int main(void)
 		STORE_TEST(test_claim_of_a_touch_due_at_exactly_now_takes_it),
 		STORE_TEST(test_sending_only_from_queued),
 		STORE_TEST(test_sent_only_from_sending),
+		STORE_TEST(test_retention_folds_events_and_keeps_step_stats),
+		STORE_TEST(test_signups_expire_and_consent_is_forgotten),
 		STORE_TEST(test_same_message_id_cannot_be_given_to_two_touches),
 		STORE_TEST(test_defer_returns_a_sending_touch_to_pending_later),
 		STORE_TEST(test_finish_moves_an_unfinished_touch_to_a_final_state),

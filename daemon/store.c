@@ -144,6 +144,55 @@ static const char *const store_migrations[] = {
 	 * so the caps of each account and domain count their own sends. */
 	"ALTER TABLE touches ADD COLUMN account TEXT;"
 	"ALTER TABLE touches ADD COLUMN rcpt_domain TEXT;",
+	/* 8: `status` reads its counts from here, kept by triggers in the same transaction as
+	 * the rows they count, instead of scanning a million touches: leads, enrolments by
+	 * state, touches by state. */
+	"CREATE TABLE counts ("
+	"  key TEXT PRIMARY KEY,"
+	"  n INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"INSERT INTO counts SELECT 'leads', count(*) FROM leads;"
+	"INSERT INTO counts SELECT 'enrolments:' || state, count(*) FROM enrolments"
+	"  GROUP BY state;"
+	"INSERT INTO counts SELECT 'touches:' || state, count(*) FROM touches GROUP BY state;"
+	"CREATE TRIGGER counts_leads_insert AFTER INSERT ON leads BEGIN"
+	"  UPDATE counts SET n = n + 1 WHERE key = 'leads';"
+	" END;"
+	"CREATE TRIGGER counts_leads_delete AFTER DELETE ON leads BEGIN"
+	"  UPDATE counts SET n = n - 1 WHERE key = 'leads';"
+	" END;"
+	"CREATE TRIGGER counts_enrolments_insert AFTER INSERT ON enrolments BEGIN"
+	"  INSERT INTO counts VALUES ('enrolments:' || new.state, 1)"
+	"    ON CONFLICT (key) DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER counts_enrolments_update AFTER UPDATE OF state ON enrolments"
+	"  WHEN old.state IS NOT new.state BEGIN"
+	"  UPDATE counts SET n = n - 1 WHERE key = 'enrolments:' || old.state;"
+	"  INSERT INTO counts VALUES ('enrolments:' || new.state, 1)"
+	"    ON CONFLICT (key) DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER counts_enrolments_delete AFTER DELETE ON enrolments BEGIN"
+	"  UPDATE counts SET n = n - 1 WHERE key = 'enrolments:' || old.state;"
+	" END;"
+	"CREATE TRIGGER counts_touches_insert AFTER INSERT ON touches BEGIN"
+	"  INSERT INTO counts VALUES ('touches:' || new.state, 1)"
+	"    ON CONFLICT (key) DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER counts_touches_update AFTER UPDATE OF state ON touches"
+	"  WHEN old.state IS NOT new.state BEGIN"
+	"  UPDATE counts SET n = n - 1 WHERE key = 'touches:' || old.state;"
+	"  INSERT INTO counts VALUES ('touches:' || new.state, 1)"
+	"    ON CONFLICT (key) DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER counts_touches_delete AFTER DELETE ON touches BEGIN"
+	"  UPDATE counts SET n = n - 1 WHERE key = 'touches:' || old.state;"
+	" END;",
+	/* 9: a touch has a Message-ID only once it is being sent: the unique index holds only
+	 * those, not a NULL entry for every pending touch (one index write less per touch
+	 * scheduled; lookups by message_id = ? still use it). */
+	"DROP INDEX touches_message_id;"
+	"CREATE UNIQUE INDEX touches_message_id ON touches(message_id)"
+	"  WHERE message_id IS NOT NULL;",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -335,14 +384,15 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 				 "FROM events WHERE lead_id = ?1 ORDER BY at, id",
 	[STMT_TOUCHES_FOR_LEAD] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches "
 				  "WHERE lead_id = ?1 ORDER BY id",
-	[STMT_STATUS] = "SELECT (SELECT count(*) FROM leads),"
-			" (SELECT count(*) FROM enrolments WHERE state = 'active'),"
-			" (SELECT count(*) FROM touches WHERE state = 'pending'),"
-			" (SELECT count(*) FROM touches WHERE state = 'queued'),"
-			" (SELECT count(*) FROM touches WHERE state = 'sending'),"
-			" (SELECT count(*) FROM touches WHERE state = 'sent'),"
-			" (SELECT count(*) FROM touches WHERE state = 'failed'),"
-			" (SELECT count(*) FROM touches WHERE state = 'uncertain'),"
+	/* The counts come from the counts table (kept by triggers), not from scans. */
+	[STMT_STATUS] = "SELECT coalesce((SELECT n FROM counts WHERE key = 'leads'), 0),"
+			" coalesce((SELECT n FROM counts WHERE key = 'enrolments:active'), 0),"
+			" coalesce((SELECT n FROM counts WHERE key = 'touches:pending'), 0),"
+			" coalesce((SELECT n FROM counts WHERE key = 'touches:queued'), 0),"
+			" coalesce((SELECT n FROM counts WHERE key = 'touches:sending'), 0),"
+			" coalesce((SELECT n FROM counts WHERE key = 'touches:sent'), 0),"
+			" coalesce((SELECT n FROM counts WHERE key = 'touches:failed'), 0),"
+			" coalesce((SELECT n FROM counts WHERE key = 'touches:uncertain'), 0),"
 			" (SELECT coalesce(min(due_at), 0) FROM touches WHERE state = 'pending')",
 };
 
@@ -639,7 +689,10 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 	s = NULL;
 	if (sqlite3_exec(st->db,
 			 "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-			 "PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;",
+			 "PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;"
+			 /* 16 MiB of page cache instead of 2: an import into a million
+			  * leads re-reads index pages from the OS less often. */
+			 "PRAGMA cache_size = -16384;",
 			 NULL, NULL, NULL) != SQLITE_OK) {
 		errf(err, errlen, DRIP_ESTORE, "%s: %s", path, sqlite3_errmsg(st->db));
 		goto fail;

@@ -203,9 +203,11 @@ fi
 sampler_pid=$!
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 say "importing (load average $load)"
+c0=$(cpu_ticks)
 t0=$(now_s)
 "$dripctl" -s "$sock" --json lead import "$work/leads.csv" >"$work/import.json"
 t1=$(now_s)
+c1=$(cpu_ticks)
 stop_pid "$sampler_pid"
 sampler_pid=''
 stop_pid "$perf_pid" INT
@@ -217,6 +219,8 @@ cat "$work/import.json" >&2
 echo
 echo "import of $leads leads (load average at start $load):"
 echo "  wall time        $import_s s   ($rate rows/s)   target < 30 s for 1,000,000"
+echo "  dripd CPU        $(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" -v n="$leads" \
+	'BEGIN { printf "%.1f s, %.0f us/row (robust to the load)", (b - a) / hz, (b - a) / hz * 1e6 / n }')"
 echo "  dripd peak RSS   $(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }') MiB   target < 128 MiB"
 echo "  status answer    $(latency_summary "$work/status-import.txt" socket)   target < 100 ms"
 echo "  dripctl status   $(latency_summary "$work/status-import.txt" dripctl)   (whole process)"

@@ -86,7 +86,7 @@ struct control {
 	struct control_import *imports; /* chunks being imported, oldest first */
 	struct control_test_send *tests; /* send-test jobs with a sender thread */
 	int64_t test_seq;
-	uv_timer_t import_timer;
+	uv_idle_t import_idle; /* one slice per loop turn while imports wait */
 	char *path;
 	int open_handles;
 	bool inherited; /* systemd's socket (dripd.socket): never unlinked by us */
@@ -1259,7 +1259,7 @@ static int control_import_slice(struct dripd *d, struct control_import *im, uint
 	if ((rc = store_begin(d->store)))
 		return errf(err, errlen, rc, "cannot write to the database");
 	while (im->pos < im->len) {
-		if (++rows % 16 == 0 && clock_mono_ms() - start >= budget_ms)
+		if (++rows > 1 && clock_mono_ms() - start >= budget_ms)
 			break;
 		int r = csv_next(im->text + im->pos, im->len - im->pos, true, &used, &im->rec, why,
 				 sizeof(why));
@@ -1305,7 +1305,7 @@ static void control_import_totals(const struct control_import *im, cJSON *result
 	cJSON_AddNumberToObject(result, "next_line", (double)im->line);
 }
 
-static void control_import_cb(uv_timer_t *t);
+static void control_import_cb(uv_idle_t *h);
 
 /*
  * lead.import: one chunk of whole CSV records (dripctl cuts the file at record ends, at most
@@ -1343,8 +1343,8 @@ static int control_lead_import(struct dripd *d, const cJSON *args, cJSON *result
 		while (*tail)
 			tail = &(*tail)->next;
 		*tail = im;
-		if (!uv_is_active((uv_handle_t *)&ctl->import_timer))
-			uv_timer_start(&ctl->import_timer, control_import_cb, 0, 0);
+		if (!uv_is_active((uv_handle_t *)&ctl->import_idle))
+			uv_idle_start(&ctl->import_idle, control_import_cb);
 		return CONTROL_DEFERRED;
 	}
 	/* No loop to come back to (the unit tests): the whole chunk at once. */
@@ -2462,19 +2462,25 @@ static int control_watch(struct dripd *d, const cJSON *args, cJSON *result, char
 
 /* ---- import: one slice of the oldest chunk per loop turn --------------------------------- */
 
-static void control_import_cb(uv_timer_t *t)
+/*
+ * An idle handle, not a 0 ms timer: libuv runs a timer restarted at 0 ms from its own
+ * callback again in the same turn (its due time is the loop's unchanged "now"), so a whole
+ * chunk went in one turn and `status` waited for it; an idle callback runs once per turn,
+ * with a poll for the sockets between turns.
+ */
+static void control_import_cb(uv_idle_t *h)
 {
-	struct control *ctl = t->data;
+	struct control *ctl = h->data;
 	struct control_import *im = ctl->imports;
 	char err[1024] = "";
 	bool done = false;
-	if (!im)
-		return;
-	int rc = control_import_slice(ctl->d, im, CONTROL_IMPORT_SLICE_MS, &done, err, sizeof(err));
-	if (rc == 0 && !done) {
-		uv_timer_start(t, control_import_cb, 0, 0);
+	if (!im) {
+		uv_idle_stop(h);
 		return;
 	}
+	int rc = control_import_slice(ctl->d, im, CONTROL_IMPORT_SLICE_MS, &done, err, sizeof(err));
+	if (rc == 0 && !done)
+		return;
 	ctl->imports = im->next;
 	if (rc == 0)
 		control_import_totals(im, im->result);
@@ -2483,8 +2489,8 @@ static void control_import_cb(uv_timer_t *t)
 		im->result = NULL;
 	}
 	control_import_free(im);
-	if (ctl->imports)
-		uv_timer_start(t, control_import_cb, 0, 0);
+	if (!ctl->imports)
+		uv_idle_stop(h);
 }
 
 /* ---- send-test: one real message on a sender thread, outside the books ------------------ */
@@ -2836,8 +2842,8 @@ struct control *control_new(struct dripd *d, char *err, size_t errlen)
 	ctl->flush.data = ctl;
 	uv_timer_init(d->loop, &ctl->backup_timer);
 	ctl->backup_timer.data = ctl;
-	uv_timer_init(d->loop, &ctl->import_timer);
-	ctl->import_timer.data = ctl;
+	uv_idle_init(d->loop, &ctl->import_idle);
+	ctl->import_idle.data = ctl;
 	ctl->open_handles = 4;
 	if (store_event_listen(d->store, control_event_cb, ctl) != 0)
 		log_warn("control: every event-feed slot is taken: watch will show nothing");
@@ -2893,7 +2899,7 @@ void control_close(struct control *ctl)
 		unlink(ctl->path);
 	uv_close((uv_handle_t *)&ctl->flush, control_handle_closed_cb);
 	uv_close((uv_handle_t *)&ctl->backup_timer, control_handle_closed_cb);
-	uv_close((uv_handle_t *)&ctl->import_timer, control_handle_closed_cb);
+	uv_close((uv_handle_t *)&ctl->import_idle, control_handle_closed_cb);
 	while (ctl->imports) {
 		struct control_import *im = ctl->imports;
 		ctl->imports = im->next;

@@ -1083,8 +1083,12 @@ static void sched_run(struct sched *s)
 		}
 		if (want > SCHED_CLAIM_MAX)
 			want = SCHED_CLAIM_MAX;
+		uint64_t claim_start = uv_hrtime();
 		int rc = store_touch_claim_filtered(s->store, now, want, blocked, ids, &n);
 		free(blocked);
+		if (rc == 0 && n > 0)
+			log_debug("sched: claimed %zu touch(es) in %.3f ms", n,
+				  (double)(uv_hrtime() - claim_start) / 1e6);
 		if (rc != 0) {
 			/* The database refused (busy, full): hold back and probe it in a while. */
 			log_warn("sched: cannot claim due touches; retrying in %d ms",

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
 #include <sqlite3.h>
 
 #include "dripd/error.h"
@@ -190,6 +190,68 @@ static const char *const store_migrations[] = {
 	") WITHOUT ROWID;"
 	"ALTER TABLE touches ADD COLUMN folded INTEGER NOT NULL DEFAULT 0;"
 	"CREATE INDEX touches_fold ON touches(folded, sent_at);",
+	/* 10: `status` reads its counts from here, kept by triggers in the same transaction as
+	 * the rows they count, instead of scanning a million touches: leads, enrolments by
+	 * state, and the touches of the states that grow without bound (pending, sent, failed;
+	 * the few queued, sending and uncertain are counted from touches_state). The send
+	 * path's pending -> queued -> sending -> sent thus costs two counter writes, not six. */
+	"CREATE TABLE counts ("
+	"  key TEXT PRIMARY KEY,"
+	"  n INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"INSERT INTO counts SELECT 'leads', count(*) FROM leads;"
+	"INSERT INTO counts SELECT 'enrolments:' || state, count(*) FROM enrolments"
+	"  GROUP BY state;"
+	"INSERT INTO counts SELECT 'touches:' || state, count(*) FROM touches"
+	"  WHERE state IN ('pending', 'sent', 'failed') GROUP BY state;"
+	"CREATE TRIGGER counts_leads_insert AFTER INSERT ON leads BEGIN"
+	"  UPDATE counts SET n = n + 1 WHERE key = 'leads';"
+	" END;"
+	"CREATE TRIGGER counts_leads_delete AFTER DELETE ON leads BEGIN"
+	"  UPDATE counts SET n = n - 1 WHERE key = 'leads';"
+	" END;"
+	"CREATE TRIGGER counts_enrolments_insert AFTER INSERT ON enrolments BEGIN"
+	"  INSERT INTO counts VALUES ('enrolments:' || new.state, 1)"
+	"    ON CONFLICT (key) DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER counts_enrolments_update AFTER UPDATE OF state ON enrolments"
+	"  WHEN old.state IS NOT new.state BEGIN"
+	"  UPDATE counts SET n = n - 1 WHERE key = 'enrolments:' || old.state;"
+	"  INSERT INTO counts VALUES ('enrolments:' || new.state, 1)"
+	"    ON CONFLICT (key) DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER counts_enrolments_delete AFTER DELETE ON enrolments BEGIN"
+	"  UPDATE counts SET n = n - 1 WHERE key = 'enrolments:' || old.state;"
+	" END;"
+	"CREATE TRIGGER counts_touches_insert AFTER INSERT ON touches"
+	"  WHEN new.state IN ('pending', 'sent', 'failed') BEGIN"
+	"  INSERT INTO counts VALUES ('touches:' || new.state, 1)"
+	"    ON CONFLICT (key) DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER counts_touches_leave AFTER UPDATE OF state ON touches"
+	"  WHEN old.state IS NOT new.state AND old.state IN ('pending', 'sent', 'failed') BEGIN"
+	"  UPDATE counts SET n = n - 1 WHERE key = 'touches:' || old.state;"
+	" END;"
+	"CREATE TRIGGER counts_touches_enter AFTER UPDATE OF state ON touches"
+	"  WHEN old.state IS NOT new.state AND new.state IN ('pending', 'sent', 'failed') BEGIN"
+	"  INSERT INTO counts VALUES ('touches:' || new.state, 1)"
+	"    ON CONFLICT (key) DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER counts_touches_delete AFTER DELETE ON touches"
+	"  WHEN old.state IN ('pending', 'sent', 'failed') BEGIN"
+	"  UPDATE counts SET n = n - 1 WHERE key = 'touches:' || old.state;"
+	" END;",
+	/* 11: a touch has a Message-ID only once it is being sent: the unique index holds only
+	 * those, not a NULL entry for every pending touch (one index write less per touch
+	 * scheduled; lookups by message_id = ? still use it). */
+	"DROP INDEX touches_message_id;"
+	"CREATE UNIQUE INDEX touches_message_id ON touches(message_id)"
+	"  WHERE message_id IS NOT NULL;",
+	/* 12: the caps' and status's "sent in the last hour / day" read the recent sends from
+	 * an index instead of scanning every touch (the expression and the state list are
+	 * those of STMT_SENT_SINCE and STMT_SENT_SINCE_BY, so SQLite can use it). */
+	"CREATE INDEX touches_sent_at ON touches(coalesce(sent_at, updated_at))"
+	"  WHERE state IN ('sent', 'sending');",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -381,15 +443,19 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 				 "FROM events WHERE lead_id = ?1 ORDER BY at, id",
 	[STMT_TOUCHES_FOR_LEAD] = "SELECT " STORE_TOUCH_COLUMNS " FROM touches "
 				  "WHERE lead_id = ?1 ORDER BY id",
-	[STMT_STATUS] = "SELECT (SELECT count(*) FROM leads),"
-			" (SELECT count(*) FROM enrolments WHERE state = 'active'),"
-			" (SELECT count(*) FROM touches WHERE state = 'pending'),"
-			" (SELECT count(*) FROM touches WHERE state = 'queued'),"
-			" (SELECT count(*) FROM touches WHERE state = 'sending'),"
-			" (SELECT count(*) FROM touches WHERE state = 'sent'),"
-			" (SELECT count(*) FROM touches WHERE state = 'failed'),"
-			" (SELECT count(*) FROM touches WHERE state = 'uncertain'),"
-			" (SELECT coalesce(min(due_at), 0) FROM touches WHERE state = 'pending')",
+/* The big counts come from the counts table (kept by triggers), the small ones from
+	 * the touches_state index (STORE_FEW repeats its WHERE, so SQLite can use it). */
+#define STORE_FEW "state IN ('queued', 'sending', 'uncertain')"
+	[STMT_STATUS] =
+		"SELECT coalesce((SELECT n FROM counts WHERE key = 'leads'), 0),"
+		" coalesce((SELECT n FROM counts WHERE key = 'enrolments:active'), 0),"
+		" coalesce((SELECT n FROM counts WHERE key = 'touches:pending'), 0),"
+		" (SELECT count(*) FROM touches WHERE state = 'queued' AND " STORE_FEW "),"
+		" (SELECT count(*) FROM touches WHERE state = 'sending' AND " STORE_FEW "),"
+		" coalesce((SELECT n FROM counts WHERE key = 'touches:sent'), 0),"
+		" coalesce((SELECT n FROM counts WHERE key = 'touches:failed'), 0),"
+		" (SELECT count(*) FROM touches WHERE state = 'uncertain' AND " STORE_FEW "),"
+		" (SELECT coalesce(min(due_at), 0) FROM touches WHERE state = 'pending')",
 };
 
 static int store_touch_update(struct store *st, sqlite3_stmt *s);
@@ -550,6 +616,8 @@ struct store {
 
 	unsigned char hash_key[64]; /* the key of forgotten addresses' HMACs */
 	size_t hash_keylen;
+	EVP_MAC_CTX *hmac; /* HMAC-SHA256 under hash_key, made at first use (HMAC() per call
+			    * looked the algorithm up each time: 7.7 µs against 1.4) */
 };
 
 int store_schema_version(void)
@@ -691,7 +759,10 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 	s = NULL;
 	if (sqlite3_exec(st->db,
 			 "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-			 "PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;",
+			 "PRAGMA secure_delete = ON; PRAGMA temp_store = MEMORY;"
+			 /* 16 MiB of page cache instead of 2: an import into a million
+			  * leads re-reads index pages from the OS less often. */
+			 "PRAGMA cache_size = -16384;",
 			 NULL, NULL, NULL) != SQLITE_OK) {
 		errf(err, errlen, DRIP_ESTORE, "%s: %s", path, sqlite3_errmsg(st->db));
 		goto fail;
@@ -712,6 +783,7 @@ void store_close(struct store *st)
 	for (int i = 0; i < STMT_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_close(st->db);
+	EVP_MAC_CTX_free(st->hmac);
 	free(st);
 }
 
@@ -1685,6 +1757,8 @@ int store_set_hash_key(struct store *st, const void *key, size_t len)
 		return DRIP_EINVALID;
 	memcpy(st->hash_key, key, len);
 	st->hash_keylen = len;
+	EVP_MAC_CTX_free(st->hmac);
+	st->hmac = NULL;
 	return 0;
 }
 
@@ -1692,16 +1766,30 @@ int store_address_hash(struct store *st, const char *address, char out[STORE_HAS
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int maclen = 0;
+	size_t maclen = 0;
 	size_t len = strlen(address);
 	if (!st->hash_keylen || len > 254)
 		return DRIP_EINVALID;
 	char lower[256];
 	for (size_t i = 0; i <= len; i++)
 		lower[i] = (char)tolower((unsigned char)address[i]);
-	if (!HMAC(EVP_sha256(), st->hash_key, (int)st->hash_keylen, (const unsigned char *)lower,
-		  len, mac, &maclen) ||
-	    maclen != 32)
+	if (!st->hmac) {
+		OSSL_PARAM params[] = { OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+									 (char *)"SHA256", 0),
+					OSSL_PARAM_construct_end() };
+		EVP_MAC *alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+		st->hmac = alg ? EVP_MAC_CTX_new(alg) : NULL;
+		EVP_MAC_free(alg);
+		if (!st->hmac || !EVP_MAC_init(st->hmac, st->hash_key, st->hash_keylen, params)) {
+			EVP_MAC_CTX_free(st->hmac);
+			st->hmac = NULL;
+			return DRIP_EINVALID;
+		}
+	} else if (!EVP_MAC_init(st->hmac, NULL, 0, NULL)) { /* again, under the same key */
+		return DRIP_EINVALID;
+	}
+	if (!EVP_MAC_update(st->hmac, (const unsigned char *)lower, len) ||
+	    !EVP_MAC_final(st->hmac, mac, &maclen, sizeof(mac)) || maclen != 32)
 		return DRIP_EINVALID;
 	memcpy(out, "hmac:", 5);
 	for (unsigned i = 0; i < maclen; i++) {

@@ -178,6 +178,51 @@ static void test_reopening_a_migrated_database_is_a_no_op(void **state)
 	testutil_rmtree(dir);
 }
 
+/* status's counts are kept by triggers: they follow every insert and state change. */
+static void test_status_counts_follow_every_change(void **state)
+{
+	struct store *st = *state;
+	struct store_status ss;
+	int64_t a = add_lead(st, "a@example.com"), b = add_lead(st, "b@example.com");
+	add_lead(st, "c@example.com");
+	int64_t ea = start_enrolment(st, a, "basics"), eb = start_enrolment(st, b, "basics");
+	int64_t t1 = schedule(st, a, ea, "one", 0, T0), t2 = schedule(st, a, ea, "two", 1, T0 + 9);
+	int64_t t3 = schedule(st, b, eb, "one", 0, T0 + 5);
+	assert_rc(store_status(st, &ss), 0);
+	assert_int_equal(ss.leads, 3);
+	assert_int_equal(ss.active_enrolments, 2);
+	assert_int_equal(ss.pending, 3);
+	assert_int_equal(ss.next_due, T0);
+	int64_t ids[4];
+	size_t n = 0;
+	assert_rc(store_touch_claim(st, T0, 4, ids, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], t1);
+	assert_rc(store_status(st, &ss), 0);
+	assert_int_equal(ss.queued, 1);
+	assert_rc(store_touch_sending(st, t1, "<m1@example.com>", T0), 0);
+	assert_rc(store_status(st, &ss), 0);
+	assert_int_equal(ss.queued, 0);
+	assert_int_equal(ss.pending, 2);
+	assert_int_equal(ss.sending, 1);
+	assert_rc(store_touch_sent(st, t1, T0), 0);
+	assert_rc(store_touch_finish(st, t3, "failed", "550 no such user", T0), 0);
+	assert_rc(store_enrolment_exit_active(st, b, "failed", T0), 0);
+	assert_rc(store_status(st, &ss), 0);
+	assert_int_equal(ss.sending, 0);
+	assert_int_equal(ss.sent, 1);
+	assert_int_equal(ss.failed, 1);
+	assert_int_equal(ss.pending, 1);
+	assert_int_equal(ss.active_enrolments, 1);
+	assert_int_equal(ss.next_due, T0 + 9);
+	assert_rc(store_touch_finish(st, t2, "skipped", "left the journey", T0), 0);
+	assert_rc(store_status(st, &ss), 0);
+	assert_int_equal(ss.pending, 0);
+	assert_int_equal(ss.next_due, 0);
+	assert_int_equal(ss.sent, 1);
+	assert_int_equal(ss.leads, 3);
+}
+
 static void test_database_file_runs_in_wal_mode(void **state)
 {
 	(void)state;
@@ -1107,6 +1152,8 @@ int main(void)
 		cmocka_unit_test(test_migration_sets_user_version_to_schema_version),
 		cmocka_unit_test(test_reopening_a_migrated_database_is_a_no_op),
 		cmocka_unit_test(test_database_file_runs_in_wal_mode),
+		cmocka_unit_test_setup_teardown(test_status_counts_follow_every_change, setup_store,
+						teardown_store),
 		cmocka_unit_test(test_newer_schema_is_refused_with_a_clear_error),
 		cmocka_unit_test(test_file_that_is_not_a_database_is_refused_not_recreated),
 		STORE_TEST(test_lead_is_found_by_email_ignoring_case_and_by_id),

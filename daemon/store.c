@@ -142,8 +142,8 @@ static const char *const store_migrations[] = {
 	"CREATE INDEX hook_outbox_due ON hook_outbox(hook, next_at);",
 	/* 7: which delivery account sent a touch and to which recipient domain,
 	 * so the caps of each account and domain count their own sends. */
-	"ALTER TABLE touches ADD COLUMN account TEXT;"
-	"ALTER TABLE touches ADD COLUMN rcpt_domain TEXT;",
+	("ALTER TABLE touches ADD COLUMN account TEXT;"
+	 "ALTER TABLE touches ADD COLUMN rcpt_domain TEXT;"),
 	/* 8: website signups waiting for their double opt-in (not leads yet, so no journey
 	 * mail can reach them), and the consent record of each confirmed lead. AUTOINCREMENT:
 	 * a signup id is signed into its confirm link and must never name a later signup. */

@@ -142,8 +142,8 @@ static const char *const store_migrations[] = {
 	"CREATE INDEX hook_outbox_due ON hook_outbox(hook, next_at);",
 	/* 7: which delivery account sent a touch and to which recipient domain,
 	 * so the caps of each account and domain count their own sends. */
-	"ALTER TABLE touches ADD COLUMN account TEXT;"
-	"ALTER TABLE touches ADD COLUMN rcpt_domain TEXT;",
+	("ALTER TABLE touches ADD COLUMN account TEXT;"
+	 "ALTER TABLE touches ADD COLUMN rcpt_domain TEXT;"),
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))

@@ -2,8 +2,9 @@
 """The SMTP server misbehaving, through smtp-sink's own fault flags: temporary failures at
 each command defer with a growing, capped backoff; a 5xx at RCPT bounces and suppresses for
 good; a 421 greeting defers; a hang-up after the final dot is uncertain and never re-sent; a
-stall times out while the control socket keeps answering; a relay down past the give-up age
-fails the touch with an event and a count in `dripctl status`."""
+stall times out while the control socket and the tracking listener keep answering; a relay
+down past the give-up age fails the touch with an event, a count in `dripctl status`, a
+metric and a webhook; a burst of 421 greetings pauses the account."""
 import json
 import re
 import socket
@@ -204,10 +205,53 @@ def test_a_stalled_server_times_out_while_control_and_tracking_answer(
     wait_for(lambda: len(events(d, "open")) == 10, 5, "the ten opens recorded")
 
 
-def test_relay_down_past_the_give_up_age_fails_the_touch(daemon_factory, tmp_path):
+class Receiver:
+    """A webhook receiver on a free loopback port: records each POST's event and JSON."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from conftest import free_port
+        self.got = []
+        rec = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                rec.got.append((self.headers["Dripd-Event"], json.loads(body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/hook"
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+def test_relay_down_past_the_give_up_age_fails_the_touch(daemon_factory, tmp_path, receiver):
     from conftest import free_port
-    d = start(daemon_factory, tmp_path, f"smtp://127.0.0.1:{free_port()}", retry_min="10m",
-              retry_max="1h", give_up="3h")
+    content = write_content(tmp_path / "content", ONE_STEP)
+    d = smtp_daemon(daemon_factory, content, f"smtp://127.0.0.1:{free_port()}", threads=2,
+                    retry_min="10m", retry_max="1h", give_up="3h")
+    d.config["webhooks"] = [{"url": receiver.url, "events": ["failed"]}]
+    d.write_config()
+    d.start()
     d.ctl("lead", "add", "lead@example.org")
     for _ in range(12):
         t = wait_for(lambda: (lambda t: t["state"] != "sending" and t["attempts"] >= 1 and t)(
@@ -224,3 +268,13 @@ def test_relay_down_past_the_give_up_age_fails_the_touch(daemon_factory, tmp_pat
     assert len(failed) == 1 and "gave up" in failed[0][0], failed
     assert d.ctl("status")["touches"]["failed"] == 1
     assert touch(d, step="two") is None
+    # The same failure as a metric and as a webhook POST to the receiver.
+    import urllib.request
+    metrics = urllib.request.urlopen(f"{d.base_url}/metrics", timeout=5).read().decode()
+    assert 'dripd_events_total{kind="failed"} 1' in metrics.splitlines(), \
+        [ln for ln in metrics.splitlines() if ln.startswith("dripd_events_total")]
+    wait_for(lambda: receiver.got, 10, "the failed webhook")
+    assert [k for k, _ in receiver.got] == ["failed"], receiver.got
+    body = receiver.got[0][1]
+    assert body["lead"]["email"] == "lead@example.org", body
+    assert body["touch"]["state"] == "failed" and body["touch"]["step"] == "one", body

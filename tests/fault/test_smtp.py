@@ -109,6 +109,43 @@ def test_421_at_greeting_defers(daemon_factory, tmp_path, postfix_sink):
     assert len(sink.messages()) == 1
 
 
+def test_a_burst_of_421_greetings_pauses_the_account_then_it_resumes(daemon_factory, tmp_path,
+                                                                     postfix_sink):
+    sink = postfix_sink("-Q", "CONNECT")
+    content = write_content(tmp_path / "content", ONE_STEP)
+    d = smtp_daemon(daemon_factory, content, sink.url, threads=2, retry_min="5m")
+    d.config["governor"] = {"min_samples": 4, "slow_deferral_rate": 0.25,
+                            "pause_deferral_rate": 0.5, "pause": "30m", "recover": "30m",
+                            "slow_interval": "1m"}
+    d.write_config()
+    d.start()
+
+    def account():
+        return next(a for a in d.ctl("status")["accounts"] if a["name"] == "default")
+    for i in range(4):
+        d.ctl("lead", "add", f"lead{i}@example.org")
+    wait_for(lambda: account()["governor"]["state"] == "paused", 20, "the account paused")
+    gov = account()["governor"]
+    assert "deferral rate" in gov["reason"], gov
+    assert all("421" in (touch(d, f"lead{i}@example.org")["error"] or "") for i in range(4))
+    # Paused: the retries falling due within the pause do not reach the server.
+    sink.restart(flags=[])
+    d.advance("5m")
+    time.sleep(1.5)
+    assert sink.messages() == [], "mail went out while the account was paused"
+    assert account()["governor"]["state"] == "paused"
+    # After the pause: slow, one message at a time, then all of them.
+    d.advance("30m")
+    wait_for(lambda: len(sink.messages()) >= 1, 20, "the first send after the pause")
+    for _ in range(6):
+        if len(sink.messages()) == 4:
+            break
+        d.advance("1m")
+        time.sleep(1.0)
+    wait_for(lambda: len(sink.messages()) == 4, 20, "all four once the account resumed")
+    assert all(touch(d, f"lead{i}@example.org")["state"] == "sent" for i in range(4))
+
+
 def test_hang_up_after_the_final_dot_is_uncertain_and_never_resent(daemon_factory, tmp_path,
                                                                    postfix_sink):
     sink = postfix_sink("-q", ".")

@@ -151,6 +151,10 @@ static int track_on_value(http_parser *p, const char *at, size_t n)
 	struct track_parser *tp = p->data;
 	if (track_count(tp, n))
 		return -1;
+	/* A NUL in a value (http_parser lets it through) would cut the copies kept below at a
+	 * place that depends on how the bytes arrived; RFC 9110 says to refuse it. */
+	if (memchr(at, '\0', n))
+		return track_fail(tp, 400);
 	if (!tp->in_value) {
 		tp->in_value = true;
 		size_t len = tp->field_len < sizeof(tp->field) ? tp->field_len : 0;

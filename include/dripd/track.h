@@ -53,8 +53,8 @@ struct track_request {
 	size_t body_len;
 	bool keep_alive; /* what the client asked for (HTTP/1.1 default, Connection header) */
 	/* 0, or the status to answer before closing: 400 (malformed, smuggling attempts such
-	 * as Content-Length with Transfer-Encoding, two lengths, a space before a colon), 413,
-	 * 414, 431, 505 */
+	 * as Content-Length with Transfer-Encoding, two lengths, a space before a colon, a NUL
+	 * in a header value), 413, 414, 431, 505 */
 	int status;
 };
 

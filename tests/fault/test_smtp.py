@@ -2,9 +2,11 @@
 """The SMTP server misbehaving, through smtp-sink's own fault flags: temporary failures at
 each command defer with a growing, capped backoff; a 5xx at RCPT bounces and suppresses for
 good; a 421 greeting defers; a hang-up after the final dot is uncertain and never re-sent; a
-stall times out while the control socket keeps answering; a relay down past the give-up age
-fails the touch with an event and a count in `dripctl status`."""
+stall times out while the control socket and the tracking listener keep answering; a relay
+down past the give-up age fails the touch with an event, a count in `dripctl status`, a
+metric and a webhook; a burst of 421 greetings pauses the account."""
 import json
+import re
 import socket
 import time
 
@@ -107,6 +109,43 @@ def test_421_at_greeting_defers(daemon_factory, tmp_path, postfix_sink):
     assert len(sink.messages()) == 1
 
 
+def test_a_burst_of_421_greetings_pauses_the_account_then_it_resumes(daemon_factory, tmp_path,
+                                                                     postfix_sink):
+    sink = postfix_sink("-Q", "CONNECT")
+    content = write_content(tmp_path / "content", ONE_STEP)
+    d = smtp_daemon(daemon_factory, content, sink.url, threads=2, retry_min="5m")
+    d.config["governor"] = {"min_samples": 4, "slow_deferral_rate": 0.25,
+                            "pause_deferral_rate": 0.5, "pause": "30m", "recover": "30m",
+                            "slow_interval": "1m"}
+    d.write_config()
+    d.start()
+
+    def account():
+        return next(a for a in d.ctl("status")["accounts"] if a["name"] == "default")
+    for i in range(4):
+        d.ctl("lead", "add", f"lead{i}@example.org")
+    wait_for(lambda: account()["governor"]["state"] == "paused", 20, "the account paused")
+    gov = account()["governor"]
+    assert "deferral rate" in gov["reason"], gov
+    assert all("421" in (touch(d, f"lead{i}@example.org")["error"] or "") for i in range(4))
+    # Paused: the retries falling due within the pause do not reach the server.
+    sink.restart(flags=[])
+    d.advance("5m")
+    time.sleep(1.5)
+    assert sink.messages() == [], "mail went out while the account was paused"
+    assert account()["governor"]["state"] == "paused"
+    # After the pause: slow, one message at a time, then all of them.
+    d.advance("30m")
+    wait_for(lambda: len(sink.messages()) >= 1, 20, "the first send after the pause")
+    for _ in range(6):
+        if len(sink.messages()) == 4:
+            break
+        d.advance("1m")
+        time.sleep(1.0)
+    wait_for(lambda: len(sink.messages()) == 4, 20, "all four once the account resumed")
+    assert all(touch(d, f"lead{i}@example.org")["state"] == "sent" for i in range(4))
+
+
 def test_hang_up_after_the_final_dot_is_uncertain_and_never_resent(daemon_factory, tmp_path,
                                                                    postfix_sink):
     sink = postfix_sink("-q", ".")
@@ -135,29 +174,121 @@ def control_answer_time(d):
     return time.monotonic() - t0
 
 
+def http_answer_time(port, target):
+    """Seconds for one GET of `target` on the tracking listener; asserts a 200."""
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET " + target.encode() + b" HTTP/1.1\r\nHost: t\r\nUser-Agent: "
+                  b"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+                  b"\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            answer += b
+    took = time.monotonic() - t0
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    return took
+
+
+def open_token(sink):
+    """The pixel's token in the one message the sink accepted."""
+    import email
+    from email import policy
+    m = sink.messages()[0]
+    raw = b"\r\n".join(m["headers"]) + b"\r\n\r\n" + b"\r\n".join(m["body"])
+    html = email.message_from_bytes(raw, policy=policy.default).get_body(
+        preferencelist=("html",)).get_content()
+    return re.search(r'src="http://127\.0\.0\.1:\d+/o/([A-Za-z0-9_-]+)"', html).group(1)
+
+
 @pytest.mark.parametrize("stall,outcome", [(["-w", "60"], "pending"),
                                            (["-W", ".:60"], "uncertain")])
-def test_a_stalled_server_times_out_while_the_control_socket_answers(
+def test_a_stalled_server_times_out_while_control_and_tracking_answer(
         daemon_factory, tmp_path, postfix_sink, stall, outcome):
-    sink = postfix_sink(*stall)
-    d = start(daemon_factory, tmp_path, sink.url, retry_min="1h", reply_timeout="3s")
+    sink = postfix_sink()
+    files = dict(ONE_STEP)
+    files["sequences/s.json"] = json.dumps(dict(json.loads(ONE_STEP["sequences/s.json"]),
+                                                pixel=True))
+    content = write_content(tmp_path / "content", files)
+    d = smtp_daemon(daemon_factory, content, sink.url, threads=2, retry_min="1h",
+                    reply_timeout="3s")
+    d.config["tracking"]["base_url"] = d.base_url
+    d.write_config()
+    d.start()
+    # One message goes through first, for a real pixel to fetch during the stall.
+    d.ctl("lead", "add", "first@example.org")
+    wait_for(lambda: touch(d, "first@example.org")["state"] == "sent", 20, "the first send")
+    pixel = "/o/" + open_token(sink)
+    sink.restart(flags=stall)
     for i in range(4):
         d.ctl("lead", "add", f"lead{i}@example.org")
     wait_for(lambda: d.ctl("status")["touches"]["sending"] >= 1, 10, "a stalled transfer")
-    slowest = max(control_answer_time(d) for _ in range(10))
-    assert slowest < 1.0, f"the control socket took {slowest:.2f}s during a stall"
+    slowest = {"control": 0.0, "healthz": 0.0, "pixel": 0.0}
+    for _ in range(10):
+        slowest["control"] = max(slowest["control"], control_answer_time(d))
+        slowest["healthz"] = max(slowest["healthz"], http_answer_time(d.http_port, "/healthz"))
+        slowest["pixel"] = max(slowest["pixel"], http_answer_time(d.http_port, pixel))
+    assert d.ctl("status")["touches"]["sending"] >= 1, "the stall ended before the checks"
+    assert max(slowest.values()) < 1.0, f"answers during a stall took {slowest}"
     start_t = time.monotonic()
     wait_for(lambda: touch(d, "lead0@example.org")["state"] == outcome, 30,
              f"the stalled touch to become {outcome}")
     assert time.monotonic() - start_t < 20
     t = touch(d, "lead0@example.org")
     assert "timeout" in (t["error"] or "").lower() or "timed out" in (t["error"] or "").lower(), t
+    # The pixels fetched during the stall were recorded once the group commit ran.
+    wait_for(lambda: len(events(d, "open")) == 10, 5, "the ten opens recorded")
 
 
-def test_relay_down_past_the_give_up_age_fails_the_touch(daemon_factory, tmp_path):
+class Receiver:
+    """A webhook receiver on a free loopback port: records each POST's event and JSON."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from conftest import free_port
+        self.got = []
+        rec = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                rec.got.append((self.headers["Dripd-Event"], json.loads(body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/hook"
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+def test_relay_down_past_the_give_up_age_fails_the_touch(daemon_factory, tmp_path, receiver):
     from conftest import free_port
-    d = start(daemon_factory, tmp_path, f"smtp://127.0.0.1:{free_port()}", retry_min="10m",
-              retry_max="1h", give_up="3h")
+    content = write_content(tmp_path / "content", ONE_STEP)
+    d = smtp_daemon(daemon_factory, content, f"smtp://127.0.0.1:{free_port()}", threads=2,
+                    retry_min="10m", retry_max="1h", give_up="3h")
+    d.config["webhooks"] = [{"url": receiver.url, "events": ["failed"]}]
+    d.write_config()
+    d.start()
     d.ctl("lead", "add", "lead@example.org")
     for _ in range(12):
         t = wait_for(lambda: (lambda t: t["state"] != "sending" and t["attempts"] >= 1 and t)(
@@ -174,3 +305,13 @@ def test_relay_down_past_the_give_up_age_fails_the_touch(daemon_factory, tmp_pat
     assert len(failed) == 1 and "gave up" in failed[0][0], failed
     assert d.ctl("status")["touches"]["failed"] == 1
     assert touch(d, step="two") is None
+    # The same failure as a metric and as a webhook POST to the receiver.
+    import urllib.request
+    metrics = urllib.request.urlopen(f"{d.base_url}/metrics", timeout=5).read().decode()
+    assert 'dripd_events_total{kind="failed"} 1' in metrics.splitlines(), \
+        [ln for ln in metrics.splitlines() if ln.startswith("dripd_events_total")]
+    wait_for(lambda: receiver.got, 10, "the failed webhook")
+    assert [k for k, _ in receiver.got] == ["failed"], receiver.got
+    body = receiver.got[0][1]
+    assert body["lead"]["email"] == "lead@example.org", body
+    assert body["touch"]["state"] == "failed" and body["touch"]["step"] == "one", body

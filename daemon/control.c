@@ -788,6 +788,20 @@ static void control_step_row(void *arg, const struct store_step_stats *r)
 	cJSON_AddNumberToObject(o, "replied", (double)r->replied);
 	cJSON_AddNumberToObject(o, "bounced", (double)r->bounced);
 	cJSON_AddNumberToObject(o, "unsubscribed", (double)r->unsubscribed);
+	/* Each outcome as a percentage of the step's sent touches, to one decimal. */
+	cJSON *rates = cJSON_AddObjectToObject(o, "rates");
+	const struct {
+		const char *name;
+		int64_t n;
+	} parts[] = { { "opened", r->opened },
+		      { "clicked", r->clicked },
+		      { "replied", r->replied },
+		      { "bounced", r->bounced },
+		      { "unsubscribed", r->unsubscribed } };
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		cJSON_AddNumberToObject(
+			rates, parts[i].name,
+			r->sent ? round(1000.0 * (double)parts[i].n / (double)r->sent) / 10 : 0);
 	cJSON_AddItemToArray(arg, o);
 }
 
@@ -2005,7 +2019,9 @@ const struct control_cmd control_cmds[] = {
 	  CONTROL_CHANGES_STATE,
 	  { { NULL, "id", CONTROL_ARG_STRING, true, "ID" },
 	    { NULL, "as", CONTROL_ARG_STRING, true, "sent|resend" } }, control_touch_resolve },
-	{ "stats", "stats", "funnel by stage; per step and variant: sent, opened, clicked, replied",
+	{ "stats", "stats",
+	  "funnel by stage; per step and variant: sent, opened, clicked, replied, bounced, "
+	  "unsubscribed, with rates",
 	  0, { { 0 } }, control_stats },
 	{ "clock.advance", "clock advance", "move the test clock forward (test clock only)",
 	  CONTROL_CHANGES_STATE | CONTROL_TEST_CLOCK,

@@ -527,3 +527,28 @@ def test_scores_decay_and_a_faded_lead_falls_back(daemon_factory, tmp_path):
     r = d.ctl("event", "noor@example.org", "click", "--detail", '{"tag": "guide"}')
     assert r["lead"]["stage"] == "consideration"
 
+
+def test_stats_give_each_outcome_as_a_rate_of_sent(daemon_factory, tmp_path):
+    d = journey_daemon(daemon_factory, tmp_path)
+    emails = [f"rate{i}@example.org" for i in range(8)]
+    for e in emails:
+        d.ctl("lead", "add", e)
+    settle(d, 8)
+    # Of 8 sent: 4 opened (one by a click only), 2 clicked, 1 replied, 1 unsubscribed.
+    for e in emails[:3]:
+        d.ctl("event", e, "open", "--step", "aware/one")
+    for e in emails[2:4]:
+        d.ctl("event", e, "click", "--step", "aware/one", "--detail", '{"tag": "guide"}')
+    d.ctl("event", emails[5], "reply", "--step", "aware/one")
+    d.ctl("event", emails[6], "unsubscribe", "--step", "aware/one")
+    one = next(r for r in d.ctl("stats")["steps"] if r["step"] == "one")
+    assert (one["sent"], one["opened"], one["clicked"], one["replied"], one["bounced"],
+            one["unsubscribed"]) == (8, 4, 2, 1, 0, 1), one
+    assert one["rates"] == {"opened": 50, "clicked": 25, "replied": 12.5, "bounced": 0,
+                            "unsubscribed": 12.5}, one
+    human = d.ctl_raw("stats")
+    assert human.returncode == 0, human.stderr
+    line = next(l for l in human.stdout.splitlines() if "aware/one" in l)
+    assert re.search(r"\b8\s+4\s+50\.0%\s+2\s+25\.0%\s+1\s+12\.5%\s+0\s+0\.0%\s+1\s+12\.5%",
+                     line), line
+    assert "unsubscribed" in human.stdout

@@ -124,8 +124,7 @@ static const struct content_rule *journey_fall_rule(const struct content *c,
 		const struct content_rule *r = &c->rules[i];
 		if (r->below > 0 && journey_rule_from(r, lead->stage) &&
 		    journey_round(before) >= (double)r->below &&
-		    journey_round(after) < (double)r->below &&
-		    strcmp(r->move_to, lead->stage) != 0)
+		    journey_round(after) < (double)r->below && strcmp(r->move_to, lead->stage) != 0)
 			return r;
 	}
 	return NULL;

@@ -1066,11 +1066,14 @@ static void sched_governors(struct sched *s, int64_t now)
 	}
 }
 
-/* Leads whose decaying score crossed a fall threshold move back (journey_falls_due). */
+/* Leads whose decaying score crossed a fall threshold move back (journey_falls_due); one
+ * indexed lookup when none is due. */
 static void sched_falls(struct sched *s, int64_t now)
 {
-	size_t n = 64;
-	while (!s->draining && s->content && n == 64) {
+	int64_t fall;
+	size_t n = 1;
+	while (!s->draining && s->content && n > 0 && store_lead_next_fall(s->store, &fall) == 0 &&
+	       fall <= now) {
 		int rc = store_begin(s->store);
 		if (rc == 0)
 			rc = journey_falls_due(s->store, s->content, now, 64, &n);

@@ -25,10 +25,12 @@
 
 #define CONTENT_MAX_FILE (1 << 20)
 
-static const char *const content_journey_keys[] = { "stages",     "sender",     "scores", "rules",
-						    "attributes", "skip_dates", NULL };
-static const char *const content_rule_keys[] = { "on",   "at_least", "tag",    "sequence", "kind",
-						 "from", "move_to",  "action", NULL };
+static const char *const content_journey_keys[] = { "stages",          "sender",     "scores",
+						    "rules",           "attributes", "skip_dates",
+						    "score_half_life", NULL };
+static const char *const content_rule_keys[] = { "on",       "at_least", "below", "tag",
+						 "sequence", "kind",     "from",  "move_to",
+						 "action",   NULL };
 static const char *const content_cond_keys[] = {
 	"tag", "attr", "opened", "clicked", "event", NULL
 };
@@ -312,7 +314,8 @@ static int content_load_rule(struct content *c, struct content_rule *r, const st
 	    json_get_string(d, o, "kind", false, &kind, err, errlen) ||
 	    json_get_string(d, o, "move_to", false, &move_to, err, errlen) ||
 	    json_get_string(d, o, "action", false, &action, err, errlen) ||
-	    json_get_int(d, o, "at_least", INT32_MIN, INT32_MAX, &r->at_least, err, errlen))
+	    json_get_int(d, o, "at_least", INT32_MIN, INT32_MAX, &r->at_least, err, errlen) ||
+	    json_get_int(d, o, "below", 1, INT32_MAX, &r->below, err, errlen))
 		return DRIP_ECONTENT;
 	size_t i = 0;
 	while (ons[i] && strcmp(ons[i], on) != 0)
@@ -321,8 +324,21 @@ static int content_load_rule(struct content *c, struct content_rule *r, const st
 		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "on"), err, errlen,
 				 "rule: \"on\" must be score, click, reply, finished or event");
 	r->on = (enum content_rule_on)i;
-	if (r->on == RULE_ON_SCORE && !cJSON_GetObjectItemCaseSensitive(o, "at_least"))
-		return json_errf(d, o, err, errlen, "rule: on score needs \"at_least\"");
+	bool up = cJSON_GetObjectItemCaseSensitive(o, "at_least") != NULL;
+	bool down = cJSON_GetObjectItemCaseSensitive(o, "below") != NULL;
+	if (r->on == RULE_ON_SCORE && up == down)
+		return json_errf(
+			d, o, err, errlen,
+			"rule: on score needs either \"at_least\" (moving up when the score "
+			"reaches it) or \"below\" (falling back when it fades under it)");
+	if (r->on != RULE_ON_SCORE && (up || down))
+		return json_errf(d, o, err, errlen, "rule: \"%s\" belongs to rules on score only",
+				 up ? "at_least" : "below");
+	if (down && (!move_to || !cJSON_GetObjectItemCaseSensitive(o, "from")))
+		return json_errf(
+			d, o, err, errlen,
+			"rule: a fall (\"below\") needs \"from\" (the stages it falls from) "
+			"and \"move_to\" (an earlier stage)");
 	if (r->on == RULE_ON_CLICK && !tag)
 		return json_errf(d, o, err, errlen, "rule: on click needs the link \"tag\"");
 	if (r->on == RULE_ON_FINISHED && !sequence)
@@ -347,8 +363,17 @@ static int content_load_rule(struct content *c, struct content_rule *r, const st
 	if (move_to) {
 		r->action = RULE_MOVE;
 		r->move_to = xstrdup(move_to);
-		return content_stage_ref(c, d, cJSON_GetObjectItemCaseSensitive(o, "move_to"),
-					 move_to, err, errlen);
+		if (content_stage_ref(c, d, cJSON_GetObjectItemCaseSensitive(o, "move_to"), move_to,
+				      err, errlen))
+			return DRIP_ECONTENT;
+		for (size_t k = 0; down && k < r->nfrom; k++)
+			if (content_stage_index(c, r->from[k]) <= content_stage_index(c, move_to))
+				return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "move_to"),
+						 err, errlen,
+						 "rule: a fall moves back: \"%s\" does not come "
+						 "before \"%s\"",
+						 move_to, r->from[k]);
+		return 0;
 	}
 	if (strcmp(action, "handoff") == 0)
 		r->action = RULE_HANDOFF;
@@ -437,6 +462,14 @@ static int content_load_journey(struct content *c, char *err, size_t errlen)
 			sc->kind = xstrdup(s->string);
 			c->nscores++;
 		}
+	}
+	if (json_get_duration(d, root, "score_half_life", &c->score_half_life, err, errlen))
+		goto out;
+	if (cJSON_GetObjectItemCaseSensitive(root, "score_half_life") && c->score_half_life <= 0) {
+		json_errf(d, cJSON_GetObjectItemCaseSensitive(root, "score_half_life"), err, errlen,
+			  "journey: \"score_half_life\" must be longer than 0s (leave it out for "
+			  "scores that never fade)");
+		goto out;
 	}
 	if ((attrs = cJSON_GetObjectItemCaseSensitive(root, "attributes")) &&
 	    !(c->attributes = content_string_list(d, attrs, "journey: \"attributes\"",
@@ -855,7 +888,19 @@ static bool content_tag_used(const struct content *c, const char *tag)
 	return false;
 }
 
-/* Rules must name real sequences and tags, and with rules every stage must be reachable. */
+/* Whether the rule applies in `stage` (a rule without "from" applies everywhere). */
+static bool content_rule_from(const struct content_rule *r, const char *stage)
+{
+	if (r->nfrom == 0)
+		return true;
+	for (size_t i = 0; i < r->nfrom; i++)
+		if (strcmp(r->from[i], stage) == 0)
+			return true;
+	return false;
+}
+
+/* Rules must name real sequences and tags, and with rules every stage must be reachable; a
+ * fall must sit under the threshold that moves a lead up (hysteresis). */
 static int content_check_rules(const struct content *c, char *err, size_t errlen)
 {
 	bool *reachable;
@@ -875,6 +920,23 @@ static int content_check_rules(const struct content *c, char *err, size_t errlen
 			rc = errf(err, errlen, DRIP_ECONTENT,
 				  "%s/journey.json:%d: rule: no sequence \"%s\"", c->dir, r->line,
 				  r->sequence);
+		for (size_t k = 0; r->below > 0 && k < c->nrules && rc == 0; k++) {
+			const struct content_rule *u = &c->rules[k];
+			if (u->on != RULE_ON_SCORE || u->below > 0 || u->action != RULE_MOVE ||
+			    !content_rule_from(r, u->move_to) ||
+			    (u->nfrom && !content_rule_from(u, r->move_to)) ||
+			    r->below < u->at_least)
+				continue;
+			rc = errf(
+				err, errlen, DRIP_ECONTENT,
+				"%s/journey.json:%d: rule: \"below\": %lld must be under the "
+				"\"at_least\": %lld of the rule on line %d that moves %s to %s, or "
+				"a lead would bounce between them",
+				c->dir, r->line, (long long)r->below, (long long)u->at_least,
+				u->line, r->move_to, u->move_to);
+		}
+		if (rc)
+			break;
 		if (r->action == RULE_MOVE)
 			reachable[content_stage_index(c, r->move_to)] = true;
 		else if (r->action == RULE_CUSTOMER)

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,7 +164,7 @@ static void control_add_time(cJSON *o, const char *key, int64_t t)
 	cJSON_AddStringToObject(o, key, iso);
 }
 
-static cJSON *control_lead_json(const struct lead *l)
+static cJSON *control_lead_json(struct dripd *d, const struct lead *l)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "id", (double)l->id);
@@ -175,7 +176,8 @@ static cJSON *control_lead_json(const struct lead *l)
 	cJSON_AddStringToObject(o, "tz", l->tz);
 	cJSON_AddStringToObject(o, "stage", l->stage);
 	cJSON_AddStringToObject(o, "status", l->status);
-	cJSON_AddNumberToObject(o, "score", (double)l->score);
+	cJSON_AddNumberToObject(o, "score",
+				journey_score_shown(d->content, l, clock_now(&d->clock)));
 	cJSON *tags = cJSON_Parse(l->tags);
 	cJSON_AddItemToObject(o, "tags", tags ? tags : cJSON_CreateArray());
 	cJSON *attrs = cJSON_Parse(l->attrs);
@@ -431,7 +433,7 @@ static int control_lead_add(struct dripd *d, const cJSON *args, cJSON *result, c
 		goto out;
 	struct lead added;
 	if (store_lead_by_id(d->store, lead.id, &added) == 0) {
-		cJSON_AddItemToObject(result, "lead", control_lead_json(&added));
+		cJSON_AddItemToObject(result, "lead", control_lead_json(d, &added));
 		store_lead_clear(&added);
 	}
 	log_info("control: lead %lld %s added in %s", (long long)lead.id, email, stage);
@@ -469,7 +471,7 @@ static int control_lead_show(struct dripd *d, const cJSON *args, cJSON *result, 
 		return errf(err, errlen, rc, "no lead %.200s", email);
 	if (rc)
 		return errf(err, errlen, rc, "cannot read lead %.200s", email);
-	cJSON_AddItemToObject(result, "lead", control_lead_json(&lead));
+	cJSON_AddItemToObject(result, "lead", control_lead_json(d, &lead));
 	cJSON *touches = cJSON_AddArrayToObject(result, "touches");
 	cJSON *events = cJSON_AddArrayToObject(result, "events");
 	if ((rc = store_touches_for_lead(d->store, lead.id, control_touch_item, touches)) ||
@@ -537,7 +539,7 @@ static void control_add_lead(struct dripd *d, cJSON *result, int64_t id)
 {
 	struct lead l;
 	if (store_lead_by_id(d->store, id, &l) == 0) {
-		cJSON_AddItemToObject(result, "lead", control_lead_json(&l));
+		cJSON_AddItemToObject(result, "lead", control_lead_json(d, &l));
 		store_lead_clear(&l);
 	}
 }
@@ -808,6 +810,20 @@ static void control_step_row(void *arg, const struct store_step_stats *r)
 	cJSON_AddNumberToObject(o, "replied", (double)r->replied);
 	cJSON_AddNumberToObject(o, "bounced", (double)r->bounced);
 	cJSON_AddNumberToObject(o, "unsubscribed", (double)r->unsubscribed);
+	/* Each outcome as a percentage of the step's sent touches, to one decimal. */
+	cJSON *rates = cJSON_AddObjectToObject(o, "rates");
+	const struct {
+		const char *name;
+		int64_t n;
+	} parts[] = { { "opened", r->opened },
+		      { "clicked", r->clicked },
+		      { "replied", r->replied },
+		      { "bounced", r->bounced },
+		      { "unsubscribed", r->unsubscribed } };
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		cJSON_AddNumberToObject(
+			rates, parts[i].name,
+			r->sent ? round(1000.0 * (double)parts[i].n / (double)r->sent) / 10 : 0);
 	cJSON_AddItemToArray(arg, o);
 }
 
@@ -1399,7 +1415,14 @@ struct control_page {
 	size_t n;
 	int64_t last;
 	struct store *st; /* lead export: for each lead's consent record */
+	const struct content *content; /* for the decayed score; NULL: as stored */
+	int64_t now;
 };
+
+static double control_page_score(const struct control_page *p, const struct lead *l)
+{
+	return p->content ? journey_score_shown(p->content, l, p->now) : l->score;
+}
 
 static int control_export_lead(void *arg, const struct lead *l)
 {
@@ -1413,7 +1436,7 @@ static int control_export_lead(void *arg, const struct lead *l)
 		buf_printf(&tags, "%s%s", tags.len ? ";" : "", t->valuestring);
 	cJSON_Delete(arr);
 	clock_format_utc(l->created_at, created, sizeof(created));
-	snprintf(score, sizeof(score), "%lld", (long long)l->score);
+	snprintf(score, sizeof(score), "%g", control_page_score(p, l));
 	struct store_consent c = { 0 };
 	char cat[32] = "", conf[32] = "";
 	if (p->st && store_consent_get(p->st, l->id, &c) == 0) {
@@ -1459,7 +1482,9 @@ static int control_lead_export(struct dripd *d, const cJSON *args, cJSON *result
 					      "confirmed_at" };
 	const char *stage = control_str(args, "stage");
 	int64_t after = control_after(args);
-	struct control_page p = { .n = 0, .st = d->store };
+	struct control_page p = {
+		.n = 0, .st = d->store, .content = d->content, .now = clock_now(&d->clock)
+	};
 	int rc;
 	if ((rc = control_check_stage_status(d, stage, NULL, err, errlen)))
 		return rc;
@@ -1520,7 +1545,7 @@ static int control_events_export(struct dripd *d, const cJSON *args, cJSON *resu
 					      "sequence", "step", "detail" };
 	const char *since_s = control_str(args, "since");
 	int64_t since = 0, after = control_after(args);
-	struct control_page p = { .n = 0 };
+	struct control_page p = { .content = d->content, .now = clock_now(&d->clock) };
 	int rc;
 	if (since_s && control_parse_since(d, since_s, &since) != 0)
 		return errf(err, errlen, DRIP_EINVALID,
@@ -1554,7 +1579,7 @@ static int control_list_lead(void *arg, const struct lead *l)
 	cJSON_AddStringToObject(o, "company", l->company);
 	cJSON_AddStringToObject(o, "stage", l->stage);
 	cJSON_AddStringToObject(o, "status", l->status);
-	cJSON_AddNumberToObject(o, "score", (double)l->score);
+	cJSON_AddNumberToObject(o, "score", control_page_score(p, l));
 	control_add_time(o, "updated_at", l->updated_at);
 	cJSON_AddItemToArray(p->list, o);
 	p->n++;
@@ -1566,7 +1591,9 @@ static int control_lead_list(struct dripd *d, const cJSON *args, cJSON *result, 
 			     size_t errlen)
 {
 	const char *stage = control_str(args, "stage"), *status = control_str(args, "status");
-	struct control_page p = { .list = cJSON_AddArrayToObject(result, "leads") };
+	struct control_page p = { .list = cJSON_AddArrayToObject(result, "leads"),
+				  .content = d->content,
+				  .now = clock_now(&d->clock) };
 	int rc;
 	if ((rc = control_check_stage_status(d, stage, status, err, errlen)))
 		return rc;
@@ -2049,7 +2076,9 @@ const struct control_cmd control_cmds[] = {
 	  CONTROL_CHANGES_STATE,
 	  { { NULL, "id", CONTROL_ARG_STRING, true, "ID" },
 	    { NULL, "as", CONTROL_ARG_STRING, true, "sent|resend" } }, control_touch_resolve },
-	{ "stats", "stats", "funnel by stage; per step and variant: sent, opened, clicked, replied",
+	{ "stats", "stats",
+	  "funnel by stage; per step and variant: sent, opened, clicked, replied, bounced, "
+	  "unsubscribed, with rates",
 	  0, { { 0 } }, control_stats },
 	{ "clock.advance", "clock advance", "move the test clock forward (test clock only)",
 	  CONTROL_CHANGES_STATE | CONTROL_TEST_CLOCK,

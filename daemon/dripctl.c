@@ -419,20 +419,22 @@ static void dripctl_print(const char *cmd, const cJSON *res)
 			printf("  %-16s %6.0f  %s\n", dripctl_s(o, "stage"), dripctl_n(o, "leads"),
 			       bar);
 		}
-		printf("\n  %-48s %3s %6s %7s %8s %8s %8s\n", "sequence/step", "var", "sent",
-		       "opened", "clicked", "replied", "bounced");
+		printf("\n  %-40s %3s %6s %14s %14s %14s %14s %14s\n", "sequence/step", "var",
+		       "sent", "opened", "clicked", "replied", "bounced", "unsubscribed");
 		cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(res, "steps"))
 		{
+			static const char *const parts[] = { "opened", "clicked", "replied",
+							     "bounced", "unsubscribed" };
+			const cJSON *rates = cJSON_GetObjectItemCaseSensitive(o, "rates");
 			char name[128];
-			double sent = dripctl_n(o, "sent");
 			snprintf(name, sizeof(name), "%s/%s", dripctl_s(o, "sequence"),
 				 dripctl_s(o, "step"));
-			printf("  %-48.48s %3c %6.0f %6.0f%% %7.0f%% %7.0f%% %7.0f%%\n", name,
-			       'A' + (int)dripctl_n(o, "variant"), sent,
-			       100 * dripctl_n(o, "opened") / sent,
-			       100 * dripctl_n(o, "clicked") / sent,
-			       100 * dripctl_n(o, "replied") / sent,
-			       100 * dripctl_n(o, "bounced") / sent);
+			printf("  %-40.40s %3c %6.0f", name, 'A' + (int)dripctl_n(o, "variant"),
+			       dripctl_n(o, "sent"));
+			for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+				printf(" %6.0f %6.1f%%", dripctl_n(o, parts[i]),
+				       dripctl_n(rates, parts[i]));
+			printf("\n");
 		}
 	} else if (strcmp(cmd, "touch.list") == 0) {
 		printf("  %6s  %-28s %-36s %-9s %s\n", "id", "lead", "sequence/step", "state",

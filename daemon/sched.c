@@ -888,18 +888,24 @@ static void sched_arm(struct sched *s, int64_t now)
 	s->next_wake = 0;
 	if (s->draining)
 		return;
-	if (store_touch_next_due(s->store, &due) != 0) {
-		uv_timer_stop(&s->timer);
-		return;
-	}
-	if (due <= now) {
+	int64_t fall;
+	bool have = store_touch_next_due(s->store, &due) == 0;
+	if (have && due <= now) {
 		/* Due but held back by a limit: wake when the first one lets go; with only
 		 * busy threads holding it, an outcome coming back kicks the scheduler. */
-		if (!s->unblock_at) {
-			uv_timer_stop(&s->timer);
-			return;
-		}
+		have = s->unblock_at != 0;
 		due = s->unblock_at;
+	}
+	/* A lead's score fading under a fall threshold of journey.json (journey.c). */
+	if (s->content && store_lead_next_fall(s->store, &fall) == 0) {
+		if (fall <= now)
+			fall = now + 1;
+		if (!have || fall < due)
+			due = fall, have = true;
+	}
+	if (!have) {
+		uv_timer_stop(&s->timer);
+		return;
 	}
 	s->next_wake = due;
 	uv_timer_start(&s->timer, sched_timer_cb, clock_delay_ms(s->clock, due, now), 0);
@@ -1060,6 +1066,30 @@ static void sched_governors(struct sched *s, int64_t now)
 	}
 }
 
+/* Leads whose decaying score crossed a fall threshold move back (journey_falls_due); one
+ * indexed lookup when none is due. */
+static void sched_falls(struct sched *s, int64_t now)
+{
+	int64_t fall;
+	size_t n = 1;
+	while (!s->draining && s->content && n > 0 && store_lead_next_fall(s->store, &fall) == 0 &&
+	       fall <= now) {
+		int rc = store_begin(s->store);
+		if (rc == 0)
+			rc = journey_falls_due(s->store, s->content, now, 64, &n);
+		if (rc == 0)
+			rc = store_commit(s->store);
+		else
+			store_rollback(s->store);
+		if (rc) {
+			log_warn(
+				"sched: cannot move back the leads whose score faded; trying again "
+				"in a second");
+			return;
+		}
+	}
+}
+
 static void sched_run(struct sched *s)
 {
 	int64_t ids[SCHED_CLAIM_MAX];
@@ -1074,6 +1104,7 @@ static void sched_run(struct sched *s)
 		return; /* sched_hold re-armed the timer */
 	store_error_clear(s->store);
 	sched_governors(s, now);
+	sched_falls(s, now);
 	while (!s->draining && s->content) {
 		char *blocked = NULL;
 		size_t want = sched_plan(s, now, &blocked);
@@ -1402,8 +1433,8 @@ int sched_explain(struct sched *s, const struct lead *lead, cJSON *out)
 	int rc;
 
 	sched_explain_line(trace, "lead", strcmp(lead->status, "active") == 0,
-			   "stage %s, status %s, score %lld", lead->stage, lead->status,
-			   (long long)lead->score);
+			   "stage %s, status %s, score %g", lead->stage, lead->status,
+			   s->content ? journey_score_shown(s->content, lead, now) : lead->score);
 	blocked |= strcmp(lead->status, "active") != 0;
 	if (store_suppressed(s->store, lead->email, reason, sizeof(reason)) == 0) {
 		sched_explain_line(trace, "suppression", false,

@@ -252,6 +252,13 @@ static const char *const store_migrations[] = {
 	 * those of STMT_SENT_SINCE and STMT_SENT_SINCE_BY, so SQLite can use it). */
 	"CREATE INDEX touches_sent_at ON touches(coalesce(sent_at, updated_at))"
 	"  WHERE state IN ('sent', 'sending');",
+	/* 13: score decay. A lead's score (REAL once decayed) was last set at business time
+	 * score_at; fall_at is the earliest time its decaying score crosses a fall
+	 * threshold of journey.json (NULL: none), which the scheduler wakes for. */
+	"ALTER TABLE leads ADD COLUMN score_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE leads ADD COLUMN fall_at INTEGER;"
+	"UPDATE leads SET score_at = updated_at;"
+	"CREATE INDEX leads_fall ON leads(fall_at) WHERE fall_at IS NOT NULL;",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -346,12 +353,15 @@ enum store_stmt_id {
 	STMT_HOOK_RETRY,
 	STMT_HOOK_COUNT,
 	STMT_SENT_SINCE_BY,
+	STMT_LEAD_SET_SCORE,
+	STMT_LEAD_NEXT_FALL,
+	STMT_LEADS_FALLING,
 	STMT_COUNT
 };
 
 #define STORE_LEAD_COLUMNS                                                                   \
 	"id, email, first_name, last_name, company, title, tz, stage, status, tags, attrs, " \
-	"score, created_at, updated_at"
+	"score, created_at, updated_at, score_at, coalesce(fall_at, 0)"
 #define STORE_TOUCH_COLUMNS                                                                       \
 	"id, lead_id, enrolment_id, sequence, step, step_index, state, due_at, "                  \
 	"coalesce(sent_at, 0), attempts, message_id, last_error, coalesce(first_attempt_at, 0), " \
@@ -602,6 +612,11 @@ static const char *const store_sql_more[] = {
 			       "coalesce(sent_at, updated_at) > ?1 AND "
 			       "coalesce(account, 'default') = ?2 AND "
 			       "(?3 IS NULL OR rcpt_domain = ?3)",
+	[STMT_LEAD_SET_SCORE] = "UPDATE leads SET score = ?2, score_at = ?3, fall_at = ?4, "
+				"updated_at = ?3 WHERE id = ?1",
+	[STMT_LEAD_NEXT_FALL] = "SELECT min(fall_at) FROM leads WHERE fall_at IS NOT NULL",
+	[STMT_LEADS_FALLING] = "SELECT id FROM leads WHERE fall_at IS NOT NULL AND fall_at <= ?1 "
+			       "ORDER BY fall_at, id LIMIT ?2",
 };
 
 struct store {
@@ -906,9 +921,11 @@ static void store_lead_fill(sqlite3_stmt *s, struct lead *out)
 	out->status = store_col_text(s, 8);
 	out->tags = store_col_text(s, 9);
 	out->attrs = store_col_text(s, 10);
-	out->score = sqlite3_column_int64(s, 11);
+	out->score = sqlite3_column_double(s, 11);
 	out->created_at = sqlite3_column_int64(s, 12);
 	out->updated_at = sqlite3_column_int64(s, 13);
+	out->score_at = sqlite3_column_int64(s, 14);
+	out->fall_at = sqlite3_column_int64(s, 15);
 }
 
 int store_lead_by_email(struct store *st, const char *email, struct lead *out)
@@ -1375,6 +1392,53 @@ int store_lead_add_score(struct store *st, int64_t lead_id, int64_t delta, int64
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "score");
+}
+
+int store_lead_set_score(struct store *st, int64_t lead_id, double score, int64_t at,
+			 int64_t fall_at)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEAD_SET_SCORE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	sqlite3_bind_double(s, 2, score);
+	sqlite3_bind_int64(s, 3, at);
+	if (fall_at > 0)
+		sqlite3_bind_int64(s, 4, fall_at);
+	else
+		sqlite3_bind_null(s, 4);
+	return store_touch_update(st, s);
+}
+
+int store_lead_next_fall(struct store *st, int64_t *at)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEAD_NEXT_FALL);
+	int rc;
+	if (!s)
+		return DRIP_ESTORE;
+	rc = sqlite3_step(s);
+	bool none = rc != SQLITE_ROW || sqlite3_column_type(s, 0) == SQLITE_NULL;
+	if (!none)
+		*at = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return store_fail(st, "next fall");
+	return none ? DRIP_ENOT_FOUND : 0;
+}
+
+int store_leads_falling(struct store *st, int64_t now, int64_t *ids, size_t max, size_t *n)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_LEADS_FALLING);
+	int rc;
+	*n = 0;
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_int64(s, 2, (int64_t)max);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		ids[(*n)++] = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "falling leads");
 }
 
 int store_lead_has_event(struct store *st, int64_t lead_id, const char *kind, const char *sequence,

@@ -84,7 +84,8 @@ enum content_rule_action { RULE_MOVE, RULE_HANDOFF, RULE_CUSTOMER };
 /* A stage-move rule of journey.json; the first rule that matches an event applies. */
 struct content_rule {
 	enum content_rule_on on;
-	int64_t at_least; /* RULE_ON_SCORE */
+	int64_t at_least; /* RULE_ON_SCORE: moves when the score reaches it (below == 0) */
+	int64_t below; /* RULE_ON_SCORE: a fall, when the score fades under it; 0: not a fall */
 	char *tag; /* RULE_ON_CLICK: the link's tag */
 	char *sequence; /* RULE_ON_FINISHED */
 	char *kind; /* RULE_ON_EVENT */
@@ -113,6 +114,7 @@ struct content {
 	size_t ntpls;
 	struct content_score *scores;
 	size_t nscores;
+	int64_t score_half_life; /* seconds in which a score halves; 0: scores never fade */
 	struct content_rule *rules;
 	size_t nrules;
 	int32_t *skip_dates; /* YYYYMMDD, sorted: local dates on which no mail goes */

@@ -35,6 +35,26 @@ int journey_on_event(struct store *st, const struct content *c, struct lead *lea
 		     const char *kind, const char *detail_json, int64_t now, char *err,
 		     size_t errlen);
 
+/*
+ * Score decay: `score`, set at business time `at`, as of `now` (halving every
+ * journey.json score_half_life; unchanged without one).
+ */
+double journey_score(const struct content *c, double score, int64_t at, int64_t now);
+/* The lead's decayed score as shown (lead show, list, explain): rounded to 0.01. */
+double journey_score_shown(const struct content *c, const struct lead *lead, int64_t now);
+/*
+ * The first business time after `at` at which `score` (set at `at`) has decayed under the
+ * "below" of a fall rule for `stage`; 0 when it never will.
+ */
+int64_t journey_fall_at(const struct content *c, const char *stage, double score, int64_t at);
+/*
+ * Moves back the leads (up to `max`, at most 64) whose fall time has come, as their fall
+ * rules say (a "stage" event with the reason), and re-arms the rest; *n: how many were
+ * looked at (a full batch means there may be more). Runs inside the caller's transaction.
+ */
+int journey_falls_due(struct store *st, const struct content *c, int64_t now, size_t max,
+		      size_t *n);
+
 /* Whether a step's or sequence's condition holds for the lead (true when cond is NULL). */
 int journey_cond_holds(struct store *st, const struct lead *lead, const char *sequence,
 		       const struct content_cond *cond, bool *holds);

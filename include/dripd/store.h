@@ -27,9 +27,11 @@ struct lead {
 	char *status;
 	char *tags; /* JSON array of strings */
 	char *attrs; /* JSON object of string values */
-	int64_t score;
+	double score; /* as last set, at score_at: journey_score() gives it decayed */
 	int64_t created_at;
 	int64_t updated_at;
+	int64_t score_at; /* business time the score was last set */
+	int64_t fall_at; /* when its decaying score crosses a fall threshold; 0: never */
 };
 
 struct touch {
@@ -167,6 +169,13 @@ int store_lead_set_status(struct store *st, int64_t lead_id, const char *status,
 /* Adds `delta` to a lead's score; the new score in *score. */
 int store_lead_add_score(struct store *st, int64_t lead_id, int64_t delta, int64_t now,
 			 int64_t *score);
+/* Sets a lead's score as of business time `at`, and when it next falls (0: never). */
+int store_lead_set_score(struct store *st, int64_t lead_id, double score, int64_t at,
+			 int64_t fall_at);
+/* The earliest fall_at of any lead; DRIP_ENOT_FOUND when none. */
+int store_lead_next_fall(struct store *st, int64_t *at);
+/* Up to `max` leads whose fall_at is at or before `now`, earliest first. */
+int store_leads_falling(struct store *st, int64_t now, int64_t *ids, size_t max, size_t *n);
 /*
  * Whether the lead has an event of `kind`; with `sequence` and `step`, one recorded against
  * the touch of that step (an open or a click of step 2, say).

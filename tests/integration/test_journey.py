@@ -143,7 +143,8 @@ def test_a_tagged_click_moves_the_lead_and_scores_add_up(daemon_factory, tmp_pat
     assert subjects(d)[-1] == "Deciding"
     shown = d.ctl("lead", "show", "ola@example.org")
     moves = [e["detail"] for e in shown["events"] if e["kind"] == "stage"]
-    assert moves[-1] == {"from": "awareness", "to": "decision", "sequence": "decide"}
+    assert moves[-1] == {"from": "awareness", "to": "decision", "sequence": "decide",
+                         "reason": "click pricing (journey.json line 1)"}
     # The awareness sequence's pending step was dropped, not sent later.
     d.advance("10d")
     time.sleep(0.5)
@@ -470,3 +471,84 @@ def test_explain_says_why_the_next_step_waits(daemon_factory, tmp_path):
     assert e["verdict"] in ("held: see the trace", "nothing to send")
     r = d.ctl_raw("explain", "nobody@example.org")
     assert r.returncode == 1 and "no lead" in r.stderr
+
+
+def fading_daemon(daemon_factory, tmp_path):
+    files = dict(JOURNEY)
+    j = json.loads(files["journey.json"])
+    j["score_half_life"] = "10d"
+    # Up at 6 points, back to awareness only once the score fades under 2 (hysteresis).
+    j["rules"].insert(2, {"on": "score", "below": 2, "from": ["consideration"],
+                          "move_to": "awareness"})
+    files["journey.json"] = json.dumps(j, indent=1)
+    content = write_content(tmp_path / "content", files)
+    return daemon_factory(content=content).start()
+
+
+def test_scores_decay_and_a_faded_lead_falls_back(daemon_factory, tmp_path):
+    d = fading_daemon(daemon_factory, tmp_path)
+    d.ctl("lead", "add", "noor@example.org", "--first-name", "Noor")
+    settle(d, 1)
+    # Two clicks on step one: 6 points, the lead moves up and gets consideration's step.
+    for _ in range(2):
+        r = d.ctl("event", "noor@example.org", "click", "--step", "aware/one",
+                  "--detail", '{"tag": "guide"}')
+    assert r["lead"]["stage"] == "consideration" and r["lead"]["score"] == 6, r["lead"]
+    settle(d, 2)
+    assert subjects(d)[-1] == "Considering"
+    # Ten days later the score has halved; the lead stays (3 is not under 2).
+    d.advance("10d")
+    time.sleep(0.5)
+    shown = d.ctl("lead", "show", "noor@example.org")
+    assert shown["lead"]["stage"] == "consideration"
+    assert 2.99 <= shown["lead"]["score"] <= 3.0, shown["lead"]
+    explain = d.ctl_raw("explain", "noor@example.org")
+    assert explain.returncode == 0 and "score 3" in explain.stdout, explain.stdout
+    # Another ten days: 1.5, under 2. The scheduler's timer (no event, no poll) moves the
+    # lead back as the fall rule says, with its reason; awareness's steps already had are
+    # not sent again.
+    d.advance("10d")
+    wait_for(lambda: d.ctl("lead", "show", "noor@example.org")["lead"]["stage"] ==
+             "awareness", 10, "noor to fall back to awareness")
+    shown = d.ctl("lead", "show", "noor@example.org")
+    assert 1.49 <= shown["lead"]["score"] <= 1.5, shown["lead"]
+    moves = [e["detail"] for e in shown["events"] if e["kind"] == "stage"]
+    assert moves[-2]["to"] == "consideration"
+    assert moves[-2]["reason"].startswith("score 6.00 reached 6 (journey.json line ")
+    assert moves[-1]["from"] == "consideration" and moves[-1]["to"] == "awareness"
+    assert re.fullmatch(r"score 1\.\d\d fell below 2 \(journey\.json line \d+\)",
+                        moves[-1]["reason"]), moves[-1]
+    time.sleep(0.5)
+    sent = subjects(d)
+    assert sent.count("One for Noor") == 1, sent
+    # Hysteresis: one click (1.5 + 3 = 4.5) is not enough to go up again; two are.
+    r = d.ctl("event", "noor@example.org", "click", "--detail", '{"tag": "guide"}')
+    assert r["lead"]["stage"] == "awareness"
+    r = d.ctl("event", "noor@example.org", "click", "--detail", '{"tag": "guide"}')
+    assert r["lead"]["stage"] == "consideration"
+
+
+def test_stats_give_each_outcome_as_a_rate_of_sent(daemon_factory, tmp_path):
+    d = journey_daemon(daemon_factory, tmp_path)
+    emails = [f"rate{i}@example.org" for i in range(8)]
+    for e in emails:
+        d.ctl("lead", "add", e)
+    settle(d, 8)
+    # Of 8 sent: 4 opened (one by a click only), 2 clicked, 1 replied, 1 unsubscribed.
+    for e in emails[:3]:
+        d.ctl("event", e, "open", "--step", "aware/one")
+    for e in emails[2:4]:
+        d.ctl("event", e, "click", "--step", "aware/one", "--detail", '{"tag": "guide"}')
+    d.ctl("event", emails[5], "reply", "--step", "aware/one")
+    d.ctl("event", emails[6], "unsubscribe", "--step", "aware/one")
+    one = next(r for r in d.ctl("stats")["steps"] if r["step"] == "one")
+    assert (one["sent"], one["opened"], one["clicked"], one["replied"], one["bounced"],
+            one["unsubscribed"]) == (8, 4, 2, 1, 0, 1), one
+    assert one["rates"] == {"opened": 50, "clicked": 25, "replied": 12.5, "bounced": 0,
+                            "unsubscribed": 12.5}, one
+    human = d.ctl_raw("stats")
+    assert human.returncode == 0, human.stderr
+    line = next(l for l in human.stdout.splitlines() if "aware/one" in l)
+    assert re.search(r"\b8\s+4\s+50\.0%\s+2\s+25\.0%\s+1\s+12\.5%\s+0\s+0\.0%\s+1\s+12\.5%",
+                     line), line
+    assert "unsubscribed" in human.stdout

@@ -99,7 +99,10 @@ static void test_sample_content_loads_whole(void **state)
 	assert_string_equal(c->seqs[2].name, "consideration-playbook");
 	assert_string_equal(c->seqs[3].name, "decision-next-step");
 	/* The journey's rules, scores and the prospect sequence's settings. */
-	assert_int_equal(c->nrules, 7);
+	assert_int_equal(c->nrules, 8);
+	assert_int_equal(c->score_half_life, 45 * 86400);
+	assert_int_equal(c->rules[4].below, 3);
+	assert_string_equal(c->rules[4].move_to, "awareness");
 	assert_int_equal(content_score(c, "click"), 3);
 	assert_int_equal(content_score(c, "bounce"), 0);
 	assert_int_equal(c->seqs[1].mode, CONTENT_PROSPECT);
@@ -643,7 +646,89 @@ static void test_rule_with_an_unknown_on_names_its_line(void **state)
 static void test_score_rule_without_at_least_names_its_line(void **state)
 {
 	expect_rule_error(*state, "    { \"on\": \"score\", \"move_to\": \"decision\" },\n", 6,
-			  "rule: on score needs \"at_least\"");
+			  "rule: on score needs either \"at_least\"");
+	expect_rule_error(*state,
+			  "    { \"on\": \"score\", \"at_least\": 5, \"below\": 2,\n"
+			  "      \"move_to\": \"decision\" },\n",
+			  6, "rule: on score needs either \"at_least\"");
+}
+
+static void test_thresholds_belong_to_score_rules(void **state)
+{
+	expect_rule_error(*state,
+			  "    { \"on\": \"reply\", \"below\": 2, \"action\": \"handoff\" },\n", 6,
+			  "rule: \"below\" belongs to rules on score only");
+}
+
+static void test_a_fall_needs_from_and_move_to(void **state)
+{
+	expect_rule_error(*state,
+			  "    { \"on\": \"score\", \"below\": 2, \"move_to\": \"awareness\" },\n",
+			  6, "rule: a fall (\"below\") needs \"from\"");
+	expect_rule_error(*state,
+			  "    { \"on\": \"score\", \"below\": 2, \"from\": [\"decision\"],\n"
+			  "      \"action\": \"handoff\" },\n",
+			  6, "rule: a fall (\"below\") needs \"from\"");
+	expect_rule_error(*state,
+			  "    { \"on\": \"score\", \"below\": 0, \"from\": [\"decision\"],\n"
+			  "      \"move_to\": \"awareness\" },\n",
+			  6, "\"below\" must be a whole number from 1");
+}
+
+static void test_a_fall_moves_back(void **state)
+{
+	/* The error names the line of "move_to", the rule's second line. */
+	expect_rule_error(
+		*state,
+		"    { \"on\": \"score\", \"below\": 2, \"from\": [\"awareness\"],\n"
+		"      \"move_to\": \"decision\" },\n",
+		7, "rule: a fall moves back: \"decision\" does not come before \"awareness\"");
+	expect_rule_error(*state,
+			  "    { \"on\": \"score\", \"below\": 2, \"from\": [\"decision\"],\n"
+			  "      \"move_to\": \"decision\" },\n",
+			  7, "rule: a fall moves back");
+}
+
+static void test_a_fall_must_sit_under_the_rise_hysteresis(void **state)
+{
+	/* The template's line 8 (here line 7) moves any lead to consideration at 8 points: a
+	 * fall from there at 8 or more would send a lead back and forth. */
+	expect_rule_error(
+		*state,
+		"    { \"on\": \"score\", \"below\": 8, \"from\": [\"consideration\"], "
+		"\"move_to\": \"awareness\" },\n",
+		6,
+		"rule: \"below\": 8 must be under the \"at_least\": 8 of the rule on line 7 "
+		"that moves awareness to consideration");
+	struct fixture *f = *state;
+	put_journey(f, "{\"open\": 1}",
+		    "    { \"on\": \"score\", \"below\": 7, \"from\": [\"consideration\"], "
+		    "\"move_to\": \"awareness\" },\n",
+		    NULL, 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (!c)
+		fail_msg("expected the content to load, got \"%s\"", f->err);
+	assert_int_equal(c->rules[0].on, RULE_ON_SCORE);
+	assert_int_equal(c->rules[0].below, 7);
+	assert_int_equal(c->rules[0].line, 6);
+	assert_int_equal(c->score_half_life, 0);
+	content_unref(c);
+}
+
+static void test_score_half_life_is_a_positive_duration(void **state)
+{
+	struct fixture *f = *state;
+	char path[512];
+	put_journey(f, "{\"open\": 1},\n  \"score_half_life\": \"0s\"", "", path, sizeof(path));
+	expect_error(f, path, 5, "\"score_half_life\" must be longer than 0s");
+	put_journey(f, "{\"open\": 1},\n  \"score_half_life\": \"soon\"", "", path, sizeof(path));
+	expect_error(f, path, 5, "\"score_half_life\" must be a duration");
+	put_journey(f, "{\"open\": 1},\n  \"score_half_life\": \"2w\"", "", NULL, 0);
+	struct content *c = content_load(f->dir, f->err, sizeof(f->err));
+	if (!c)
+		fail_msg("expected the content to load, got \"%s\"", f->err);
+	assert_int_equal(c->score_half_life, 14 * 86400);
+	content_unref(c);
 }
 
 static void test_click_rule_without_a_tag_names_its_line(void **state)
@@ -1101,6 +1186,11 @@ int main(void)
 		T(test_journey_with_rules_loads),
 		T(test_rule_with_an_unknown_on_names_its_line),
 		T(test_score_rule_without_at_least_names_its_line),
+		T(test_thresholds_belong_to_score_rules),
+		T(test_a_fall_needs_from_and_move_to),
+		T(test_a_fall_moves_back),
+		T(test_a_fall_must_sit_under_the_rise_hysteresis),
+		T(test_score_half_life_is_a_positive_duration),
 		T(test_click_rule_without_a_tag_names_its_line),
 		T(test_click_rule_on_a_tag_no_link_carries_names_its_line),
 		T(test_move_to_an_unknown_stage_names_its_line),

@@ -79,7 +79,8 @@ struct fixture {
 	struct dripd d;
 };
 
-static void write_journey(struct fixture *f, const char *rules)
+/* journey.json with `extra` (whole lines, e.g. a score_half_life) before the rules. */
+static void write_journey_with(struct fixture *f, const char *extra, const char *rules)
 {
 	char path[512];
 	struct buf j;
@@ -90,12 +91,18 @@ static void write_journey(struct fixture *f, const char *rules)
 		   "  \"sender\": {\"company\": \"Test Co\", \"postal_address\": \"1 Street\"},\n"
 		   "  \"scores\": {\"open\": 1, \"click\": 3},\n"
 		   "  \"attributes\": [\"plan\"],\n"
+		   "%s"
 		   "  \"rules\": [\n%s  ]\n"
 		   "}\n",
-		   rules);
+		   extra, rules);
 	snprintf(path, sizeof(path), "%s/journey.json", f->dir);
 	testutil_write_file(path, j.data);
 	buf_free(&j);
+}
+
+static void write_journey(struct fixture *f, const char *rules)
+{
+	write_journey_with(f, "", rules);
 }
 
 /* Loads f->dir as the daemon's content, replacing what it had. */
@@ -922,6 +929,180 @@ static void test_sample_journey_reply_in_awareness_hands_off_not_score_move(void
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
+/* ---- decay and falls ------------------------------------------------------------------ */
+
+/* Up at 5 points from awareness, back below 2 from consideration; scores halve in 10 days. */
+#define RULES_FALL                                                                             \
+	"    { \"on\": \"score\", \"at_least\": 5, \"from\": [\"awareness\"], \"move_to\": "   \
+	"\"consideration\" },\n"                                                               \
+	"    { \"on\": \"score\", \"below\": 2, \"from\": [\"consideration\"], \"move_to\": "  \
+	"\"awareness\" },\n"                                                                   \
+	"    { \"on\": \"finished\", \"sequence\": \"a\", \"move_to\": \"consideration\" },\n" \
+	"    { \"on\": \"click\", \"tag\": \"pricing\", \"move_to\": \"decision\" },\n"        \
+	"    { \"on\": \"event\", \"kind\": \"purchase\", \"action\": \"customer\" }\n"
+
+static void use_fall_journey(struct fixture *f)
+{
+	write_journey_with(f, "  \"score_half_life\": \"10d\",\n", RULES_FALL);
+	load_content(f);
+}
+
+static double lead_score(struct fixture *f, int64_t id, int64_t now)
+{
+	struct lead lead;
+	get_lead(f, id, &lead);
+	double s = journey_score(f->d.content, lead.score, lead.score_at, now);
+	store_lead_clear(&lead);
+	return s;
+}
+
+static int64_t lead_fall_at(struct fixture *f, int64_t id)
+{
+	struct lead lead;
+	get_lead(f, id, &lead);
+	int64_t at = lead.fall_at;
+	store_lead_clear(&lead);
+	return at;
+}
+
+static void test_decay_halves_the_score_every_half_life(void **state)
+{
+	struct fixture *f = *state;
+	const struct content *c;
+	/* Without a half-life nothing fades. */
+	assert_true(journey_score(f->d.content, 8, T0, T0 + 1000 * DAY) == 8);
+	use_fall_journey(f);
+	c = f->d.content;
+	assert_int_equal(c->score_half_life, 10 * DAY);
+	assert_true(journey_score(c, 8, T0, T0) == 8);
+	assert_true(journey_score(c, 8, T0, T0 - DAY) == 8); /* never grows backwards */
+	assert_true(journey_score(c, 8, T0, T0 + 10 * DAY) == 4);
+	assert_true(journey_score(c, 8, T0, T0 + 30 * DAY) == 1);
+	double half = journey_score(c, 8, T0, T0 + 5 * DAY);
+	assert_true(half > 5.6568542494 && half < 5.6568542495); /* 8 / sqrt(2) */
+	/* The same inputs give the same score, bit for bit. */
+	assert_true(journey_score(c, 7.3, T0, T0 + 12345) == journey_score(c, 7.3, T0, T0 + 12345));
+	/* The fall time: the first second at which 8 has faded under 2 as shown (1.995, just
+	 * after two half-lives). */
+	int64_t at = journey_fall_at(c, "consideration", 8, T0);
+	assert_true(at > T0 + 20 * DAY && at < T0 + 20 * DAY + 3600);
+	assert_true(journey_score(c, 8, T0, at) < 1.995);
+	assert_true(journey_score(c, 8, T0, at - 1) >= 1.995);
+	at = journey_fall_at(c, "consideration", 6.5, T0);
+	assert_true(journey_score(c, 6.5, T0, at) < 1.995);
+	assert_true(journey_score(c, 6.5, T0, at - 1) >= 1.995);
+	/* No fall where no fall rule applies, or for a score already under it. */
+	assert_int_equal(journey_fall_at(c, "awareness", 8, T0), 0);
+	assert_int_equal(journey_fall_at(c, "consideration", 1.5, T0), 0);
+}
+
+static void test_events_add_to_the_decayed_score(void **state)
+{
+	struct fixture *f = *state;
+	use_fall_journey(f);
+	int64_t id = add_lead(f, "maya@example.org", "[]", "{}", "awareness");
+	event(f, id, 0, "click", "{}", T0);
+	assert_true(lead_score(f, id, T0) == 3);
+	/* Ten days on the 3 is 1.5; an open makes it 2.5, stored as of that moment. */
+	event(f, id, 0, "open", "{}", T0 + 10 * DAY);
+	struct lead lead;
+	get_lead(f, id, &lead);
+	assert_true(lead.score == 2.5);
+	assert_int_equal(lead.score_at, T0 + 10 * DAY);
+	assert_int_equal(lead.fall_at, 0); /* no fall rule in awareness */
+	assert_true(journey_score_shown(f->d.content, &lead, T0 + 20 * DAY) == 1.25);
+	store_lead_clear(&lead);
+	/* 2.5 faded to 1.25 plus 3 is 4.25: under the 5 that moves it on. */
+	event(f, id, 0, "click", "{}", T0 + 20 * DAY);
+	expect_lead(f, id, "awareness", "active");
+	event(f, id, 0, "click", "{}", T0 + 20 * DAY);
+	expect_lead(f, id, "consideration", "active");
+	cJSON *d = last_event(f, id, "stage", NULL);
+	expect_detail(d, "reason", "score 7.25 reached 5 (journey.json line 8)");
+	cJSON_Delete(d);
+}
+
+static void test_a_faded_score_moves_the_lead_back_with_hysteresis(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = 0;
+	use_fall_journey(f);
+	int64_t id = add_lead(f, "maya@example.org", "[]", "{}", "awareness");
+	event(f, id, 0, "click", "{}", T0);
+	event(f, id, 0, "click", "{}", T0); /* 6 points: on to consideration */
+	expect_lead(f, id, "consideration", "active");
+	/* 6 fades under 2 after log2(3) half-lives, about 15.85 days. */
+	int64_t fall = lead_fall_at(f, id);
+	assert_true(fall > T0 + 15 * DAY && fall < T0 + 16 * DAY);
+	assert_rc(journey_falls_due(f->d.store, f->d.content, fall - 1, 64, &n), 0);
+	assert_int_equal(n, 0);
+	expect_lead(f, id, "consideration", "active");
+	assert_rc(journey_falls_due(f->d.store, f->d.content, fall, 64, &n), 0);
+	assert_int_equal(n, 1);
+	expect_lead(f, id, "awareness", "active");
+	cJSON *d = last_event(f, id, "stage", NULL);
+	expect_detail(d, "from", "consideration");
+	expect_detail(d, "to", "awareness");
+	const cJSON *why = cJSON_GetObjectItemCaseSensitive(d, "reason");
+	assert_true(cJSON_IsString(why));
+	assert_contains(why->valuestring, "fell below 2 (journey.json line 9)");
+	cJSON_Delete(d);
+	assert_int_equal(lead_fall_at(f, id), 0); /* nothing more to fall from */
+	assert_rc(journey_falls_due(f->d.store, f->d.content, fall + DAY, 64, &n), 0);
+	assert_int_equal(n, 0);
+	/* Hysteresis: a click takes the score to about 5 minus a hair, under the 5 that
+	 * moved it up, and the lead stays; a second one moves it up again. */
+	event(f, id, 0, "click", "{}", fall);
+	expect_lead(f, id, "awareness", "active");
+	assert_true(lead_score(f, id, fall) < 5 && lead_score(f, id, fall) > 4.99);
+	event(f, id, 0, "open", "{}", fall);
+	expect_lead(f, id, "consideration", "active");
+	assert_int_equal(count_events(f, id, "stage"), 4);
+}
+
+static void test_an_event_after_the_fall_time_falls_first(void **state)
+{
+	struct fixture *f = *state;
+	use_fall_journey(f);
+	int64_t id = add_lead(f, "maya@example.org", "[]", "{}", "awareness");
+	event(f, id, 0, "click", "{}", T0);
+	event(f, id, 0, "click", "{}", T0);
+	expect_lead(f, id, "consideration", "active");
+	/* 30 days on (the timer not run): the open finds the score faded under 2, the lead
+	 * falls back, then the open's point counts in awareness. */
+	event(f, id, 0, "open", "{}", T0 + 30 * DAY);
+	expect_lead(f, id, "awareness", "active");
+	double want = 6 * 0.125 + 1;
+	assert_true(lead_score(f, id, T0 + 30 * DAY) == want);
+	/* The content changed under a due fall (no rule any more): nothing moves, fall_at
+	 * is cleared. */
+	event(f, id, 0, "click", "{}", T0 + 30 * DAY);
+	event(f, id, 0, "click", "{}", T0 + 30 * DAY);
+	expect_lead(f, id, "consideration", "active");
+	int64_t fall = lead_fall_at(f, id);
+	assert_true(fall > T0 + 30 * DAY);
+	write_journey_with(f, "  \"score_half_life\": \"10d\",\n", RULES_CLICK_FIRST);
+	load_content(f);
+	size_t n = 0;
+	assert_rc(journey_falls_due(f->d.store, f->d.content, fall, 64, &n), 0);
+	assert_int_equal(n, 1);
+	expect_lead(f, id, "consideration", "active");
+	assert_int_equal(lead_fall_at(f, id), 0);
+}
+
+static void test_leaving_the_journey_clears_the_fall(void **state)
+{
+	struct fixture *f = *state;
+	use_fall_journey(f);
+	int64_t id = add_lead(f, "maya@example.org", "[]", "{}", "awareness");
+	event(f, id, 0, "click", "{}", T0);
+	event(f, id, 0, "click", "{}", T0);
+	assert_true(lead_fall_at(f, id) > 0);
+	event(f, id, 0, "unsubscribe", "{}", T0 + 60);
+	expect_lead(f, id, "consideration", "unsubscribed");
+	assert_int_equal(lead_fall_at(f, id), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -952,6 +1133,11 @@ int main(void)
 		T(test_step_done_after_the_lead_moved_on_schedules_nothing),
 		T(test_reentering_a_stage_never_leaves_an_enrolment_that_cannot_progress),
 		T(test_sample_journey_reply_in_awareness_hands_off_not_score_move),
+		T(test_decay_halves_the_score_every_half_life),
+		T(test_events_add_to_the_decayed_score),
+		T(test_a_faded_score_moves_the_lead_back_with_hysteresis),
+		T(test_an_event_after_the_fall_time_falls_first),
+		T(test_leaving_the_journey_clears_the_fall),
 	};
 	log_set_level(LOG_LEVEL_ERR);
 	return cmocka_run_group_tests(tests, NULL, NULL);

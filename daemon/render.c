@@ -361,22 +361,12 @@ enum render_escape { RENDER_RAW, RENDER_HTML, RENDER_URL, RENDER_LINE };
 
 static void render_escaped(struct buf *out, const char *v, enum render_escape esc)
 {
+	if (esc == RENDER_HTML) {
+		buf_add_html(out, v);
+		return;
+	}
 	for (const unsigned char *s = (const unsigned char *)v; *s; s++) {
 		switch (esc) {
-		case RENDER_HTML:
-			if (*s == '<')
-				buf_adds(out, "&lt;");
-			else if (*s == '>')
-				buf_adds(out, "&gt;");
-			else if (*s == '&')
-				buf_adds(out, "&amp;");
-			else if (*s == '"')
-				buf_adds(out, "&quot;");
-			else if (*s == '\'')
-				buf_adds(out, "&#39;");
-			else
-				buf_addc(out, (char)*s);
-			break;
 		case RENDER_URL:
 			if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
 			    (*s >= '0' && *s <= '9') || strchr("-._~", *s))
@@ -387,7 +377,7 @@ static void render_escaped(struct buf *out, const char *v, enum render_escape es
 		case RENDER_LINE:
 			buf_addc(out, (*s == '\r' || *s == '\n' || *s == '\t') ? ' ' : (char)*s);
 			break;
-		case RENDER_RAW:
+		default: /* RENDER_RAW (RENDER_HTML is written whole above) */
 			buf_addc(out, (char)*s);
 			break;
 		}

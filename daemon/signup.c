@@ -231,31 +231,6 @@ void signup_answer_clear(struct signup_answer *a)
 	memset(a, 0, sizeof(*a));
 }
 
-static void signup_html(struct buf *b, const char *s)
-{
-	for (; *s; s++) {
-		switch (*s) {
-		case '<':
-			buf_adds(b, "&lt;");
-			break;
-		case '>':
-			buf_adds(b, "&gt;");
-			break;
-		case '&':
-			buf_adds(b, "&amp;");
-			break;
-		case '"':
-			buf_adds(b, "&quot;");
-			break;
-		case '\'':
-			buf_adds(b, "&#39;");
-			break;
-		default:
-			buf_addc(b, *s);
-		}
-	}
-}
-
 /* A small page; with `button`, a form that POSTs back to the same URL. */
 static void signup_page(struct signup_answer *a, int status, const char *title, const char *para,
 			bool button)
@@ -265,16 +240,16 @@ static void signup_page(struct signup_answer *a, int status, const char *title, 
 	buf_adds(&b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
 		     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
 		     "<meta name=\"robots\" content=\"noindex\"><title>");
-	signup_html(&b, title);
+	buf_add_html(&b, title);
 	buf_adds(&b,
 		 "</title><style>body{font:16px/1.5 system-ui,sans-serif;color:#222;"
 		 "background:#f6f6f4;margin:0}main{max-width:32em;margin:12vh auto;"
 		 "background:#fff;padding:2em 2.5em;border-radius:8px}"
 		 "button{font:inherit;padding:.6em 1.4em;border:0;border-radius:6px;"
 		 "background:#1f5f8b;color:#fff;cursor:pointer}</style></head><body><main><h1>");
-	signup_html(&b, title);
+	buf_add_html(&b, title);
 	buf_adds(&b, "</h1><p>");
-	signup_html(&b, para);
+	buf_add_html(&b, para);
 	buf_adds(&b, "</p>");
 	if (button)
 		buf_adds(&b, "<form method=\"post\"><input type=\"hidden\" name=\"confirm\" "

@@ -754,31 +754,6 @@ static void track_click(struct track_conn *c, const struct track_request *r, boo
 	free(tag);
 }
 
-static void track_html_escaped(struct buf *b, const char *s)
-{
-	for (; *s; s++) {
-		switch (*s) {
-		case '<':
-			buf_adds(b, "&lt;");
-			break;
-		case '>':
-			buf_adds(b, "&gt;");
-			break;
-		case '&':
-			buf_adds(b, "&amp;");
-			break;
-		case '"':
-			buf_adds(b, "&quot;");
-			break;
-		case '\'':
-			buf_adds(b, "&#39;");
-			break;
-		default:
-			buf_addc(b, *s);
-		}
-	}
-}
-
 static void track_page(struct track_conn *c, int status, const char *title, const char *para,
 		       const char *email, bool button, bool head, bool keep_alive)
 {
@@ -787,7 +762,7 @@ static void track_page(struct track_conn *c, int status, const char *title, cons
 	buf_adds(&b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
 		     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
 		     "<meta name=\"robots\" content=\"noindex\"><title>");
-	track_html_escaped(&b, title);
+	buf_add_html(&b, title);
 	buf_adds(&b, "</title><style>body{font:16px/1.5 system-ui,sans-serif;color:#222;"
 		     "background:#f6f6f4;margin:0}main{max-width:32em;margin:12vh auto;"
 		     "background:#fff;padding:2em 2.5em;border-radius:8px;"
@@ -795,12 +770,12 @@ static void track_page(struct track_conn *c, int status, const char *title, cons
 		     "button{font:inherit;padding:.6em 1.4em;border:0;border-radius:6px;"
 		     "background:#1f5f8b;color:#fff;cursor:pointer}button:hover{background:#174a6d}"
 		     "</style></head><body><main><h1>");
-	track_html_escaped(&b, title);
+	buf_add_html(&b, title);
 	buf_adds(&b, "</h1><p>");
-	track_html_escaped(&b, para);
+	buf_add_html(&b, para);
 	if (email) {
 		buf_adds(&b, " <strong id=\"email\">");
-		track_html_escaped(&b, email);
+		buf_add_html(&b, email);
 		buf_adds(&b, "</strong>");
 	}
 	buf_adds(&b, "</p>");

@@ -888,8 +888,7 @@ static bool content_tag_used(const struct content *c, const char *tag)
 	return false;
 }
 
-/* Whether the rule applies in `stage` (a rule without "from" applies everywhere). */
-static bool content_rule_from(const struct content_rule *r, const char *stage)
+bool content_rule_applies(const struct content_rule *r, const char *stage)
 {
 	if (r->nfrom == 0)
 		return true;
@@ -923,8 +922,8 @@ static int content_check_rules(const struct content *c, char *err, size_t errlen
 		for (size_t k = 0; r->below > 0 && k < c->nrules && rc == 0; k++) {
 			const struct content_rule *u = &c->rules[k];
 			if (u->on != RULE_ON_SCORE || u->below > 0 || u->action != RULE_MOVE ||
-			    !content_rule_from(r, u->move_to) ||
-			    (u->nfrom && !content_rule_from(u, r->move_to)) ||
+			    !content_rule_applies(r, u->move_to) ||
+			    (u->nfrom && !content_rule_applies(u, r->move_to)) ||
 			    r->below < u->at_least)
 				continue;
 			rc = errf(

@@ -82,16 +82,6 @@ double journey_score_shown(const struct content *c, const struct lead *lead, int
 	return journey_round(journey_score(c, lead->score, lead->score_at, now));
 }
 
-static bool journey_rule_from(const struct content_rule *r, const char *stage)
-{
-	if (r->nfrom == 0)
-		return true;
-	for (size_t i = 0; i < r->nfrom; i++)
-		if (strcmp(r->from[i], stage) == 0)
-			return true;
-	return false;
-}
-
 int64_t journey_fall_at(const struct content *c, const char *stage, double score, int64_t at)
 {
 	int64_t best = 0;
@@ -99,7 +89,7 @@ int64_t journey_fall_at(const struct content *c, const char *stage, double score
 		return 0;
 	for (size_t i = 0; i < c->nrules; i++) {
 		const struct content_rule *r = &c->rules[i];
-		if (r->below <= 0 || !journey_rule_from(r, stage) ||
+		if (r->below <= 0 || !content_rule_applies(r, stage) ||
 		    journey_round(score) < (double)r->below)
 			continue;
 		/* Rounded under `below` once under below - 0.005:
@@ -122,7 +112,7 @@ static const struct content_rule *journey_fall_rule(const struct content *c,
 {
 	for (size_t i = 0; i < c->nrules; i++) {
 		const struct content_rule *r = &c->rules[i];
-		if (r->below > 0 && journey_rule_from(r, lead->stage) &&
+		if (r->below > 0 && content_rule_applies(r, lead->stage) &&
 		    journey_round(before) >= (double)r->below &&
 		    journey_round(after) < (double)r->below && strcmp(r->move_to, lead->stage) != 0)
 			return r;
@@ -336,7 +326,7 @@ static const struct content_rule *journey_match(const struct content *c, const s
 	for (size_t i = 0; i < c->nrules; i++) {
 		const struct content_rule *r = &c->rules[i];
 		bool m = false;
-		if (!journey_rule_from(r, lead->stage))
+		if (!content_rule_applies(r, lead->stage))
 			continue;
 		switch (r->on) {
 		case RULE_ON_SCORE:

@@ -131,6 +131,8 @@ struct content {
 struct content *content_load(const char *dir, char *err, size_t errlen);
 struct content *content_ref(struct content *c);
 void content_unref(struct content *c);
+/* Whether a rule applies to a lead in `stage` (a rule without "from" applies everywhere). */
+bool content_rule_applies(const struct content_rule *r, const char *stage);
 
 /* The stage's position in the journey, or -1. */
 int content_stage_index(const struct content *c, const char *stage);

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "dripd/classify.h"
+#include "dripd/util.h"
 #include "dripd/error.h"
 
 /*
@@ -330,17 +331,6 @@ static int cl_b64(unsigned char c)
 	return -1;
 }
 
-static int cl_hex(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Appends one byte as UTF-8, converting from Latin-1 when `latin1`. */
 static size_t cl_put(char *out, size_t o, size_t outlen, unsigned char c, bool latin1)
 {
@@ -384,10 +374,10 @@ static size_t cl_decode(const char *p, size_t n, const char *cte, bool latin1, b
 				i += p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n' ? 2 : 1;
 				continue;
 			}
-			if (c == '=' && i + 2 < n && cl_hex((unsigned char)p[i + 1]) >= 0 &&
-			    cl_hex((unsigned char)p[i + 2]) >= 0) {
-				c = (unsigned char)(cl_hex((unsigned char)p[i + 1]) * 16 +
-						    cl_hex((unsigned char)p[i + 2]));
+			if (c == '=' && i + 2 < n && util_hex_value((unsigned char)p[i + 1]) >= 0 &&
+			    util_hex_value((unsigned char)p[i + 2]) >= 0) {
+				c = (unsigned char)(util_hex_value((unsigned char)p[i + 1]) * 16 +
+						    util_hex_value((unsigned char)p[i + 2]));
 				i += 2;
 			} else if (q_words && c == '_') {
 				c = ' ';

@@ -53,17 +53,6 @@ struct signup {
 
 /* ---------------------------------------------------------------- pure: parsing */
 
-static int signup_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes (and '+' to space) into out; false when out is too small or a byte is bad. */
 static bool signup_urldecode(const char *in, size_t n, char *out, size_t outlen)
 {
@@ -73,9 +62,10 @@ static bool signup_urldecode(const char *in, size_t n, char *out, size_t outlen)
 		if (c == '+') {
 			c = ' ';
 		} else if (c == '%') {
-			if (i + 2 >= n || signup_hex(in[i + 1]) < 0 || signup_hex(in[i + 2]) < 0)
+			if (i + 2 >= n || util_hex_value(in[i + 1]) < 0 ||
+			    util_hex_value(in[i + 2]) < 0)
 				return false;
-			c = signup_hex(in[i + 1]) * 16 + signup_hex(in[i + 2]);
+			c = util_hex_value(in[i + 1]) * 16 + util_hex_value(in[i + 2]);
 			i += 2;
 		}
 		if (c == 0)

@@ -108,6 +108,17 @@ void buf_addc(struct buf *b, char c)
 	buf_add(b, &c, 1);
 }
 
+int util_hex_value(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 void buf_add_html(struct buf *b, const char *s)
 {
 	for (; *s; s++) {

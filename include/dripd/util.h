@@ -33,6 +33,8 @@ void buf_adds(struct buf *b, const char *s);
 void buf_addc(struct buf *b, char c);
 /* Appends s with < > & " ' written as HTML entities (safe in text and quoted attributes). */
 void buf_add_html(struct buf *b, const char *s);
+/* The value of a hexadecimal digit (either case), or -1. */
+int util_hex_value(int c);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 /* Hands the contents to the caller (never NULL) and leaves `b` empty. */

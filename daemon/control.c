@@ -1468,6 +1468,31 @@ static int control_export_lead(void *arg, const struct lead *l)
 	return 0;
 }
 
+/* The CSV export frame that lead export and events export share: the header on the first
+ * page, then the page's rows, its count and where the next page starts. */
+static void control_csv_begin(struct control_page *p, int64_t after, const char *const *header,
+			      size_t ncols)
+{
+	buf_init(&p->csv);
+	buf_adds(&p->csv, "");
+	if (after == 0)
+		csv_write_row(&p->csv, header, ncols, false);
+}
+
+static int control_csv_end(struct control_page *p, int rc, size_t page, const char *what,
+			   cJSON *result, char *err, size_t errlen)
+{
+	if (rc == 0) {
+		cJSON_AddStringToObject(result, "csv", p->csv.data);
+		cJSON_AddNumberToObject(result, "count", (double)p->n);
+		control_next(result, p->n, page, p->last);
+	} else {
+		errf(err, errlen, rc, "cannot read the %s", what);
+	}
+	buf_free(&p->csv);
+	return rc;
+}
+
 static int control_lead_export(struct dripd *d, const cJSON *args, cJSON *result, char *err,
 			       size_t errlen)
 {
@@ -1488,21 +1513,10 @@ static int control_lead_export(struct dripd *d, const cJSON *args, cJSON *result
 	int rc;
 	if ((rc = control_check_stage_status(d, stage, NULL, err, errlen)))
 		return rc;
-	buf_init(&p.csv);
-	buf_adds(&p.csv, "");
-	if (after == 0)
-		csv_write_row(&p.csv, header, sizeof(header) / sizeof(header[0]), false);
+	control_csv_begin(&p, after, header, sizeof(header) / sizeof(header[0]));
 	rc = store_leads_page(d->store, after, stage ? stage : "", "", CONTROL_PAGE_LEADS,
 			      control_export_lead, &p);
-	if (rc == 0) {
-		cJSON_AddStringToObject(result, "csv", p.csv.data);
-		cJSON_AddNumberToObject(result, "count", (double)p.n);
-		control_next(result, p.n, CONTROL_PAGE_LEADS, p.last);
-	} else {
-		errf(err, errlen, rc, "cannot read the leads");
-	}
-	buf_free(&p.csv);
-	return rc;
+	return control_csv_end(&p, rc, CONTROL_PAGE_LEADS, "leads", result, err, errlen);
 }
 
 static int control_export_event(void *arg, const struct store_event *ev, const char *email,
@@ -1552,21 +1566,10 @@ static int control_events_export(struct dripd *d, const cJSON *args, cJSON *resu
 			    "--since takes a date (2026-11-20), a UTC time (2026-11-20T10:00:00Z) "
 			    "or a duration back from now (7d), not \"%.32s\"",
 			    since_s);
-	buf_init(&p.csv);
-	buf_adds(&p.csv, "");
-	if (after == 0)
-		csv_write_row(&p.csv, header, sizeof(header) / sizeof(header[0]), false);
+	control_csv_begin(&p, after, header, sizeof(header) / sizeof(header[0]));
 	rc = store_events_page(d->store, after, since, CONTROL_PAGE_EVENTS, control_export_event,
 			       &p);
-	if (rc == 0) {
-		cJSON_AddStringToObject(result, "csv", p.csv.data);
-		cJSON_AddNumberToObject(result, "count", (double)p.n);
-		control_next(result, p.n, CONTROL_PAGE_EVENTS, p.last);
-	} else {
-		errf(err, errlen, rc, "cannot read the events");
-	}
-	buf_free(&p.csv);
-	return rc;
+	return control_csv_end(&p, rc, CONTROL_PAGE_EVENTS, "events", result, err, errlen);
 }
 
 static int control_list_lead(void *arg, const struct lead *l)

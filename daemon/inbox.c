@@ -810,13 +810,18 @@ static int inbox_match(struct dripd *d, const struct classify_result *r, struct 
 	*how = INBOX_MATCH_NONE;
 	memset(t, 0, sizeof(*t));
 	memset(lead, 0, sizeof(*lead));
-	/* A signed address first: it cannot be forged or mistaken. */
+	/* A signed address first: it cannot be forged or mistaken. A report that carries a
+	 * reply+/bounce+ tag none of whose tags verify is forged (every report to dripd's own
+	 * bounce address carries a good one): it may still match by thread, which takes the
+	 * returned message's Message-ID, but never by the recipient it names. */
+	bool forged = r->ntokens > 0;
 	for (size_t i = 0; d->keys && i < r->ntokens && *how == INBOX_MATCH_NONE; i++) {
 		struct token_claims cl;
 		if (token_verify(d->keys, r->tokens[i].token, strlen(r->tokens[i].token),
 				 TOKEN_ADDRESS, &cl) != 0 ||
 		    (char)cl.kind != r->tokens[i].kind)
 			continue;
+		forged = false;
 		if ((rc = store_touch_get(d->store, cl.touch_id, t)) == 0)
 			*how = INBOX_MATCH_TOKEN;
 		else if (rc != DRIP_ENOT_FOUND)
@@ -834,6 +839,12 @@ static int inbox_match(struct dripd *d, const struct classify_result *r, struct 
 			*how = INBOX_MATCH_THREAD;
 		else if (rc != DRIP_ENOT_FOUND)
 			return rc;
+	}
+	if (report && forged && *how == INBOX_MATCH_NONE) {
+		log_warn("inbox: a %s report with a reply+/bounce+ tag that does not verify: "
+			 "ignored (forged, or signed with a secret no longer configured)",
+			 r->kind == CLASSIFY_COMPLAINT ? "complaint" : "bounce");
+		return 0;
 	}
 	/* A report names its recipient: that lead, whatever the touch says. */
 	if (report && r->recipient[0]) {

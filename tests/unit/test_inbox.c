@@ -147,6 +147,53 @@ static void test_an_auto_reply_moves_the_next_touch_past_the_return_date(void **
 	store_touch_clear(&t);
 }
 
+/* A DSN or complaint that carries a bounce+ tag that does not verify is forged: it names a
+ * lead, but the lead is neither bounced nor suppressed. The same report with the good tag is. */
+static void test_a_report_with_a_forged_tag_changes_nothing(void **state)
+{
+	struct dripd *d = *state;
+	int64_t touch, lead = add_lead(d, "victim@corp.example", &touch);
+	struct token_claims cl = { .kind = TOKEN_BOUNCE, .touch_id = touch };
+	char tok[TOKEN_MAX_LEN], forged[TOKEN_MAX_LEN], st[32], reason[64];
+	token_sign(d->keys, &cl, TOKEN_ADDRESS, tok, sizeof(tok));
+	snprintf(forged, sizeof(forged), "%s", tok);
+	forged[strlen(forged) - 1] = forged[strlen(forged) - 1] == 'a' ? 'b' : 'a';
+	static const char dsn[] =
+		"From: MAILER-DAEMON@relay.example\r\nTo: bounce+%s@in.example\r\n"
+		"Subject: Undelivered Mail\r\nContent-Type: multipart/report; "
+		"report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: "
+		"message/delivery-status\r\n\r\nReporting-MTA: dns; relay\r\n\r\n"
+		"Final-Recipient: rfc822; victim@corp.example\r\nAction: failed\r\n"
+		"Status: 5.1.1\r\n--b--\r\n";
+	static const char arf[] =
+		"From: fbl@isp.example\r\nTo: bounce+%s@in.example\r\nSubject: report\r\n"
+		"Content-Type: multipart/report; report-type=feedback-report; boundary=f\r\n\r\n"
+		"--f\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"
+		"Original-Rcpt-To: victim@corp.example\r\n--f--\r\n";
+	for (int i = 0; i < 2; i++) {
+		char *m = xasprintf(i ? arf : dsn, forged);
+		apply(d, m, INBOX_MATCH_NONE);
+		free(m);
+		assert_string_equal(status_of(d, lead, st, sizeof(st)), "active");
+		assert_rc(store_suppressed(d->store, "victim@corp.example", reason, sizeof(reason)),
+			  DRIP_ENOT_FOUND);
+	}
+	/* A tag of another kind (a reply tag where a bounce tag goes) is no better. */
+	struct token_claims rc = { .kind = TOKEN_REPLY, .touch_id = touch };
+	char reply[TOKEN_MAX_LEN];
+	token_sign(d->keys, &rc, TOKEN_ADDRESS, reply, sizeof(reply));
+	char *m = xasprintf(dsn, reply);
+	apply(d, m, INBOX_MATCH_NONE);
+	free(m);
+	assert_string_equal(status_of(d, lead, st, sizeof(st)), "active");
+	/* The genuine tag bounces the lead. */
+	m = xasprintf(dsn, tok);
+	apply(d, m, INBOX_MATCH_TOKEN);
+	free(m);
+	assert_string_equal(status_of(d, lead, st, sizeof(st)), "bounced");
+	assert_rc(store_suppressed(d->store, "victim@corp.example", reason, sizeof(reason)), 0);
+}
+
 static void test_soft_bounces_suppress_after_the_limit(void **state)
 {
 	struct dripd *d = *state;
@@ -212,6 +259,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_an_auto_reply_moves_the_next_touch_past_the_return_date, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_a_report_with_a_forged_tag_changes_nothing,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_soft_bounces_suppress_after_the_limit, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(

@@ -1124,10 +1124,12 @@ static void cl_walk(struct cl_ctx *c, struct cl_view e, int depth, bool in_repor
 	cl_media_type(ct, type, sizeof(type));
 	if (!cl_header(h, "Content-Transfer-Encoding", 0, cte, sizeof(cte)))
 		cte[0] = '\0';
+	/* Broken MIME: a multipart with no boundary is read as the text it most likely is. */
+	if (strncmp(type, "multipart/", 10) == 0 && !cl_param(ct, "boundary", param, sizeof(param)))
+		strcpy(type, "text/plain");
 	if (strncmp(type, "multipart/", 10) == 0) {
 		bool report = strcmp(type, "multipart/report") == 0;
-		if (cl_param(ct, "boundary", param, sizeof(param)))
-			cl_multipart(c, b, param, depth, in_report || report);
+		cl_multipart(c, b, param, depth, in_report || report);
 	} else if (strcmp(type, "message/delivery-status") == 0 ||
 		   strcmp(type, "message/global-delivery-status") == 0) {
 		if (in_report)

@@ -482,3 +482,74 @@ def test_imaps_checks_the_certificate(daemon_factory, dovecot, smtp_sink, tmp_pa
     dovecot.deliver(fill("reply_threaded.eml", lead, msgid))
     wait_for(lambda: "reply" in events(d2, lead), 30, "the reply read over imaps")
     assert d2.stop() == 0
+
+
+def vm_hwm_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_broken_mime_and_a_forged_bounce_tag(daemon_factory, dovecot, smtp_sink, tmp_path):
+    """Issue 9's hostile inbox: each broken message from a lead is still that lead's reply;
+    a 50 MB message is read in bounded pieces, never held whole; a DSN whose bounce
+    tag was altered bounces nobody; and the inbox stays in step after all of them."""
+    d = inbox_daemon(daemon_factory, dovecot, smtp_sink, tmp_path)
+    d.start()
+    watching(d)
+    names = ("noboundary", "deep", "bad64", "bogus", "big", "victim", "after")
+    leads = {k: f"{k}@example.org" for k in names}
+    t = {k: first_touch(d, smtp_sink, v) for k, v in leads.items()}
+
+    def head(k, extra=""):
+        return (f"From: {leads[k]}\r\nTo: {t[k][1]}\r\nSubject: Re: {k}\r\n"
+                f"MIME-Version: 1.0\r\n{extra}").encode()
+    hwm_before = vm_hwm_kib(d.proc.pid)
+    dovecot.deliver(head("noboundary", "Content-Type: multipart/mixed\r\n\r\n") +
+                    b"Yes, call me.\r\n")
+    deep = [head("deep", 'Content-Type: multipart/mixed; boundary="n0"\r\n\r\n')]
+    deep += [f'--n{i}\r\nContent-Type: multipart/mixed; boundary="n{i + 1}"\r\n\r\n'.encode()
+             for i in range(10000)]
+    deep.append(b"--n10000\r\nContent-Type: text/plain\r\n\r\nDeep down.\r\n--n10000--\r\n")
+    dovecot.deliver(b"".join(deep))
+    dovecot.deliver(head("bad64", "Content-Type: text/plain; charset=utf-8\r\n"
+                         "Content-Transfer-Encoding: base64\r\n\r\n") +
+                    b"!!!*** not base64 ===\r\nSGVs=bG8=\r\n\x01\x02\xff\xfe\r\n")
+    dovecot.deliver(head("bogus", 'Content-Type: text/plain; charset="x-no-such-charset"\r\n'
+                         "Content-Transfer-Encoding: 8bit\r\n\r\n") +
+                    b"Bitte \xe4\xf6\xfc \xc3\x28 R\xfcckruf.\r\n")
+    dovecot.deliver(head("big", "Content-Type: text/plain\r\n\r\n") + b"See below.\r\n" +
+                    (b"A" * 998 + b"\r\n") * (50 * 1024 * 1024 // 1000))
+    # A DSN for "victim" whose bounce tag has one character changed.
+    bounce = t["victim"][2]
+    local, domain = bounce.split("@")
+    forged = local[:-1] + ("a" if local[-1] != "a" else "b") + "@" + domain
+    dovecot.deliver(fill("dsn_postfix_hard.eml", leads["victim"], "<unknown@example.com>",
+                         "", forged))
+    dovecot.deliver(fill("reply_threaded.eml", leads["after"], *t["after"]))
+    try:
+        wait_for(lambda: "reply" in events(d, leads["after"]), 90,
+                 "the reply delivered after the hostile ones")
+    except AssertionError:
+        raise AssertionError(d.log_text()[-6000:]) from None
+    for k in ("noboundary", "deep", "bad64", "bogus", "big"):
+        s = show(d, leads[k])
+        replies = [e for e in s["events"] if e["kind"] == "reply"]
+        assert len(replies) == 1 and s["lead"]["status"] == "handoff", (k, s)
+        assert replies[0]["detail"]["subject"] == f"Re: {k}", replies[0]
+        if k == "noboundary":
+            assert replies[0]["detail"]["excerpt"].startswith("Yes, call me."), replies[0]
+    victim = show(d, leads["victim"])
+    assert victim["lead"]["status"] == "active", victim["lead"]
+    assert "bounce" not in [e["kind"] for e in victim["events"]]
+    assert not d.sql("SELECT 1 FROM suppressions WHERE address = ?", leads["victim"])
+    assert "tag that does not verify" in d.log_text()
+    (unmatched,), = d.sql("SELECT unmatched FROM inbox_state")
+    assert unmatched == 1, unmatched  # the forged DSN
+    # The 50 MB message was read in bounded pieces, not held whole.
+    grew = vm_hwm_kib(d.proc.pid) - hwm_before
+    assert grew < 40 * 1024, f"peak RSS grew by {grew} KiB reading the hostile mail"
+    print(f"\npeak RSS grew by {grew} KiB reading the hostile mail")
+    assert d.proc.poll() is None
+    assert d.stop() == 0

@@ -311,6 +311,84 @@ static void test_hostile_input_is_survived(void **state)
 	assert_kind(r, CLASSIFY_UNKNOWN);
 }
 
+/* True when s is valid UTF-8 with no control characters but tab. */
+static bool clean_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		int n = *p < 0x80             ? 0
+			: (*p & 0xE0) == 0xC0 ? 1
+			: (*p & 0xF0) == 0xE0 ? 2
+			: (*p & 0xF8) == 0xF0 ? 3
+					      : -1;
+		if (n < 0 || (*p < 0x20 && *p != '\t') || *p == 0x7F)
+			return false;
+		for (p++; n > 0; n--, p++)
+			if ((*p & 0xC0) != 0x80)
+				return false;
+	}
+	return true;
+}
+
+/* Issue 9's broken MIME, each from a lead: still a reply from that sender, its fields clean
+ * UTF-8 and within their caps, whatever the body does. */
+static void test_broken_mime_is_still_a_reply(void **state)
+{
+	(void)state;
+	struct classify_result r;
+	struct buf b;
+	/* multipart with no boundary: the body is read as the text it most likely is. */
+	const char *noboundary = "From: " LEAD "\r\nSubject: Re: hi\r\nMIME-Version: 1.0\r\n"
+				 "Content-Type: multipart/mixed\r\n\r\nYes, call me.\r\n";
+	classify_message(noboundary, strlen(noboundary), now_utc, &r);
+	assert_kind(r, CLASSIFY_REPLY);
+	assert_string_equal(r.from, LEAD);
+	assert_string_equal(r.excerpt, "Yes, call me.");
+	/* 10,000 nested multiparts, each with its own boundary. */
+	buf_init(&b);
+	buf_adds(&b, "From: " LEAD "\r\nSubject: Re: deep\r\nMIME-Version: 1.0\r\n"
+		     "Content-Type: multipart/mixed; boundary=\"n0\"\r\n\r\n");
+	for (int i = 0; i < 10000; i++)
+		buf_printf(&b, "--n%d\r\nContent-Type: multipart/mixed; boundary=\"n%d\"\r\n\r\n",
+			   i, i + 1);
+	buf_adds(&b, "--n10000\r\nContent-Type: text/plain\r\n\r\nDeep down.\r\n--n10000--\r\n");
+	classify_message(b.data, b.len, now_utc, &r);
+	assert_kind(r, CLASSIFY_REPLY);
+	assert_string_equal(r.subject, "Re: deep");
+	assert_true(clean_utf8(r.excerpt));
+	buf_free(&b);
+	/* Bad base64: not a crash, not garbage control bytes in the excerpt. */
+	const char *bad64 = "From: " LEAD "\r\nSubject: Re: b64\r\nMIME-Version: 1.0\r\n"
+			    "Content-Type: text/plain; charset=utf-8\r\n"
+			    "Content-Transfer-Encoding: base64\r\n\r\n"
+			    "!!!*** not base64 at all ===\r\nSGVs=bG8=\r\n\x01\x02\xff\xfe\r\n";
+	classify_message(bad64, strlen(bad64), now_utc, &r);
+	assert_kind(r, CLASSIFY_REPLY);
+	assert_true(clean_utf8(r.excerpt));
+	/* A charset nobody knows, in the subject's encoded word and the body, with 8-bit bytes. */
+	const char *bogus = "From: " LEAD "\r\nSubject: =?x-no-such-charset?B?/+7d3A==?= ok\r\n"
+			    "MIME-Version: 1.0\r\n"
+			    "Content-Type: text/plain; charset=\"x-no-such-charset\"\r\n"
+			    "Content-Transfer-Encoding: 8bit\r\n\r\nBitte \xe4\xf6\xfc \xc3\x28 "
+			    "r\xfc"
+			    "ckruf.\r\n";
+	classify_message(bogus, strlen(bogus), now_utc, &r);
+	assert_kind(r, CLASSIFY_REPLY);
+	assert_true(clean_utf8(r.subject));
+	assert_true(clean_utf8(r.excerpt));
+	assert_non_null(strstr(r.subject, "ok"));
+	/* A 50 MB body (the inbox fetches at most 1 MB, but classify takes whatever it gets). */
+	size_t big = 50u * 1024 * 1024;
+	char *m = xmalloc(big);
+	const char *head = "From: " LEAD "\r\nSubject: Re: big\r\n\r\nSee attached.\r\n";
+	memcpy(m, head, strlen(head));
+	memset(m + strlen(head), 'A', big - strlen(head));
+	classify_message(m, big, now_utc, &r);
+	assert_kind(r, CLASSIFY_REPLY);
+	assert_true(strlen(r.excerpt) < CLASSIFY_EXCERPT_MAX);
+	free(m);
+}
+
 static void test_free_mail_domains(void **state)
 {
 	(void)state;
@@ -453,6 +531,7 @@ int main(void)
 		cmocka_unit_test(test_stranger_and_unsubscribe),
 		cmocka_unit_test(test_a_bounce_that_is_not_rfc3464_is_never_a_reply),
 		cmocka_unit_test(test_hostile_input_is_survived),
+		cmocka_unit_test(test_broken_mime_is_still_a_reply),
 		cmocka_unit_test(test_free_mail_domains),
 		cmocka_unit_test(test_return_date_corpus),
 	};

@@ -331,6 +331,12 @@ def test_the_control_protocol_answers_errors_with_stable_codes(daemon):
     f.flush()
     assert json.loads(f.readline())["error"]["code"] == "too_big"
     assert ask(b'{"v":1,"id":11,"cmd":"status"}')["ok"] is True
+    # 64 KiB of binary garbage on one line (NULs, high bytes, braces): a protocol error.
+    import random
+    rnd = random.Random(9)
+    junk = bytes(rnd.choice(b"\x00\xff{}\"\\:,[]x\x7f\r") for _ in range(64 * 1024))
+    assert ask(junk)["error"]["code"] == "protocol"
+    assert ask(b'{"v":1,"id":12,"cmd":"status"}')["ok"] is True
     s.close()
     assert daemon.proc.poll() is None
 

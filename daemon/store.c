@@ -1068,8 +1068,11 @@ int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const 
 {
 	sqlite3_stmt *s;
 	int rc;
+	/* Inside the caller's transaction (sched records outcomes and claims in one): a
+	 * savepoint, committed with it. */
+	bool outer = !sqlite3_get_autocommit(st->db);
 	*n = 0;
-	if ((rc = store_begin(st)))
+	if ((rc = outer ? store_part_begin(st) : store_begin(st)))
 		return rc;
 	if (!(s = store_stmt(st, STMT_TOUCH_DUE)))
 		goto fail;
@@ -1092,9 +1095,14 @@ int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const 
 		if (store_exec_stmt(st, s))
 			goto fail;
 	}
+	if (outer)
+		return store_part_end(st, true);
 	return store_commit(st);
 fail:
-	store_rollback(st);
+	if (outer)
+		store_part_end(st, false);
+	else
+		store_rollback(st);
 	*n = 0;
 	return DRIP_ESTORE;
 }

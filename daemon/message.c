@@ -147,11 +147,17 @@ void message_qp_encode(struct buf *out, const char *in)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t col = 0;
+	/* Written straight into reserved room (a byte takes at most a soft break and an
+	 * escape: 6 bytes), not byte by byte through buf_addc: it was 7% of the loop thread
+	 * in the delivery benchmark. */
+	buf_reserve(out, 6 * strlen(in) + 2);
+	char *o = out->data + out->len;
 	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
 		if (*p == '\r' && p[1] == '\n')
 			continue;
 		if (*p == '\n') {
-			buf_adds(out, "\r\n");
+			*o++ = '\r';
+			*o++ = '\n';
 			col = 0;
 			continue;
 		}
@@ -160,7 +166,9 @@ void message_qp_encode(struct buf *out, const char *in)
 			       ((*p == ' ' || *p == '\t') && !at_eol);
 		size_t width = literal ? 1 : 3;
 		if (col + width > 75) {
-			buf_adds(out, "=\r\n");
+			*o++ = '=';
+			*o++ = '\r';
+			*o++ = '\n';
 			col = 0;
 		}
 		/* A dot at a line start (after a soft break too) is encoded so no transport can
@@ -170,16 +178,20 @@ void message_qp_encode(struct buf *out, const char *in)
 			width = 3;
 		}
 		if (literal) {
-			buf_addc(out, (char)*p);
+			*o++ = (char)*p;
 		} else {
-			buf_addc(out, '=');
-			buf_addc(out, hex[*p >> 4]);
-			buf_addc(out, hex[*p & 15]);
+			*o++ = '=';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
 		}
 		col += width;
 	}
-	if (col > 0)
-		buf_adds(out, "\r\n");
+	if (col > 0) {
+		*o++ = '\r';
+		*o++ = '\n';
+	}
+	out->len = (size_t)(o - out->data);
+	*o = '\0';
 }
 
 char *message_make_id(const char *from, int64_t touch_id)

@@ -1090,10 +1090,69 @@ static void sched_falls(struct sched *s, int64_t now)
 	}
 }
 
-static void sched_run(struct sched *s)
+/*
+ * One claim: what the plan allows, claimed and dispatched. Alone (`open` false) it commits
+ * the claim as sending in one transaction and only then hands the jobs to the sender
+ * threads (at most once per step). With `open`, the transaction that holds a drain's
+ * outcomes is open already: the claim joins it and its jobs wait in s->jobs for the
+ * caller's commit (sched_results_end). Returns 1 when it claimed something, 0 when there
+ * was nothing to claim, -1 when the database refused.
+ */
+static int sched_claim_once(struct sched *s, int64_t now, bool open)
 {
 	int64_t ids[SCHED_CLAIM_MAX];
 	size_t n;
+	char *blocked = NULL;
+	size_t want = sched_plan(s, now, &blocked);
+	if (want == 0) {
+		free(blocked);
+		return 0;
+	}
+	if (want > SCHED_CLAIM_MAX)
+		want = SCHED_CLAIM_MAX;
+	uint64_t claim_start = uv_hrtime();
+	int rc = store_touch_claim_filtered(s->store, now, want, blocked, ids, &n);
+	free(blocked);
+	if (rc == 0 && n > 0)
+		log_debug("sched: claimed %zu touch(es) in %.3f ms", n,
+			  (double)(uv_hrtime() - claim_start) / 1e6);
+	if (rc != 0) {
+		/* The database refused (busy, full): hold back and probe it in a while. */
+		log_warn("sched: cannot claim due touches; retrying in %d ms", SCHED_HELD_MS);
+		return -1;
+	}
+	if (n == 0)
+		return 0;
+	if (open) {
+		for (size_t i = 0; i < n; i++)
+			sched_dispatch(s, ids[i], now);
+		return 1;
+	}
+	s->batch = store_begin(s->store) == 0;
+	s->njobs = 0;
+	for (size_t i = 0; i < n; i++)
+		sched_dispatch(s, ids[i], now);
+	if (s->batch) {
+		s->batch = false;
+		if (store_commit(s->store) == 0) {
+			for (size_t i = 0; i < s->njobs; i++)
+				sched_submit(s, s->jobs[i], s->job_acct[i], s->job_dom[i], now);
+		} else {
+			log_err("sched: cannot commit a claim of %zu touches; they go back to "
+				"pending once the database takes writes",
+				n);
+			for (size_t i = 0; i < s->njobs; i++)
+				mailer_job_free(s->jobs[i]);
+		}
+		s->njobs = 0;
+	}
+	if (store_last_error(s->store, NULL, 0) != STORE_FAIL_NONE)
+		return -1; /* a write of this claim failed: its touches may be left queued */
+	return 1;
+}
+
+static void sched_run(struct sched *s)
+{
 	int64_t now = clock_now(s->clock);
 	if (s->paused) {
 		s->next_wake = 0;
@@ -1106,55 +1165,13 @@ static void sched_run(struct sched *s)
 	sched_governors(s, now);
 	sched_falls(s, now);
 	while (!s->draining && s->content) {
-		char *blocked = NULL;
-		size_t want = sched_plan(s, now, &blocked);
-		if (want == 0) {
-			free(blocked);
-			break;
-		}
-		if (want > SCHED_CLAIM_MAX)
-			want = SCHED_CLAIM_MAX;
-		uint64_t claim_start = uv_hrtime();
-		int rc = store_touch_claim_filtered(s->store, now, want, blocked, ids, &n);
-		free(blocked);
-		if (rc == 0 && n > 0)
-			log_debug("sched: claimed %zu touch(es) in %.3f ms", n,
-				  (double)(uv_hrtime() - claim_start) / 1e6);
-		if (rc != 0) {
-			/* The database refused (busy, full): hold back and probe it in a while. */
-			log_warn("sched: cannot claim due touches; retrying in %d ms",
-				 SCHED_HELD_MS);
+		int rc = sched_claim_once(s, now, false);
+		if (rc < 0) {
 			sched_hold(s);
 			return;
 		}
-		if (n == 0)
+		if (rc == 0)
 			break;
-		/* One transaction commits the whole claim as sending; only then do the sender
-		 * threads see any of it (at most once per step). */
-		s->batch = store_begin(s->store) == 0;
-		s->njobs = 0;
-		for (size_t i = 0; i < n; i++)
-			sched_dispatch(s, ids[i], now);
-		if (s->batch) {
-			s->batch = false;
-			if (store_commit(s->store) == 0) {
-				for (size_t i = 0; i < s->njobs; i++)
-					sched_submit(s, s->jobs[i], s->job_acct[i], s->job_dom[i],
-						     now);
-			} else {
-				log_err("sched: cannot commit a claim of %zu touches; they go "
-					"back to pending once the database takes writes",
-					n);
-				for (size_t i = 0; i < s->njobs; i++)
-					mailer_job_free(s->jobs[i]);
-			}
-			s->njobs = 0;
-		}
-		if (store_last_error(s->store, NULL, 0) != STORE_FAIL_NONE) {
-			/* A write of this claim failed: its touches may be left queued. */
-			sched_hold(s);
-			return;
-		}
 	}
 	sched_arm(s, now);
 }
@@ -1231,20 +1248,36 @@ void sched_results_end(struct sched *s)
 {
 	if (!s->batch)
 		return;
-	s->batch = false;
 	bool failed = store_last_error(s->store, NULL, 0) != STORE_FAIL_NONE;
+	/* The threads these outcomes freed get their next touches in the same transaction:
+	 * one commit records the outcomes and marks the new touches sending, so a crash still
+	 * leaves at most one touch per thread sending, with one commit where there were three
+	 * (outcomes, claim, sending). */
+	s->njobs = 0;
+	if (!failed && !s->draining && !s->paused && s->content && s->nunrecorded == 0)
+		failed = sched_claim_once(s, clock_now(s->clock), true) < 0 ||
+			 store_last_error(s->store, NULL, 0) != STORE_FAIL_NONE;
+	s->batch = false;
 	if (failed)
 		store_rollback(s->store);
 	if (failed || store_commit(s->store) != 0) {
-		/* Nothing of the batch was recorded: keep every outcome for when it can be. */
+		/* Nothing of the batch was recorded: keep every outcome for when it can be
+		 * (the touches it claimed are pending again with the rollback). */
 		log_err("sched: cannot record a batch of %zu outcome(s); they are kept and "
 			"recorded once the database takes writes",
 			s->nbatch_copy);
 		for (size_t i = 0; i < s->nbatch_copy; i++)
 			sched_push_result(&s->unrecorded, &s->nunrecorded, &s->capunrecorded,
 					  &s->batch_copy[i]);
+		for (size_t i = 0; i < s->njobs; i++)
+			mailer_job_free(s->jobs[i]);
 		sched_hold(s);
+	} else {
+		int64_t now = clock_now(s->clock);
+		for (size_t i = 0; i < s->njobs; i++)
+			sched_submit(s, s->jobs[i], s->job_acct[i], s->job_dom[i], now);
 	}
+	s->njobs = 0;
 	s->nbatch_copy = 0;
 }
 

@@ -259,6 +259,39 @@ static const char *const store_migrations[] = {
 	"ALTER TABLE leads ADD COLUMN fall_at INTEGER;"
 	"UPDATE leads SET score_at = updated_at;"
 	"CREATE INDEX leads_fall ON leads(fall_at) WHERE fall_at IS NOT NULL;",
+	/* 14: no ephemeral b-trees on the send path. SQLite evaluates a constant IN list of
+	 * more than two values by building a temporary b-tree (a pager, a page cache) each
+	 * time: every UPDATE of touches.state built five, two for the WHERE of touches_state
+	 * (old and new row) and one in each counts trigger. The same conditions as ORs of
+	 * equalities are plain comparisons; a query's "state = 'queued'" still implies the
+	 * index's WHERE, so STORE_FEW's queries keep using it. */
+	"DROP INDEX touches_state;"
+	"CREATE INDEX touches_state ON touches(state) WHERE state = 'queued' OR"
+	"  state = 'sending' OR state = 'uncertain';"
+	"DROP TRIGGER counts_touches_insert;"
+	"DROP TRIGGER counts_touches_leave;"
+	"DROP TRIGGER counts_touches_enter;"
+	"DROP TRIGGER counts_touches_delete;"
+	"CREATE TRIGGER counts_touches_insert AFTER INSERT ON touches"
+	"  WHEN new.state = 'pending' OR new.state = 'sent' OR new.state = 'failed' BEGIN"
+	"  INSERT INTO counts VALUES ('touches:' || new.state, 1)"
+	"    ON CONFLICT (key) DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER counts_touches_leave AFTER UPDATE OF state ON touches"
+	"  WHEN old.state IS NOT new.state AND (old.state = 'pending' OR old.state = 'sent' OR"
+	"  old.state = 'failed') BEGIN"
+	"  UPDATE counts SET n = n - 1 WHERE key = 'touches:' || old.state;"
+	" END;"
+	"CREATE TRIGGER counts_touches_enter AFTER UPDATE OF state ON touches"
+	"  WHEN old.state IS NOT new.state AND (new.state = 'pending' OR new.state = 'sent' OR"
+	"  new.state = 'failed') BEGIN"
+	"  INSERT INTO counts VALUES ('touches:' || new.state, 1)"
+	"    ON CONFLICT (key) DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER counts_touches_delete AFTER DELETE ON touches"
+	"  WHEN old.state = 'pending' OR old.state = 'sent' OR old.state = 'failed' BEGIN"
+	"  UPDATE counts SET n = n - 1 WHERE key = 'touches:' || old.state;"
+	" END;",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -1068,8 +1101,11 @@ int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const 
 {
 	sqlite3_stmt *s;
 	int rc;
+	/* Inside the caller's transaction (sched records outcomes and claims in one): a
+	 * savepoint, committed with it. */
+	bool outer = !sqlite3_get_autocommit(st->db);
 	*n = 0;
-	if ((rc = store_begin(st)))
+	if ((rc = outer ? store_part_begin(st) : store_begin(st)))
 		return rc;
 	if (!(s = store_stmt(st, STMT_TOUCH_DUE)))
 		goto fail;
@@ -1092,9 +1128,14 @@ int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const 
 		if (store_exec_stmt(st, s))
 			goto fail;
 	}
+	if (outer)
+		return store_part_end(st, true);
 	return store_commit(st);
 fail:
-	store_rollback(st);
+	if (outer)
+		store_part_end(st, false);
+	else
+		store_rollback(st);
 	*n = 0;
 	return DRIP_ESTORE;
 }

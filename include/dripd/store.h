@@ -125,7 +125,8 @@ int store_touch_claim(struct store *st, int64_t now, size_t max, int64_t *ids, s
 /*
  * The same, leaving out what may not be sent now: `blocked` is NULL or a JSON array of
  * {"s": [sequence, …], "d": [recipient domain, …]}, each item holding back the touches of
- * those sequences to those domains (without "d": to every domain).
+ * those sequences to those domains (without "d": to every domain). Inside an open
+ * transaction it claims in a savepoint and the caller's commit makes it stick.
  */
 int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const char *blocked,
 			       int64_t *ids, size_t *n);

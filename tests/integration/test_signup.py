@@ -7,6 +7,7 @@ import http.server as httpserver
 import json
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -309,11 +310,11 @@ def test_old_links_keep_working_across_a_secret_rotation(daemon_factory, tmp_pat
     d.ctl("lead", "add", "rot@example.org", "--stage", "awareness")
     old = urls(d.wait_messages(1)[0])
     assert old["click"] and old["unsub"]
-    assert d.stop() == 0
 
-    # Step 1 of the procedure: the new secret on top, the old one kept below; restart.
+    # Steps 1 and 2 of the procedure: the new secret on top, the old one kept below; reload.
     secret.write_text("new-secret-0123456789abcdef\nold-secret-0123456789abcdef\n")
-    d.start()
+    d.ctl("reload")
+    assert "2 tracking secret(s) read" in d.log_text()
     st, headers, _ = http(old["click"][0])
     assert st == 302 and headers["Location"].startswith("https://example.com/")
     assert http(old["unsub"][0])[0] == 200
@@ -322,16 +323,24 @@ def test_old_links_keep_working_across_a_secret_rotation(daemon_factory, tmp_pat
     new = urls(d.wait_messages(2)[-1])
     assert new["unsub"] and new["unsub"][0] != old["unsub"][0]
     assert http(new["unsub"][0])[0] == 200
-    assert d.stop() == 0
 
     # New mail is signed with the new secret: the old secret alone does not accept it...
     secret.write_text("old-secret-0123456789abcdef\n")
-    d.start()
-    assert http(new["unsub"][0])[0] == 404
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: http(new["unsub"][0])[0] == 404, 10, "the SIGHUP to re-read the secrets")
     assert http(old["unsub"][0])[0] == 200
-    assert d.stop() == 0
+    # ...a file with a bad secret is refused and the running secrets stay...
+    secret.write_text("short\n")
+    d.ctl("reload")
+    assert "the tracking secrets stay as they were" in d.log_text()
+    assert http(old["unsub"][0])[0] == 200
     # ...and once the old links have aged out, dropping the old secret retires them.
     secret.write_text("new-secret-0123456789abcdef\n")
+    d.ctl("reload")
+    assert http(new["unsub"][0])[0] == 200
+    assert http(old["unsub"][0])[0] == 404
+    # A restart reads the same file.
+    assert d.stop() == 0
     d.start()
     assert http(new["unsub"][0])[0] == 200
     assert http(old["unsub"][0])[0] == 404

@@ -468,6 +468,18 @@ def test_anonymise_erases_long_finished_leads_and_keeps_stats_and_opt_outs(
     csv.write_text(f"email\n{done}\n")
     assert d.ctl("lead", "import", csv)["added"] == 1
     assert d.ctl("status")["anonymised"] == 2
+    # Events that still come for an anonymised lead (a link in its old mail, a CRM's event)
+    # are kept without detail and move nothing: no opt-out of a non-address, no new journey.
+    [to_done] = [m for m in msgs if done in m["To"]]
+    assert http(urls(to_done)["unsub"][0], {"confirm": "yes"})[0] == 200
+    d.ctl("event", "anonymised:1", "purchase")
+    wait_for(lambda: d.sql("SELECT count(*) FROM events WHERE lead_id = 1 AND kind IN"
+                           " ('unsubscribe', 'purchase') AND detail = '{}'")[0][0] == 2, 10,
+             "the two late events")
+    assert d.sql("SELECT status, stage FROM leads WHERE id = 1") == [("active", "awareness")]
+    assert d.sql("SELECT count(*) FROM enrolments WHERE lead_id = 1 AND state = 'active'"
+                 " UNION ALL SELECT count(*) FROM suppressions WHERE address LIKE 'anonymised%'"
+                 ) == [(0,), (0,)]
     assert d.stop() == 0
 
 

@@ -849,7 +849,7 @@ static int config_signup(struct config *cfg, const struct json_doc *d, const cJS
 	return 0;
 }
 
-static const char *const config_retention_keys[] = { "events", "batch", NULL };
+static const char *const config_retention_keys[] = { "events", "batch", "anonymise", NULL };
 
 static int config_retention(struct config *cfg, const struct json_doc *d, const cJSON *o, char *err,
 			    size_t errlen)
@@ -857,8 +857,12 @@ static int config_retention(struct config *cfg, const struct json_doc *d, const 
 	int rc;
 	if ((rc = json_check_object(d, o, "retention", config_retention_keys, err, errlen)) ||
 	    (rc = json_get_duration(d, o, "events", &cfg->retention.events, err, errlen)) ||
-	    (rc = json_get_int(d, o, "batch", 1, 10000, &cfg->retention.batch, err, errlen)))
+	    (rc = json_get_int(d, o, "batch", 1, 10000, &cfg->retention.batch, err, errlen)) ||
+	    (rc = json_get_duration(d, o, "anonymise", &cfg->retention.anonymise, err, errlen)))
 		return rc;
+	if (cfg->retention.anonymise != 0 && cfg->retention.anonymise < 86400)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "anonymise"), err, errlen,
+				 "retention: \"anonymise\" must be at least 1d (or 0s: never)");
 	if (cfg->retention.events != 0 && cfg->retention.events < 86400)
 		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "events"), err, errlen,
 				 "retention: \"events\" must be at least 1d (or 0s: keep them)");

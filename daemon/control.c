@@ -266,6 +266,7 @@ static int control_status(struct dripd *d, const cJSON *args, cJSON *result, cha
 		cJSON_AddNumberToObject(result, "clock_rate", d->clock.rate);
 	cJSON_AddNumberToObject(result, "leads", (double)st.leads);
 	cJSON_AddNumberToObject(result, "active_enrolments", (double)st.active_enrolments);
+	cJSON_AddNumberToObject(result, "anonymised", (double)st.anonymised);
 	cJSON *t = cJSON_AddObjectToObject(result, "touches");
 	cJSON_AddNumberToObject(t, "pending", (double)st.pending);
 	cJSON_AddNumberToObject(t, "queued", (double)st.queued);

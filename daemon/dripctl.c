@@ -335,8 +335,11 @@ static void dripctl_print(const char *cmd, const cJSON *res)
 		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "test_clock"))
 			       ? " (test clock)"
 			       : "");
-		printf("leads          %.0f (%.0f enrolled)\n", dripctl_n(res, "leads"),
+		printf("leads          %.0f (%.0f enrolled", dripctl_n(res, "leads"),
 		       dripctl_n(res, "active_enrolments"));
+		if (dripctl_n(res, "anonymised") > 0)
+			printf(", %.0f anonymised", dripctl_n(res, "anonymised"));
+		printf(")\n");
 		printf("touches        %.0f pending, %.0f queued, %.0f sending, %.0f sent, "
 		       "%.0f failed, %.0f uncertain\n",
 		       dripctl_n(t, "pending"), dripctl_n(t, "queued"), dripctl_n(t, "sending"),

@@ -428,6 +428,14 @@ int journey_on_event(struct store *st, const struct content *c, struct lead *lea
 	double old_score = journey_score(c, lead->score, lead->score_at, now);
 	const struct content_rule *fall;
 	int rc;
+	/* An erased lead (forgotten or anonymised: it has no address any more) has no journey
+	 * left: an event that still comes for it (an old pixel, a late unsubscribe) is kept for
+	 * the step's stats, without its detail, and moves nothing. */
+	if (!strchr(lead->email, '@')) {
+		if ((rc = store_event_add(st, lead->id, touch_id, kind, now, "{}")))
+			return errf(err, errlen, rc, "cannot record the %s event", kind);
+		return 0;
+	}
 	if ((rc = store_event_add(st, lead->id, touch_id, kind, now, detail_json)))
 		return errf(err, errlen, rc, "cannot record the %s event", kind);
 	/* A score that faded under a fall threshold before this event (its timer not yet

@@ -35,7 +35,8 @@
  * SIGTERM and SIGINT drain: no new touch is dispatched, the ones with sender threads finish
  * and are recorded, then every handle is closed and the loop ends, so the database is left
  * consistent and valgrind sees no leak. SIGHUP reloads config and content together; if
- * either is bad the old ones keep running and the reason is logged.
+ * either is bad the old ones keep running and the reason is logged. It also re-reads the
+ * tracking and webhook secrets (a rotation); a bad secret file keeps the running secrets.
  *
  * systemd (sd.c) hears READY=1 only after every listening socket accepts: a listener added
  * later (the tracking listener) is set up before sd_ready(), and takes the socket systemd
@@ -53,7 +54,7 @@ static const char main_usage[] =
 	"\n"
 	"dripd walks leads through email sequences matched to their stage in the buyer's\n"
 	"journey. Drive it with dripctl; signals: SIGTERM/SIGINT drain and exit, SIGHUP\n"
-	"reloads config and content.\n";
+	"reloads config and content and re-reads the secret files.\n";
 
 struct main_signals {
 	uv_signal_t term, intr, hup, pipe;
@@ -176,6 +177,8 @@ static int main_orphan_cb(void *arg, const char *sequence, const char *step, int
 	return 0;
 }
 
+static void main_reload_keys(struct dripd *d);
+
 /* 0 when reloaded; a negative code when refused (the reason in `why` and the log; the old
  * config and content stay). Tells systemd RELOADING=1 … READY=1 around it. */
 static int main_reload(struct dripd *d, char *why, size_t whylen)
@@ -235,6 +238,7 @@ static int main_reload(struct dripd *d, char *why, size_t whylen)
 	sched_set_content(d->sched, c);
 	sched_kick(d->sched);
 	hooks_reload(d->hooks);
+	main_reload_keys(d);
 	log_info("dripd: reloaded: %zu sequences from %s", c->nseqs, c->dir);
 	if (d->sd)
 		sd_reloaded(d->sd, NULL);
@@ -330,15 +334,16 @@ static int main_mkdirs(const char *path)
 /*
  * The tracking secrets: tracking.secret_file when the config names one (systemd
  * credentials put it there), else state_dir/tracking.secret, created with a random secret
- * on first start so links signed today still verify after a restart.
+ * on first start (`create`) so links signed today still verify after a restart. NULL, the
+ * reason in err, when the file cannot be read or holds a bad secret.
  */
-static struct token_keys *main_keys(const struct config *cfg)
+static struct token_keys *main_keys_load(const struct config *cfg, bool create, char *err,
+					 size_t errlen)
 {
 	struct token_keys *keys = token_keys_new();
-	char err[1024];
 	char *path = *cfg->tracking.secret_file ? xstrdup(cfg->tracking.secret_file)
 						: xasprintf("%s/tracking.secret", cfg->state_dir);
-	if (!*cfg->tracking.secret_file && access(path, F_OK) != 0) {
+	if (create && !*cfg->tracking.secret_file && access(path, F_OK) != 0) {
 		char secret[65];
 		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		util_random_hex(secret, 32);
@@ -349,10 +354,41 @@ static struct token_keys *main_keys(const struct config *cfg)
 		close(fd);
 		log_info("dripd: created a tracking secret in %s", path);
 	}
-	if (token_keys_load(keys, path, err, sizeof(err)) != 0)
-		log_fatal("dripd: %s", err);
+	if (token_keys_load(keys, path, err, errlen) != 0) {
+		token_keys_free(keys);
+		keys = NULL;
+	}
 	free(path);
 	return keys;
+}
+
+static struct token_keys *main_keys(const struct config *cfg)
+{
+	char err[1024];
+	struct token_keys *keys = main_keys_load(cfg, true, err, sizeof(err));
+	if (!keys)
+		log_fatal("dripd: %s", err);
+	return keys;
+}
+
+/*
+ * A reload re-reads the tracking secrets (a rotation); a bad file keeps the running ones.
+ * Every user of the keys runs on the loop thread and reads d->keys (the scheduler its copy)
+ * at each use, so swapping them between two callbacks is safe.
+ */
+static void main_reload_keys(struct dripd *d)
+{
+	char err[1024];
+	struct token_keys *keys = main_keys_load(d->cfg, false, err, sizeof(err));
+	if (!keys) {
+		log_err("dripd: the tracking secrets stay as they were: %s", err);
+		return;
+	}
+	struct token_keys *old = d->keys;
+	d->keys = keys;
+	sched_set_keys(d->sched, keys);
+	token_keys_free(old);
+	log_info("dripd: %zu tracking secret(s) read", token_keys_count(keys));
 }
 
 static int main_run(const char *path)

@@ -292,6 +292,11 @@ static const char *const store_migrations[] = {
 	"  WHEN old.state = 'pending' OR old.state = 'sent' OR old.state = 'failed' BEGIN"
 	"  UPDATE counts SET n = n - 1 WHERE key = 'touches:' || old.state;"
 	" END;",
+	/* 15: retention.anonymise. When a lead whose journey ended long ago had its personal
+	 * data erased (its row, stage, status and touches stay for the counts), and how many
+	 * leads that was, for status. */
+	"ALTER TABLE leads ADD COLUMN anonymised_at INTEGER;"
+	"INSERT INTO counts VALUES ('anonymised', 0);",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -389,6 +394,7 @@ enum store_stmt_id {
 	STMT_LEAD_SET_SCORE,
 	STMT_LEAD_NEXT_FALL,
 	STMT_LEADS_FALLING,
+	STMT_LEAD_ANONYMISE,
 	STMT_COUNT
 };
 
@@ -498,10 +504,13 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 		" coalesce((SELECT n FROM counts WHERE key = 'touches:sent'), 0),"
 		" coalesce((SELECT n FROM counts WHERE key = 'touches:failed'), 0),"
 		" (SELECT count(*) FROM touches WHERE state = 'uncertain' AND " STORE_FEW "),"
-		" (SELECT coalesce(min(due_at), 0) FROM touches WHERE state = 'pending')",
+		" (SELECT coalesce(min(due_at), 0) FROM touches WHERE state = 'pending'),"
+		" coalesce((SELECT n FROM counts WHERE key = 'anonymised'), 0)",
 };
 
 static int store_touch_update(struct store *st, sqlite3_stmt *s);
+static sqlite3_stmt *store_prep(struct store *st, const char *sql);
+static int store_run(struct store *st, sqlite3_stmt *s);
 
 static const char *const store_sql_more[] = {
 	[STMT_LEAD_SET_STATUS] = "UPDATE leads SET status = ?2, updated_at = ?3 WHERE id = ?1",
@@ -650,6 +659,10 @@ static const char *const store_sql_more[] = {
 	[STMT_LEAD_NEXT_FALL] = "SELECT min(fall_at) FROM leads WHERE fall_at IS NOT NULL",
 	[STMT_LEADS_FALLING] = "SELECT id FROM leads WHERE fall_at IS NOT NULL AND fall_at <= ?1 "
 			       "ORDER BY fall_at, id LIMIT ?2",
+	/* Like STMT_LEAD_FORGET, but the stage, status, score and tags stay (the counts). */
+	[STMT_LEAD_ANONYMISE] = "UPDATE leads SET email = 'anonymised:' || id, first_name = '', "
+				"last_name = '', company = '', title = '', tz = '', attrs = '{}', "
+				"anonymised_at = ?2, updated_at = ?2 WHERE id = ?1",
 };
 
 struct store {
@@ -1401,6 +1414,7 @@ int store_status(struct store *st, struct store_status *out)
 	out->failed = sqlite3_column_int64(s, 6);
 	out->uncertain = sqlite3_column_int64(s, 7);
 	out->next_due = sqlite3_column_int64(s, 8);
+	out->anonymised = sqlite3_column_int64(s, 9);
 	sqlite3_reset(s);
 	return 0;
 }
@@ -2011,17 +2025,38 @@ int store_suppressions(struct store *st, store_suppression_cb cb, void *arg)
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_fail(st, "suppressions");
 }
 
-int store_lead_forget(struct store *st, const struct lead *lead, const char *reason, int64_t now)
+static int store_erase_reason_cb(void *arg, const struct store_suppression *e)
+{
+	snprintf(arg, 64, "%s", e->reason);
+	return 0;
+}
+
+/*
+ * The one eraser of a lead's personal data, for `lead forget` and for retention.anonymise.
+ * Both erase the profile, event details, message subjects and errors, and links (a stored
+ * URL may carry a merge field). They differ in what must stay:
+ * - forget ends the enrolment, skips pending touches, marks the lead `forgotten`, deletes its
+ *   consent record and pending signups, and suppresses the address's hash as "forgotten"
+ *   (the person asked to be erased: never mail them again);
+ * - anonymise (a lead with nothing left to send) keeps the stage, status, score and tags, so
+ *   stats and the funnel keep their totals, and the consent record minus its IP addresses; an
+ *   address that was on the suppression list moves there as its hash with its reason, so the
+ *   opt-out still wins when the address comes back; an address that was not stays free to
+ *   sign up or be imported again as a new lead.
+ */
+static int store_lead_erase(struct store *st, const struct lead *lead, bool forget,
+			    const char *reason, int64_t now)
 {
 	char hashed[STORE_HASH_LEN];
 	sqlite3_stmt *s;
 	int rc;
 	if ((rc = store_address_hash(st, lead->email, hashed)))
 		return rc;
-	if ((rc = store_enrolment_exit_active(st, lead->id, "forgotten", now)))
+	if (forget && (rc = store_enrolment_exit_active(st, lead->id, "forgotten", now)))
 		return rc;
-	static const enum store_stmt_id steps[] = { STMT_LINKS_FORGET, STMT_TOUCHES_FORGET,
-						    STMT_EVENTS_FORGET, STMT_LEAD_FORGET };
+	const enum store_stmt_id steps[] = { STMT_LINKS_FORGET, STMT_TOUCHES_FORGET,
+					     STMT_EVENTS_FORGET,
+					     forget ? STMT_LEAD_FORGET : STMT_LEAD_ANONYMISE };
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		if (!(s = store_stmt(st, steps[i])))
 			return DRIP_ESTORE;
@@ -2031,6 +2066,20 @@ int store_lead_forget(struct store *st, const struct lead *lead, const char *rea
 		if ((rc = store_exec_stmt(st, s)))
 			return rc;
 	}
+	if (!forget) {
+		char was[64] = "";
+		rc = store_suppression_get(st, lead->email, store_erase_reason_cb, was);
+		if (rc && rc != DRIP_ENOT_FOUND)
+			return rc;
+		if (rc == 0 && ((rc = store_unsuppress(st, lead->email)) ||
+				(rc = store_suppress(st, hashed, was, "anonymise", now))))
+			return rc;
+		s = store_prep(st, "UPDATE consents SET address = '', confirm_address = '' "
+				   "WHERE lead_id = ?1");
+		if (s)
+			sqlite3_bind_int64(s, 1, lead->id);
+		return store_run(st, s);
+	}
 	/* The plain address leaves the suppression list; its hash keeps the lead unmailable. */
 	if ((rc = store_unsuppress(st, lead->email)) && rc != DRIP_ENOT_FOUND)
 		return rc;
@@ -2039,6 +2088,11 @@ int store_lead_forget(struct store *st, const struct lead *lead, const char *rea
 	if ((rc = store_signup_forget(st, lead->id, lead->email)))
 		return rc;
 	return store_suppress(st, hashed, reason, "forget", now);
+}
+
+int store_lead_forget(struct store *st, const struct lead *lead, const char *reason, int64_t now)
+{
+	return store_lead_erase(st, lead, true, reason, now);
 }
 
 int store_touches_due(struct store *st, size_t max, store_touch_cb cb, void *arg)
@@ -2737,4 +2791,73 @@ int store_retention_oldest(struct store *st, int64_t *at)
 	sqlite3_finalize(s);
 	*at = v >= (int64_t)1e18 ? 0 : v;
 	return rc == SQLITE_ROW ? 0 : store_fail(st, "retention oldest");
+}
+
+/* ---- retention: anonymising leads whose journey ended long ago ---------------------- */
+
+int store_anonymise_step(struct store *st, int64_t after, int64_t cutoff, size_t max, int64_t now,
+			 struct store_anonymise_turn *out)
+{
+	/* A lead is done when nothing is left to send it and nothing waits on it: not paused or
+	 * forgotten, no active enrolment, no touch on its way, no score fall to come. Its last
+	 * activity is the latest of its own change, a touch's and an event's. */
+	sqlite3_stmt *s = store_prep(
+		st,
+		"SELECT l.id, l.email, l.anonymised_at IS NULL AND l.status NOT IN ('paused', "
+		"'forgotten') AND l.fall_at IS NULL AND NOT EXISTS (SELECT 1 FROM enrolments e "
+		"WHERE e.lead_id = l.id AND e.state = 'active') AND NOT EXISTS (SELECT 1 FROM "
+		"touches t WHERE t.lead_id = l.id AND t.state IN ('pending', 'queued', "
+		"'sending', 'deferred', 'uncertain')), max(l.updated_at, coalesce((SELECT "
+		"max(t.updated_at) FROM touches t WHERE t.lead_id = l.id), 0), coalesce((SELECT "
+		"max(v.at) FROM events v WHERE v.lead_id = l.id), 0)) FROM leads l WHERE l.id > "
+		"?1 ORDER BY l.id LIMIT ?2");
+	struct lead *due = NULL;
+	size_t ndue = 0;
+	int rc;
+	memset(out, 0, sizeof(*out));
+	if (!s)
+		return DRIP_ESTORE;
+	if ((rc = store_begin(st))) {
+		sqlite3_finalize(s);
+		return rc;
+	}
+	sqlite3_bind_int64(s, 1, after);
+	sqlite3_bind_int64(s, 2, (int64_t)max);
+	due = xcalloc(max ? max : 1, sizeof(*due));
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(s, 0), last = sqlite3_column_int64(s, 3);
+		out->seen++;
+		out->last_id = id;
+		if (!sqlite3_column_int(s, 2))
+			continue;
+		if (last >= cutoff) {
+			if (!out->next_at || last < out->next_at)
+				out->next_at = last;
+			continue;
+		}
+		due[ndue].id = id;
+		due[ndue++].email = xstrdup((const char *)sqlite3_column_text(s, 1));
+	}
+	sqlite3_finalize(s);
+	rc = rc == SQLITE_DONE ? 0 : store_fail(st, "anonymise: leads");
+	for (size_t i = 0; rc == 0 && i < ndue; i++) {
+		if ((rc = store_lead_erase(st, &due[i], false, NULL, now)) == 0)
+			rc = store_event_add(st, due[i].id, 0, "anonymised", now, "{}");
+	}
+	if (rc == 0 && ndue) {
+		s = store_prep(st, "UPDATE counts SET n = n + ?1 WHERE key = 'anonymised'");
+		if (s)
+			sqlite3_bind_int64(s, 1, (int64_t)ndue);
+		rc = store_run(st, s);
+	}
+	for (size_t i = 0; i < ndue; i++)
+		free(due[i].email);
+	free(due);
+	if (rc) {
+		store_rollback(st);
+		out->anonymised = 0;
+		return rc;
+	}
+	out->anonymised = (int64_t)ndue;
+	return store_commit(st);
 }

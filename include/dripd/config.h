@@ -136,7 +136,8 @@ struct config {
 	size_t nforms;
 	struct {
 		int64_t events; /* business seconds after which events are folded; 0: kept */
-		int64_t batch; /* touches and events per turn of the loop */
+		int64_t batch; /* touches and events (and leads looked at) per turn of the loop */
+		int64_t anonymise; /* business seconds after a lead's journey ended; 0: never */
 	} retention;
 };
 

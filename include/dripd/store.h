@@ -70,6 +70,7 @@ struct store_status {
 	int64_t failed;
 	int64_t uncertain;
 	int64_t next_due; /* 0 when nothing is pending */
+	int64_t anonymised; /* leads retention.anonymise erased, ever */
 };
 
 /* Opens (creating if absent) and migrates the database; ":memory:" for tests. */
@@ -466,5 +467,25 @@ int store_retention_step(struct store *st, int64_t cutoff, size_t max, int64_t *
 			 int64_t *removed);
 /* The oldest unfolded send or event time (0: none), to sleep until retention is due. */
 int store_retention_oldest(struct store *st, int64_t *at);
+
+/*
+ * retention.anonymise, one small batch in one transaction: looks at up to max leads with an id
+ * above `after` (in id order, so a sweep of the table is a series of short turns) and erases
+ * the personal data of each that is done (not paused or forgotten, no active enrolment, no
+ * touch pending, queued, sending, deferred or uncertain, no score fall to come) and whose
+ * last activity (its own change, a touch's, an event's) is before `cutoff`: the same eraser
+ * as store_lead_forget, but the lead keeps its stage, status, score, tags and touches (see
+ * store.c), its email becomes "anonymised:ID", a suppressed address moves to the suppression
+ * list as its keyed hash with its reason, and an "anonymised" event (detail {}) is recorded.
+ * Needs the hash key. The caller checkpoints the WAL afterwards.
+ */
+struct store_anonymise_turn {
+	int64_t seen; /* leads looked at: fewer than max ends the sweep */
+	int64_t last_id; /* the last one: `after` of the next turn */
+	int64_t anonymised; /* leads erased in this turn */
+	int64_t next_at; /* the earliest last activity of a done lead not yet old enough (0: none) */
+};
+int store_anonymise_step(struct store *st, int64_t after, int64_t cutoff, size_t max, int64_t now,
+			 struct store_anonymise_turn *out);
 
 #endif

@@ -71,6 +71,7 @@ class Receiver:
                         "kind": self.headers["Dripd-Event"],
                         "attempt": int(self.headers["Dripd-Attempt"]),
                         "secret": verify([NEW_SECRET, OLD_SECRET], sig, body) if sig else None,
+                        "sig": sig,
                         "at": time.monotonic()})
                 try:
                     self.send_response(code)
@@ -254,6 +255,54 @@ def test_a_handoff_carries_the_lead_and_the_reply(daemon_factory, tmp_path, rece
     p = receiver.got("/crm", kind="handoff")[0]["json"]
     assert p["lead"]["email"] == "maya@example.org" and p["lead"]["status"] == "handoff"
     assert p["reply"]["subject"] == "Re: Hi Maya" and p["reply"]["text"] == "Call me on Tuesday"
+    assert d.stop() == 0
+
+
+def test_a_webhook_secret_rotates_by_the_readme_procedure(daemon_factory, tmp_path, receiver):
+    """README "Rotating the secret": the new secret on the first line of secret_file, the old
+    one below, a reload; then the old line removed and another reload."""
+    secret = tmp_path / "rotating.secret"
+    secret.write_bytes(OLD_SECRET + b"\n")
+    d = hook_daemon(daemon_factory, tmp_path, [
+        {"url": receiver.url("/h"), "events": ["sent"], "secret_file": str(secret)}])
+
+    def deliveries(n):
+        wait_for(lambda: len(receiver.got("/h", code=200)) >= n, 15, f"{n} deliveries")
+        return receiver.got("/h", code=200)
+
+    def accepts(secrets, r):
+        return verify(secrets, r["sig"], r["body"]) is not None
+
+    d.ctl("lead", "add", "before@example.org")
+    [first] = deliveries(1)
+    assert accepts([OLD_SECRET], first) and not accepts([NEW_SECRET], first)
+
+    # 1. Rotate: the new secret on top, the old one below; reload (dripctl, as SIGHUP).
+    secret.write_bytes(NEW_SECRET + b"\n" + OLD_SECRET + b"\n")
+    d.ctl("reload")
+    d.ctl("lead", "add", "during@example.org")
+    second = deliveries(2)[1]
+    assert accepts([NEW_SECRET], second), "new deliveries are signed with the first line"
+    assert not accepts([OLD_SECRET], second), "a receiver knowing only the old one refuses"
+    assert all(accepts([NEW_SECRET, OLD_SECRET], r) for r in deliveries(2)), \
+        "a receiver that knows both accepts every delivery, old and new"
+
+    # A bad file (a secret under 16 bytes) is refused: the running secrets stay.
+    secret.write_bytes(b"short\n")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "keeps its old secrets" in d.log_text(), 10, "the refusal in the log")
+    d.ctl("lead", "add", "refused@example.org")
+    assert accepts([NEW_SECRET], deliveries(3)[2])
+
+    # 2. The receiving side has switched: drop the old line, reload (SIGHUP this time).
+    secret.write_bytes(NEW_SECRET + b"\n")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: d.log_text().count("dripd: reloaded") >= 3, 10, "the third reload")
+    d.ctl("lead", "add", "after@example.org")
+    last = deliveries(4)[3]
+    assert accepts([NEW_SECRET], last) and not accepts([OLD_SECRET], last)
+    assert [r["json"]["lead"]["email"] for r in deliveries(4)] == [
+        "before@example.org", "during@example.org", "refused@example.org", "after@example.org"]
     assert d.stop() == 0
 
 

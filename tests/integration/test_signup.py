@@ -7,7 +7,9 @@ import http.server as httpserver
 import json
 import re
 import shutil
+import signal
 import socket
+import subprocess
 import threading
 import urllib.error
 import urllib.parse
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, wait_for
+from conftest import DRIPD, free_port, wait_for
 from test_skeleton import write_content
 from test_track import content_files
 
@@ -308,11 +310,11 @@ def test_old_links_keep_working_across_a_secret_rotation(daemon_factory, tmp_pat
     d.ctl("lead", "add", "rot@example.org", "--stage", "awareness")
     old = urls(d.wait_messages(1)[0])
     assert old["click"] and old["unsub"]
-    assert d.stop() == 0
 
-    # Step 1 of the procedure: the new secret on top, the old one kept below; restart.
+    # Steps 1 and 2 of the procedure: the new secret on top, the old one kept below; reload.
     secret.write_text("new-secret-0123456789abcdef\nold-secret-0123456789abcdef\n")
-    d.start()
+    d.ctl("reload")
+    assert "2 tracking secret(s) read" in d.log_text()
     st, headers, _ = http(old["click"][0])
     assert st == 302 and headers["Location"].startswith("https://example.com/")
     assert http(old["unsub"][0])[0] == 200
@@ -321,16 +323,24 @@ def test_old_links_keep_working_across_a_secret_rotation(daemon_factory, tmp_pat
     new = urls(d.wait_messages(2)[-1])
     assert new["unsub"] and new["unsub"][0] != old["unsub"][0]
     assert http(new["unsub"][0])[0] == 200
-    assert d.stop() == 0
 
     # New mail is signed with the new secret: the old secret alone does not accept it...
     secret.write_text("old-secret-0123456789abcdef\n")
-    d.start()
-    assert http(new["unsub"][0])[0] == 404
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: http(new["unsub"][0])[0] == 404, 10, "the SIGHUP to re-read the secrets")
     assert http(old["unsub"][0])[0] == 200
-    assert d.stop() == 0
+    # ...a file with a bad secret is refused and the running secrets stay...
+    secret.write_text("short\n")
+    d.ctl("reload")
+    assert "the tracking secrets stay as they were" in d.log_text()
+    assert http(old["unsub"][0])[0] == 200
     # ...and once the old links have aged out, dropping the old secret retires them.
     secret.write_text("new-secret-0123456789abcdef\n")
+    d.ctl("reload")
+    assert http(new["unsub"][0])[0] == 200
+    assert http(old["unsub"][0])[0] == 404
+    # A restart reads the same file.
+    assert d.stop() == 0
     d.start()
     assert http(new["unsub"][0])[0] == 200
     assert http(old["unsub"][0])[0] == 404
@@ -376,3 +386,110 @@ def test_retention_folds_old_events_and_keeps_the_stats(daemon_factory, tmp_path
     d.start()
     assert d.ctl("stats") == before
     assert d.stop() == 0
+
+
+def test_anonymise_erases_long_finished_leads_and_keeps_stats_and_opt_outs(
+        daemon_factory, tmp_path):
+    from test_track import urls
+    files = content_files()
+    files["sequences/slow.json"] = json.dumps({
+        "stage": "awareness", "mode": "nurture",
+        "steps": [{"id": "s1", "delay": "0d", "template": "a/two.md"},
+                  {"id": "s2", "delay": "60d", "template": "a/two.md"}]})
+    content = write_content(tmp_path / "content-anon", files)
+    port = free_port()
+    d = daemon_factory(
+        "anon", content=content,
+        tracking={"listen": f"127.0.0.1:{port}", "base_url": f"http://127.0.0.1:{port}"},
+        signup={"site": "http://127.0.0.1:9", "per_hour": 50}, forms={"plain": {"stage": "awareness"}},
+        retention={"anonymise": "30d", "batch": 2}).start()
+    done, out = "zebulon.done@example.org", "quintessa.out@example.org"
+    d.ctl("lead", "add", done, "--first-name", "Zebulon", "--company", "Frobozzco",
+          "--title", "Grand Vizier", "--attr", "phone=555-0199", "--stage", "awareness")
+    d.ctl("lead", "add", out, "--first-name", "Quintessa", "--stage", "awareness")
+    d.ctl("lead", "add", "busy@example.org", "--stage", "awareness", "--sequence", "slow")
+    msgs = d.wait_messages(3)
+    [to_out] = [m for m in msgs if out in m["To"]]
+    assert http(urls(to_out)["unsub"][0], {"confirm": "yes"})[0] == 200
+    wait_for(lambda: d.ctl("lead", "show", out)["lead"]["status"] == "unsubscribed", 10,
+             "the opt-out to be recorded")
+    d.advance("6d")  # done gets its second and last step: its journey ends
+    d.wait_messages(4)
+    d.ctl("lead", "add", "recent@example.org", "--stage", "awareness")
+    d.wait_messages(5)
+    d.advance("6d")  # recent finishes too, but only just
+    d.wait_messages(6)
+    wait_for(lambda: d.ctl("status")["touches"]["queued"] == 0, 10, "the sends to settle")
+    before = d.ctl("stats")
+    assert d.ctl("status")["anonymised"] == 0
+    assert any(done.encode() in p.read_bytes() for p in db_files(d))
+
+    # 38 days in: done (ended day 6) and out (opted out day 0) are 30 days past their end;
+    # recent (ended day 12) is not, busy still has a step to come.
+    d.advance("26d")
+    wait_for(lambda: d.ctl("status")["anonymised"] == 2, 20, "two leads to be anonymised")
+    assert d.ctl("stats") == before
+    rows = d.sql("SELECT email, first_name, company, title, attrs, status, stage,"
+                 " anonymised_at IS NOT NULL FROM leads ORDER BY id")
+    assert [r[0].split(":")[0] for r in rows] == [
+        "anonymised", "anonymised", "busy@example.org", "recent@example.org"], rows
+    assert rows[0][1:] == ("", "", "", "{}", "active", "awareness", 1), rows[0]
+    assert rows[1][5] == "unsubscribed" and rows[1][7] == 1, rows[1]
+    assert rows[2][7] == 0 and rows[3][7] == 0, rows
+    ev = d.sql("SELECT lead_id, detail FROM events WHERE kind = 'anonymised' ORDER BY lead_id")
+    assert ev == [(1, "{}"), (2, "{}")], ev
+    for addr in (done, out):
+        assert d.ctl_raw("lead", "show", addr).returncode != 0
+    assert d.ctl_raw("status").stdout.count("2 anonymised") == 1
+    assert "2 leads anonymised" in d.log_text()
+    # The erased text is gone from the files, the WAL checkpointed after the batch.
+    for p in db_files(d):
+        data = p.read_bytes()
+        for secret in (done, out, "Zebulon", "Quintessa", "Frobozzco", "Grand Vizier",
+                       "555-0199"):
+            assert secret.encode() not in data, f"{p.name} still holds {secret}"
+    # The opt-out keeps winning as a keyed hash: a re-import is refused, a signup gets only
+    # its confirmation mail. The finished address was never opted out: it may come back.
+    [sup] = d.sql("SELECT reason, source FROM suppressions WHERE address LIKE 'hmac:%'")
+    assert sup == ("unsubscribe", "anonymise"), sup
+    csv = tmp_path / "again.csv"
+    csv.write_text(f"email,first_name\n{out},Quintessa\n")
+    r = d.ctl("lead", "import", csv)
+    assert (r["added"], r["suppressed"]) == (0, 1), r
+    def to_out():
+        return sorted(m["Subject"] for m in d.messages() if out in m["To"])
+    n = len(d.messages())
+    assert subscribe(d, email=out)[0] == 200
+    d.wait_messages(n + 1)
+    d.advance("1d")
+    assert len(d.messages()) == n + 1
+    assert to_out() == ["One", "Please confirm your subscription"], to_out()
+    assert d.ctl_raw("lead", "show", out).returncode != 0
+    csv.write_text(f"email\n{done}\n")
+    assert d.ctl("lead", "import", csv)["added"] == 1
+    assert d.ctl("status")["anonymised"] == 2
+    # Events that still come for an anonymised lead (a link in its old mail, a CRM's event)
+    # are kept without detail and move nothing: no opt-out of a non-address, no new journey.
+    [to_done] = [m for m in msgs if done in m["To"]]
+    assert http(urls(to_done)["unsub"][0], {"confirm": "yes"})[0] == 200
+    d.ctl("event", "anonymised:1", "purchase")
+    wait_for(lambda: d.sql("SELECT count(*) FROM events WHERE lead_id = 1 AND kind IN"
+                           " ('unsubscribe', 'purchase') AND detail = '{}'")[0][0] == 2, 10,
+             "the two late events")
+    assert d.sql("SELECT status, stage FROM leads WHERE id = 1") == [("active", "awareness")]
+    assert d.sql("SELECT count(*) FROM enrolments WHERE lead_id = 1 AND state = 'active'"
+                 " UNION ALL SELECT count(*) FROM suppressions WHERE address LIKE 'anonymised%'"
+                 ) == [(0,), (0,)]
+    assert d.stop() == 0
+
+
+def test_a_bad_anonymise_age_is_refused_naming_file_and_line(tmp_path):
+    cfg = tmp_path / "dripd.json"
+    for value, why in (('"12h"', 'retention: "anonymise" must be at least 1d'),
+                       ('"soon"', '"anonymise" must be a duration'),
+                       ('30', '"anonymise" must be a duration')):
+        cfg.write_text('{\n  "state_dir": "state",\n  "retention": {\n'
+                       f'    "anonymise": {value}\n  }}\n}}\n')
+        r = subprocess.run([str(DRIPD), "check", "-c", str(cfg)], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 1 and f"{cfg}:4: " in r.stderr and why in r.stderr, r.stderr

@@ -638,6 +638,30 @@ static void test_events_after_handoff_do_not_move_the_lead(void **state)
 	assert_int_equal(count_events(f, id, "handoff"), 1);
 }
 
+static void test_events_for_an_erased_lead_are_kept_without_detail_and_move_nothing(void **state)
+{
+	struct fixture *f = *state;
+	int64_t id = add_lead(f, "maya@example.org", "[]", "{}", "awareness");
+	struct store_anonymise_turn turn;
+	/* Its journey over and anonymised a day later, as retention.anonymise does. */
+	assert_rc(store_enrolment_exit_active(f->d.store, id, "completed", T0), 0);
+	assert_rc(store_set_hash_key(f->d.store, "0123456789abcdef0123456789abcdef", 32), 0);
+	assert_rc(store_anonymise_step(f->d.store, 0, T0 + 60, 10, T0 + 86400, &turn), 0);
+	assert_int_equal(turn.anonymised, 1);
+	event(f, id, 0, "unsubscribe", "{\"address\": \"192.0.2.1\"}", T0 + 86460);
+	event(f, id, 0, "purchase", "{}", T0 + 86490);
+	event(f, id, 0, "click", "{\"tag\": \"pricing\"}", T0 + 86520);
+	expect_lead(f, id, "awareness", "active");
+	assert_int_equal(pending_touches(f, id), 0);
+	assert_int_equal(count_events(f, id, "unsubscribe"), 1);
+	cJSON *d = last_event(f, id, "unsubscribe", NULL);
+	assert_null(cJSON_GetObjectItemCaseSensitive(d, "address"));
+	cJSON_Delete(d);
+	char reason[64];
+	assert_rc(store_suppressed(f->d.store, "anonymised:1", reason, sizeof(reason)),
+		  DRIP_ENOT_FOUND);
+}
+
 /* ---- journey_cond_holds --------------------------------------------------------------- */
 
 static bool holds(struct fixture *f, const struct lead *lead, const char *sequence,
@@ -1122,6 +1146,7 @@ int main(void)
 		T(test_opt_outs_stop_the_drip_whatever_the_rules_say),
 		T(test_purchase_makes_the_lead_a_customer_in_the_last_stage),
 		T(test_events_after_handoff_do_not_move_the_lead),
+		T(test_events_for_an_erased_lead_are_kept_without_detail_and_move_nothing),
 		T(test_cond_on_a_tag),
 		T(test_cond_on_an_attribute_present_or_equal),
 		T(test_cond_opened_counts_an_open_or_a_click_of_that_step),

@@ -1144,6 +1144,90 @@ static void test_signups_expire_and_consent_is_forgotten(void **state)
 	assert_rc(store_signup_get(st, id2, &got), DRIP_ENOT_FOUND);
 }
 
+/* A lead whose one touch was sent at `sent_at` and whose enrolment ended then. */
+static int64_t finished_lead(struct store *st, const char *email, int64_t sent_at)
+{
+	char mid[64];
+	int64_t tid = one_touch(st, email, T0);
+	struct touch t;
+	snprintf(mid, sizeof(mid), "<%s>", email);
+	claim_one(st, tid, T0);
+	assert_rc(store_touch_sending(st, tid, mid, sent_at), 0);
+	assert_rc(store_touch_sent(st, tid, sent_at), 0);
+	assert_rc(store_touch_get(st, tid, &t), 0);
+	assert_rc(store_enrolment_end(st, t.enrolment_id, "completed", sent_at), 0);
+	int64_t lead = t.lead_id;
+	store_touch_clear(&t);
+	return lead;
+}
+
+static void funnel_sum_cb(void *arg, const char *stage, const char *status, int64_t n)
+{
+	char *out = arg;
+	size_t len = strlen(out);
+	snprintf(out + len, 512 - len, "%s/%s=%lld;", stage, status, (long long)n);
+}
+
+static void test_anonymise_erases_done_old_leads_and_keeps_counts_and_opt_outs(void **state)
+{
+	struct store *st = *state;
+	struct store_anonymise_turn turn;
+	struct store_status status;
+	struct lead l;
+	char reason[64], before[512] = "", after[512] = "";
+	assert_rc(store_set_hash_key(st, "0123456789abcdef0123456789abcdef", 32), 0);
+	int64_t done = finished_lead(st, "done@example.org", T0);
+	int64_t out = finished_lead(st, "out@example.org", T0);
+	assert_rc(store_suppress(st, "out@example.org", "unsubscribe", "journey", T0), 0);
+	assert_rc(store_lead_set_status(st, out, "unsubscribed", T0), 0);
+	int64_t busy = add_lead(st, "busy@example.org");
+	schedule(st, busy, start_enrolment(st, busy, "basics"), "welcome", 0, T0 + 90 * 86400);
+	int64_t recent = finished_lead(st, "recent@example.org", T0 + 40 * 86400);
+	assert_rc(store_stats_funnel(st, funnel_sum_cb, before), 0);
+	/* Batches of two leads looked at, until a batch is short. */
+	int64_t after_id = 0, total = 0, next = 0;
+	do {
+		assert_rc(store_anonymise_step(st, after_id, T0 + 30 * 86400, 2, T0 + 60 * 86400,
+					       &turn),
+			  0);
+		total += turn.anonymised;
+		after_id = turn.last_id;
+		if (turn.next_at)
+			next = turn.next_at;
+	} while (turn.seen == 2);
+	assert_int_equal(total, 2);
+	assert_int_equal(next, T0 + 40 * 86400); /* the recent one, when it comes of age */
+	assert_rc(store_lead_by_id(st, done, &l), 0);
+	assert_string_equal(l.email, "anonymised:1");
+	assert_string_equal(l.first_name, "");
+	assert_string_equal(l.status, "active");
+	assert_string_equal(l.stage, "awareness");
+	store_lead_clear(&l);
+	assert_rc(store_lead_by_id(st, out, &l), 0);
+	assert_string_equal(l.status, "unsubscribed");
+	store_lead_clear(&l);
+	assert_rc(store_lead_by_email(st, "busy@example.org", &l), 0);
+	store_lead_clear(&l);
+	assert_rc(store_lead_by_email(st, "recent@example.org", &l), 0);
+	store_lead_clear(&l);
+	assert_rc(store_lead_by_email(st, "done@example.org", &l), DRIP_ENOT_FOUND);
+	/* The opt-out still wins, as a hash; the other address is free. */
+	assert_rc(store_suppression_get(st, "out@example.org", NULL, NULL), DRIP_ENOT_FOUND);
+	assert_rc(store_suppressed(st, "OUT@example.org", reason, sizeof(reason)), 0);
+	assert_string_equal(reason, "unsubscribe");
+	assert_rc(store_suppressed(st, "done@example.org", reason, sizeof(reason)),
+		  DRIP_ENOT_FOUND);
+	assert_rc(store_stats_funnel(st, funnel_sum_cb, after), 0);
+	assert_string_equal(after, before);
+	assert_rc(store_status(st, &status), 0);
+	assert_int_equal(status.anonymised, 2);
+	/* A second sweep finds nothing more to do. */
+	assert_rc(store_anonymise_step(st, 0, T0 + 30 * 86400, 10, T0 + 61 * 86400, &turn), 0);
+	assert_int_equal(turn.anonymised, 0);
+	assert_int_equal(turn.seen, 4);
+	(void)recent;
+}
+
 int main(void)
 {
 	log_set_level(LOG_LEVEL_ERR);
@@ -1176,6 +1260,7 @@ int main(void)
 		STORE_TEST(test_sent_only_from_sending),
 		STORE_TEST(test_retention_folds_events_and_keeps_step_stats),
 		STORE_TEST(test_signups_expire_and_consent_is_forgotten),
+		STORE_TEST(test_anonymise_erases_done_old_leads_and_keeps_counts_and_opt_outs),
 		STORE_TEST(test_same_message_id_cannot_be_given_to_two_touches),
 		STORE_TEST(test_defer_returns_a_sending_touch_to_pending_later),
 		STORE_TEST(test_finish_moves_an_unfinished_touch_to_a_final_state),

@@ -322,8 +322,34 @@ static char *control_tags_json(const cJSON *tags, char *err, size_t errlen, int 
  * strings point into args or base, except *tags_json and *attrs_json, which the caller
  * frees (free and cJSON_free).
  */
+/* Time zones already found valid (a stat of the zoneinfo file each): an import keeps one
+ * per chunk, since its rows mostly repeat a few zones. */
+struct control_tzcache {
+	char zone[8][64];
+	size_t n, next;
+};
+
+static bool control_tz_valid(struct control_tzcache *cache, const char *tz)
+{
+	if (!cache)
+		return clock_tz_valid(tz);
+	for (size_t i = 0; i < cache->n; i++)
+		if (strcmp(cache->zone[i], tz) == 0)
+			return true;
+	if (!clock_tz_valid(tz))
+		return false;
+	if (strlen(tz) < sizeof(cache->zone[0])) {
+		snprintf(cache->zone[cache->next], sizeof(cache->zone[0]), "%s", tz);
+		cache->next = (cache->next + 1) % (sizeof(cache->zone) / sizeof(cache->zone[0]));
+		if (cache->n < sizeof(cache->zone) / sizeof(cache->zone[0]))
+			cache->n++;
+	}
+	return true;
+}
+
 static int control_lead_profile(const cJSON *args, const struct lead *base, struct lead *out,
-				char **tags_json, char **attrs_json, char *err, size_t errlen)
+				char **tags_json, char **attrs_json, struct control_tzcache *tzc,
+				char *err, size_t errlen)
 {
 	static const char *const text_keys[] = { "first_name", "last_name", "company", "title",
 						 NULL };
@@ -342,7 +368,7 @@ static int control_lead_profile(const cJSON *args, const struct lead *base, stru
 			return rc;
 		*fields[k] = (char *)(v ? v : base_fields[k] ? base_fields[k] : "");
 	}
-	if (tz && *tz && !clock_tz_valid(tz))
+	if (tz && *tz && !control_tz_valid(tzc, tz))
 		return errf(err, errlen, DRIP_EINVALID, "unknown time zone \"%.64s\"", tz);
 	out->tz = (char *)(tz ? tz : base ? base->tz : "");
 	if (tags) {
@@ -406,7 +432,8 @@ static int control_lead_add(struct dripd *d, const cJSON *args, cJSON *result, c
 			    stage, d->content->stages[0]);
 	if (sequence && !content_sequence(d->content, sequence))
 		return errf(err, errlen, DRIP_ENOT_FOUND, "no sequence \"%.64s\"", sequence);
-	if ((rc = control_lead_profile(args, NULL, &lead, &tags_json, &attrs_json, err, errlen)))
+	if ((rc = control_lead_profile(args, NULL, &lead, &tags_json, &attrs_json, NULL, err,
+				       errlen)))
 		return rc;
 	lead.email = (char *)email;
 	lead.stage = (char *)stage;
@@ -637,8 +664,8 @@ static int control_lead_update(struct dripd *d, const cJSON *args, cJSON *result
 	if (rc)
 		return rc;
 	upd = lead;
-	if ((rc = control_lead_profile(args, &lead, &upd, &tags_json, &attrs_json, err, errlen)) ==
-	    0) {
+	if ((rc = control_lead_profile(args, &lead, &upd, &tags_json, &attrs_json, NULL, err,
+				       errlen)) == 0) {
 		rc = store_lead_update(d->store, &upd, clock_now(&d->clock));
 		if (rc)
 			errf(err, errlen, rc, "cannot update %s", lead.email);
@@ -1071,6 +1098,7 @@ struct control_import {
 	int64_t added, updated, unchanged, suppressed, bad;
 	cJSON *errors;
 	bool skip_existing;
+	struct control_tzcache tzc;
 	cJSON *args; /* a copy of the request's args: the chunk's text lives here */
 	const char *text;
 	size_t len, pos;
@@ -1222,7 +1250,7 @@ static int control_import_row(struct dripd *d, struct control_import *im, struct
 		goto out;
 	}
 	if ((rc = control_lead_profile(args, have_base ? &base : NULL, &lead, &tags_json,
-				       &attrs_json, err, errlen)))
+				       &attrs_json, &im->tzc, err, errlen)))
 		goto out;
 	if (have_base) {
 		/* An update changes the profile only: never the stage, never the status. */

@@ -1098,6 +1098,7 @@ struct control_import {
 	int64_t added, updated, unchanged, suppressed, bad;
 	cJSON *errors;
 	bool skip_existing;
+	bool hashed; /* forgotten addresses are on the suppression list (asked per slice) */
 	struct control_tzcache tzc;
 	cJSON *args; /* a copy of the request's args: the chunk's text lives here */
 	const char *text;
@@ -1243,12 +1244,17 @@ static int control_import_row(struct dripd *d, struct control_import *im, struct
 		rc = 0;
 		goto out;
 	}
-	if (!have_base && store_suppressed(d->store, email, NULL, 0) == 0) {
+	if (!have_base &&
+	    (rc = store_suppressed_quick(d->store, email, im->hashed)) != DRIP_ENOT_FOUND) {
+		if (rc) {
+			errf(err, errlen, rc, "cannot read the suppression list for %s", email);
+			goto out;
+		}
 		/* An opted-out or forgotten address never comes back through an import. */
 		im->suppressed++;
-		rc = 0;
 		goto out;
 	}
+	rc = 0;
 	if ((rc = control_lead_profile(args, have_base ? &base : NULL, &lead, &tags_json,
 				       &attrs_json, &im->tzc, err, errlen)))
 		goto out;
@@ -1302,6 +1308,10 @@ static int control_import_slice(struct dripd *d, struct control_import *im, uint
 	*done = false;
 	if ((rc = store_begin(d->store)))
 		return errf(err, errlen, rc, "cannot write to the database");
+	if ((rc = store_suppressed_any_hashed(d->store, &im->hashed))) {
+		store_rollback(d->store);
+		return errf(err, errlen, rc, "cannot read the suppression list");
+	}
 	while (im->pos < im->len) {
 		if (++rows > 1 && clock_mono_ms() - start >= budget_ms)
 			break;

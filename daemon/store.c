@@ -412,6 +412,7 @@ enum store_stmt_id {
 	STMT_LEAD_SET_SCORE,
 	STMT_LEAD_NEXT_FALL,
 	STMT_LEADS_FALLING,
+	STMT_SUPPRESSED_ANY_HASHED,
 	STMT_COUNT
 };
 
@@ -673,6 +674,8 @@ static const char *const store_sql_more[] = {
 	[STMT_LEAD_NEXT_FALL] = "SELECT min(fall_at) FROM leads WHERE fall_at IS NOT NULL",
 	[STMT_LEADS_FALLING] = "SELECT id FROM leads WHERE fall_at IS NOT NULL AND fall_at <= ?1 "
 			       "ORDER BY fall_at, id LIMIT ?2",
+	[STMT_SUPPRESSED_ANY_HASHED] = "SELECT EXISTS (SELECT 1 FROM suppressions WHERE "
+				       "address >= 'hmac:' AND address < 'hmac;')",
 };
 
 struct store {
@@ -2755,4 +2758,49 @@ int store_retention_oldest(struct store *st, int64_t *at)
 	sqlite3_finalize(s);
 	*at = v >= (int64_t)1e18 ? 0 : v;
 	return rc == SQLITE_ROW ? 0 : store_fail(st, "retention oldest");
+}
+
+/* ---- bulk import ------------------------------------------------------------------------ */
+
+int store_suppressed_any_hashed(struct store *st, bool *any)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_SUPPRESSED_ANY_HASHED);
+	if (!s)
+		return DRIP_ESTORE;
+	int rc = sqlite3_step(s);
+	*any = rc != SQLITE_ROW || sqlite3_column_int(s, 0) != 0;
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : store_fail(st, "suppressed hashes");
+}
+
+/* 0 when `key` is on the suppression list, DRIP_ENOT_FOUND when not. */
+static int store_suppressed_key(struct store *st, const char *key, size_t len)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_SUPPRESSED_HASH);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_text(s, 1, key, (int)len, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? DRIP_ENOT_FOUND : store_fail(st, "suppressed");
+}
+
+int store_suppressed_quick(struct store *st, const char *address, bool hashed)
+{
+	const char *at = strchr(address, '@');
+	int rc = store_suppressed_key(st, address, strlen(address));
+	if (rc != DRIP_ENOT_FOUND)
+		return rc;
+	/* The domain: what STMT_SUPPRESSED's substr(?1, instr(?1, '@') + 1) takes, which is
+	 * the whole address when it has no '@'. */
+	const char *domain = at ? at + 1 : address;
+	if ((rc = store_suppressed_key(st, domain, strlen(domain))) != DRIP_ENOT_FOUND)
+		return rc;
+	char h[STORE_HASH_LEN];
+	if (!hashed || !st->hash_keylen || store_address_hash(st, address, h) != 0)
+		return DRIP_ENOT_FOUND;
+	return store_suppressed_key(st, h, strlen(h));
 }

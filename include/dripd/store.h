@@ -466,4 +466,14 @@ int store_retention_step(struct store *st, int64_t cutoff, size_t max, int64_t *
 /* The oldest unfolded send or event time (0: none), to sleep until retention is due. */
 int store_retention_oldest(struct store *st, int64_t *at);
 
+/*
+ * Bulk import. store_suppressed_any_hashed says whether any forgotten address (kept only
+ * as its keyed hash) is on the suppression list; store_suppressed_quick is store_suppressed
+ * without the reason, as two key lookups (the address, then its domain) instead of one
+ * OR query (which builds a temporary b-tree per call), and with the keyed hash looked up
+ * only when `hashed` (an import asks store_suppressed_any_hashed once per transaction).
+ */
+int store_suppressed_any_hashed(struct store *st, bool *any);
+int store_suppressed_quick(struct store *st, const char *address, bool hashed);
+
 #endif

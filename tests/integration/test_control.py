@@ -69,10 +69,12 @@ def test_reimport_updates_by_default_and_a_suppressed_address_stays_out(daemon, 
     daemon.ctl("event", "gone@example.org", "unsubscribe")
     assert daemon.ctl("lead", "show", "gone@example.org")["lead"]["status"] == "unsubscribed"
     daemon.ctl("suppress", "add", "blocked.example")
+    daemon.ctl("suppress", "add", "solo@example.org")
     f2 = write(tmp_path / "b.csv", "email,first_name,company\nMAYA@example.org,Maia,Acme\n"
-                                   "gone@example.org,Gone,Y\nnew@blocked.example,N,Z\n")
+                                   "gone@example.org,Gone,Y\nnew@blocked.example,N,Z\n"
+                                   "Solo@Example.org,S,Z\n")
     r = daemon.ctl("lead", "import", f2)
-    assert (r["added"], r["updated"], r["suppressed"], r["bad"]) == (0, 2, 1, 0), r
+    assert (r["added"], r["updated"], r["suppressed"], r["bad"]) == (0, 2, 2, 0), r
     assert daemon.ctl("status")["leads"] == 2
     assert daemon.ctl("lead", "show", "maya@example.org")["lead"]["first_name"] == "Maia"
     gone = daemon.ctl("lead", "show", "gone@example.org")["lead"]

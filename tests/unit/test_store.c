@@ -256,6 +256,32 @@ static void test_schema_writes_use_no_constant_in_lists(void **state)
 	free(path);
 }
 
+/* The import's suppression check finds what store_suppressed finds: the address (any
+ * case), its domain, and a forgotten address by its keyed hash when asked to look. */
+static void test_quick_suppression_check_matches_the_full_one(void **state)
+{
+	struct store *st = *state;
+	bool any = true;
+	assert_rc(store_suppressed_any_hashed(st, &any), 0);
+	assert_false(any);
+	assert_rc(store_suppress(st, "Maya@Example.org", "unsubscribe", "journey", T0), 0);
+	assert_rc(store_suppress(st, "blocked.example", "manual", "dripctl", T0), 0);
+	assert_rc(store_suppressed_quick(st, "maya@example.org", false), 0);
+	assert_rc(store_suppressed_quick(st, "x@BLOCKED.example", false), 0);
+	assert_rc(store_suppressed_quick(st, "x@example.org", false), DRIP_ENOT_FOUND);
+	assert_rc(store_suppressed_quick(st, "blocked.example", false), 0);
+	assert_rc(store_set_hash_key(st, "0123456789abcdef", 16), 0);
+	char h[STORE_HASH_LEN];
+	assert_rc(store_address_hash(st, "gone@example.org", h), 0);
+	assert_rc(store_suppress(st, h, "forgotten", "dripctl", T0), 0);
+	assert_rc(store_suppressed_any_hashed(st, &any), 0);
+	assert_true(any);
+	assert_rc(store_suppressed_quick(st, "Gone@example.org", true), 0);
+	assert_rc(store_suppressed(st, "Gone@example.org", NULL, 0), 0);
+	assert_rc(store_suppressed_quick(st, "Gone@example.org", false), DRIP_ENOT_FOUND);
+	assert_rc(store_suppressed_quick(st, "other@example.org", true), DRIP_ENOT_FOUND);
+}
+
 static void test_database_file_runs_in_wal_mode(void **state)
 {
 	(void)state;
@@ -1189,6 +1215,7 @@ int main(void)
 						teardown_store),
 		cmocka_unit_test(test_newer_schema_is_refused_with_a_clear_error),
 		cmocka_unit_test(test_schema_writes_use_no_constant_in_lists),
+		STORE_TEST(test_quick_suppression_check_matches_the_full_one),
 		cmocka_unit_test(test_file_that_is_not_a_database_is_refused_not_recreated),
 		STORE_TEST(test_lead_is_found_by_email_ignoring_case_and_by_id),
 		STORE_TEST(test_lead_without_tags_or_attrs_gets_empty_json),

@@ -1271,8 +1271,7 @@ static int control_import_row(struct dripd *d, struct control_import *im, struct
 	lead.stage = (char *)(stage ? stage : d->content->stages[0]);
 	if ((rc = store_lead_insert(d->store, &lead, now)))
 		errf(err, errlen, rc, "cannot add %s", email);
-	else if ((rc = journey_enter_stage(d->store, d->content, &lead, lead.stage, NULL, now, err,
-					   errlen)) == 0)
+	else if ((rc = journey_enter_new(d->store, d->content, &lead, now, err, errlen)) == 0)
 		im->added++;
 out:
 	if (have_base)

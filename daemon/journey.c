@@ -309,9 +309,13 @@ int journey_enter_new(struct store *st, const struct content *c, const struct le
 		return errf(err, errlen, rc, "cannot move %s to %s", lead->email, lead->stage);
 	if (!seq)
 		return 0;
+	/* No touch of the lead exists yet, so its first step is its first touch. */
 	if ((rc = store_enrolment_start(st, lead->id, seq->name, lead->stage, now,
 					&enrolment_id)) == 0)
-		rc = journey_schedule_from(st, lead->id, enrolment_id, seq, 0, now);
+		rc = seq->nsteps == 0 ? store_enrolment_end(st, enrolment_id, "completed", now)
+				      : store_touch_schedule_new(st, lead->id, enrolment_id,
+								 seq->name, seq->steps[0].id, 0,
+								 now + seq->steps[0].delay, now);
 	if (rc)
 		return errf(err, errlen, rc, "cannot enrol %s in %s", lead->email, seq->name);
 	return 0;

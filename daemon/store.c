@@ -413,6 +413,7 @@ enum store_stmt_id {
 	STMT_LEAD_NEXT_FALL,
 	STMT_LEADS_FALLING,
 	STMT_SUPPRESSED_ANY_HASHED,
+	STMT_TOUCH_SCHEDULE_NEW,
 	STMT_COUNT
 };
 
@@ -676,6 +677,9 @@ static const char *const store_sql_more[] = {
 			       "ORDER BY fall_at, id LIMIT ?2",
 	[STMT_SUPPRESSED_ANY_HASHED] = "SELECT EXISTS (SELECT 1 FROM suppressions WHERE "
 				       "address >= 'hmac:' AND address < 'hmac;')",
+	[STMT_TOUCH_SCHEDULE_NEW] = "INSERT INTO touches (lead_id, enrolment_id, sequence, step, "
+				    "step_index, due_at, created_at, updated_at) "
+				    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
 };
 
 struct store {
@@ -2803,4 +2807,21 @@ int store_suppressed_quick(struct store *st, const char *address, bool hashed)
 	if (!hashed || !st->hash_keylen || store_address_hash(st, address, h) != 0)
 		return DRIP_ENOT_FOUND;
 	return store_suppressed_key(st, h, strlen(h));
+}
+
+int store_touch_schedule_new(struct store *st, int64_t lead_id, int64_t enrolment_id,
+			     const char *sequence, const char *step, int64_t step_index,
+			     int64_t due_at, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SCHEDULE_NEW);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, lead_id);
+	sqlite3_bind_int64(s, 2, enrolment_id);
+	store_bind_text(s, 3, sequence);
+	store_bind_text(s, 4, step);
+	sqlite3_bind_int64(s, 5, step_index);
+	sqlite3_bind_int64(s, 6, due_at);
+	sqlite3_bind_int64(s, 7, now);
+	return store_exec_stmt(st, s);
 }

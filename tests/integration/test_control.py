@@ -101,7 +101,8 @@ def test_a_row_whose_write_fails_half_way_is_undone_and_the_rest_commit(daemon, 
     assert daemon.sql("SELECT count(*) FROM events WHERE kind = 'stage'") == [(600,)]
     st = daemon.ctl("status")
     assert st["leads"] == 600, st
-    assert daemon.sql("SELECT count(*) FROM touches") == [(600,)]
+    assert daemon.sql("SELECT count(*), count(DISTINCT lead_id) FROM enrolments") == [(600, 600)]
+    assert daemon.sql("SELECT count(DISTINCT lead_id) FROM touches") == [(600,)]
     daemon.sql("DROP TRIGGER boom")
     r = daemon.ctl("lead", "import", f)
     assert (r["added"], r["updated"], r["bad"]) == (1, 600, 0), r

@@ -323,8 +323,34 @@ static char *control_tags_json(const cJSON *tags, char *err, size_t errlen, int 
  * strings point into args or base, except *tags_json and *attrs_json, which the caller
  * frees (free and cJSON_free).
  */
+/* Time zones already found valid (a stat of the zoneinfo file each): an import keeps one
+ * per chunk, since its rows mostly repeat a few zones. */
+struct control_tzcache {
+	char zone[8][64];
+	size_t n, next;
+};
+
+static bool control_tz_valid(struct control_tzcache *cache, const char *tz)
+{
+	if (!cache)
+		return clock_tz_valid(tz);
+	for (size_t i = 0; i < cache->n; i++)
+		if (strcmp(cache->zone[i], tz) == 0)
+			return true;
+	if (!clock_tz_valid(tz))
+		return false;
+	if (strlen(tz) < sizeof(cache->zone[0])) {
+		snprintf(cache->zone[cache->next], sizeof(cache->zone[0]), "%s", tz);
+		cache->next = (cache->next + 1) % (sizeof(cache->zone) / sizeof(cache->zone[0]));
+		if (cache->n < sizeof(cache->zone) / sizeof(cache->zone[0]))
+			cache->n++;
+	}
+	return true;
+}
+
 static int control_lead_profile(const cJSON *args, const struct lead *base, struct lead *out,
-				char **tags_json, char **attrs_json, char *err, size_t errlen)
+				char **tags_json, char **attrs_json, struct control_tzcache *tzc,
+				char *err, size_t errlen)
 {
 	static const char *const text_keys[] = { "first_name", "last_name", "company", "title",
 						 NULL };
@@ -343,7 +369,7 @@ static int control_lead_profile(const cJSON *args, const struct lead *base, stru
 			return rc;
 		*fields[k] = (char *)(v ? v : base_fields[k] ? base_fields[k] : "");
 	}
-	if (tz && *tz && !clock_tz_valid(tz))
+	if (tz && *tz && !control_tz_valid(tzc, tz))
 		return errf(err, errlen, DRIP_EINVALID, "unknown time zone \"%.64s\"", tz);
 	out->tz = (char *)(tz ? tz : base ? base->tz : "");
 	if (tags) {
@@ -407,7 +433,8 @@ static int control_lead_add(struct dripd *d, const cJSON *args, cJSON *result, c
 			    stage, d->content->stages[0]);
 	if (sequence && !content_sequence(d->content, sequence))
 		return errf(err, errlen, DRIP_ENOT_FOUND, "no sequence \"%.64s\"", sequence);
-	if ((rc = control_lead_profile(args, NULL, &lead, &tags_json, &attrs_json, err, errlen)))
+	if ((rc = control_lead_profile(args, NULL, &lead, &tags_json, &attrs_json, NULL, err,
+				       errlen)))
 		return rc;
 	lead.email = (char *)email;
 	lead.stage = (char *)stage;
@@ -638,8 +665,8 @@ static int control_lead_update(struct dripd *d, const cJSON *args, cJSON *result
 	if (rc)
 		return rc;
 	upd = lead;
-	if ((rc = control_lead_profile(args, &lead, &upd, &tags_json, &attrs_json, err, errlen)) ==
-	    0) {
+	if ((rc = control_lead_profile(args, &lead, &upd, &tags_json, &attrs_json, NULL, err,
+				       errlen)) == 0) {
 		rc = store_lead_update(d->store, &upd, clock_now(&d->clock));
 		if (rc)
 			errf(err, errlen, rc, "cannot update %s", lead.email);
@@ -1072,6 +1099,9 @@ struct control_import {
 	int64_t added, updated, unchanged, suppressed, bad;
 	cJSON *errors;
 	bool skip_existing;
+	bool hashed; /* forgotten addresses are on the suppression list (asked per slice) */
+	size_t careful_end; /* rows that start before this offset get a savepoint each */
+	struct control_tzcache tzc;
 	cJSON *args; /* a copy of the request's args: the chunk's text lives here */
 	const char *text;
 	size_t len, pos;
@@ -1139,7 +1169,7 @@ static char *control_trim(char *s)
 
 /* One data row, inside the chunk's transaction: an added or updated lead, or a reason. */
 static int control_import_row(struct dripd *d, struct control_import *im, struct csv_record *rec,
-			      int64_t now, char *err, size_t errlen)
+			      int64_t now, bool *wrote, char *err, size_t errlen)
 {
 	cJSON *args = cJSON_CreateObject(), *attrs = NULL, *tags = NULL;
 	const char *email = "", *stage = NULL;
@@ -1216,15 +1246,21 @@ static int control_import_row(struct dripd *d, struct control_import *im, struct
 		rc = 0;
 		goto out;
 	}
-	if (!have_base && store_suppressed(d->store, email, NULL, 0) == 0) {
+	if (!have_base &&
+	    (rc = store_suppressed_quick(d->store, email, im->hashed)) != DRIP_ENOT_FOUND) {
+		if (rc) {
+			errf(err, errlen, rc, "cannot read the suppression list for %s", email);
+			goto out;
+		}
 		/* An opted-out or forgotten address never comes back through an import. */
 		im->suppressed++;
-		rc = 0;
 		goto out;
 	}
+	rc = 0;
 	if ((rc = control_lead_profile(args, have_base ? &base : NULL, &lead, &tags_json,
-				       &attrs_json, err, errlen)))
+				       &attrs_json, &im->tzc, err, errlen)))
 		goto out;
+	*wrote = true; /* from here on a failure may leave part of the row written */
 	if (have_base) {
 		/* An update changes the profile only: never the stage, never the status. */
 		lead.id = base.id;
@@ -1238,8 +1274,7 @@ static int control_import_row(struct dripd *d, struct control_import *im, struct
 	lead.stage = (char *)(stage ? stage : d->content->stages[0]);
 	if ((rc = store_lead_insert(d->store, &lead, now)))
 		errf(err, errlen, rc, "cannot add %s", email);
-	else if ((rc = journey_enter_stage(d->store, d->content, &lead, lead.stage, NULL, now, err,
-					   errlen)) == 0)
+	else if ((rc = journey_enter_new(d->store, d->content, &lead, now, err, errlen)) == 0)
 		im->added++;
 out:
 	if (have_base)
@@ -1259,10 +1294,48 @@ static void control_import_free(struct control_import *im)
 	free(im);
 }
 
+/* Where a slice started, to do it again. */
+struct control_import_mark {
+	size_t pos;
+	int64_t line, added, updated, unchanged, suppressed, bad;
+	int nerrors;
+};
+
+static void control_import_mark(const struct control_import *im, struct control_import_mark *m)
+{
+	*m = (struct control_import_mark){ .pos = im->pos,
+					   .line = im->line,
+					   .added = im->added,
+					   .updated = im->updated,
+					   .unchanged = im->unchanged,
+					   .suppressed = im->suppressed,
+					   .bad = im->bad,
+					   .nerrors = cJSON_GetArraySize(im->errors) };
+}
+
+static void control_import_back(struct control_import *im, const struct control_import_mark *m)
+{
+	im->pos = m->pos;
+	im->line = m->line;
+	im->added = m->added;
+	im->updated = m->updated;
+	im->unchanged = m->unchanged;
+	im->suppressed = m->suppressed;
+	im->bad = m->bad;
+	while (cJSON_GetArraySize(im->errors) > m->nerrors)
+		cJSON_DeleteItemFromArray(im->errors, cJSON_GetArraySize(im->errors) - 1);
+}
+
 /*
- * Works through the chunk's rows for at most budget_ms in one transaction, each row a
- * savepoint inside it: a bad row is reported with its line and the good ones commit. Sets
- * *done at the chunk's end. Costs one commit per call.
+ * Works through the chunk's rows for at most budget_ms in one transaction: a bad row is
+ * reported with its line and the good ones commit. Sets *done at the chunk's end. Costs one
+ * commit per call.
+ * A row is checked in full before it writes anything, so a bad row normally leaves nothing
+ * to undo, and rows run without a savepoint each (the savepoint's journal copied every page
+ * a row touched: ~10% of an import's work). Should a write fail part-way through a row
+ * (which the checks leave to a full disk or a damaged database), the slice is rolled back
+ * and done again with a savepoint per row up to that row, so the good rows still commit
+ * and the failed one is reported with its line.
  */
 static int control_import_slice(struct dripd *d, struct control_import *im, uint64_t budget_ms,
 				bool *done, char *err, size_t errlen)
@@ -1271,10 +1344,16 @@ static int control_import_slice(struct dripd *d, struct control_import *im, uint
 	int64_t now = clock_now(&d->clock);
 	char why[512];
 	size_t used, rows = 0;
+	struct control_import_mark mark;
 	int rc;
 	*done = false;
+	control_import_mark(im, &mark);
 	if ((rc = store_begin(d->store)))
 		return errf(err, errlen, rc, "cannot write to the database");
+	if ((rc = store_suppressed_any_hashed(d->store, &im->hashed))) {
+		store_rollback(d->store);
+		return errf(err, errlen, rc, "cannot read the suppression list");
+	}
 	while (im->pos < im->len) {
 		if (++rows > 1 && clock_mono_ms() - start >= budget_ms)
 			break;
@@ -1291,11 +1370,19 @@ static int control_import_slice(struct dripd *d, struct control_import *im, uint
 			break;
 		}
 		if (!im->rec.blank) {
-			if ((rc = store_part_begin(d->store)))
+			bool careful = im->pos < im->careful_end, wrote = false;
+			if (careful && (rc = store_part_begin(d->store)))
 				break;
-			int row = control_import_row(d, im, &im->rec, now, why, sizeof(why));
-			if ((rc = store_part_end(d->store, row == 0)))
+			int row =
+				control_import_row(d, im, &im->rec, now, &wrote, why, sizeof(why));
+			if (careful && (rc = store_part_end(d->store, row == 0)))
 				break;
+			if (row && wrote && !careful) {
+				store_rollback(d->store);
+				im->careful_end = im->pos + used;
+				control_import_back(im, &mark);
+				return 0; /* again, from the slice's start, in the next turn */
+			}
 			if (row)
 				control_import_error(im, im->line, why);
 		}

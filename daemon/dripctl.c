@@ -225,8 +225,8 @@ static cJSON *dripctl_read(struct dripctl_conn *c, bool quiet_eof)
 	}
 }
 
-/* Sends one request line and reads one answer line; NULL (reported) if the daemon went away. */
-static cJSON *dripctl_call(struct dripctl_conn *c, cJSON *req)
+/* Sends one request line (a failure is left for the answer's read to report). */
+static void dripctl_send(struct dripctl_conn *c, cJSON *req)
 {
 	char *line = proto_line(req);
 	size_t len = strlen(line), off = 0;
@@ -239,6 +239,12 @@ static cJSON *dripctl_call(struct dripctl_conn *c, cJSON *req)
 		off += (size_t)n;
 	}
 	free(line);
+}
+
+/* Sends one request line and reads one answer line; NULL (reported) if the daemon went away. */
+static cJSON *dripctl_call(struct dripctl_conn *c, cJSON *req)
+{
+	dripctl_send(c, req);
 	return dripctl_read(c, false);
 }
 
@@ -685,6 +691,7 @@ static int dripctl_error(const cJSON *answer)
 
 #define DRIPCTL_CHUNK_ROWS 1000
 #define DRIPCTL_CHUNK_BYTES (256 * 1024)
+#define DRIPCTL_CHUNKS_IN_FLIGHT 2 /* sent and not yet answered, at most */
 
 struct dripctl_import {
 	const char *file;
@@ -720,6 +727,41 @@ static int dripctl_import_fill(struct dripctl_import *im)
 	return 0;
 }
 
+/* Reads the answer to the oldest chunk in flight: its counts and bad lines, the progress
+ * line (pos: how far the file has been sent). EXIT_OK, or the exit code of a failure. */
+static int dripctl_import_answer(struct dripctl_conn *conn, struct dripctl_import *im,
+				 bool progress, size_t pos)
+{
+	cJSON *answer = dripctl_read(conn, false);
+	if (!answer)
+		return EXIT_UNREACHABLE;
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(answer, "ok"))) {
+		int rc = dripctl_error(answer);
+		cJSON_Delete(answer);
+		return rc;
+	}
+	const cJSON *res = cJSON_GetObjectItemCaseSensitive(answer, "result"), *e;
+	im->added += dripctl_n(res, "added");
+	im->updated += dripctl_n(res, "updated");
+	im->unchanged += dripctl_n(res, "unchanged");
+	im->suppressed += dripctl_n(res, "suppressed");
+	im->bad += dripctl_n(res, "bad");
+	if (progress && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res, "errors")) > 0)
+		fputs("\r\033[K", stderr);
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(res, "errors")) fprintf(
+		stderr, "%s:%.0f: %s\n", im->file, dripctl_n(e, "line"), dripctl_s(e, "message"));
+	cJSON_Delete(answer);
+	if (progress) {
+		fprintf(stderr, "\r\033[K%s: %.0f rows", im->file,
+			im->added + im->updated + im->unchanged + im->suppressed + im->bad);
+		if (im->total_bytes > 0)
+			fprintf(stderr, " (%lld%%)",
+				(im->read_bytes - (long long)(im->buf.len - pos)) * 100 /
+					im->total_bytes);
+	}
+	return EXIT_OK;
+}
+
 /*
  * lead import: the header is read here, then whole records go to dripd in chunks of at most
  * DRIPCTL_CHUNK_ROWS rows and DRIPCTL_CHUNK_BYTES bytes, each with the line it starts on, so
@@ -734,7 +776,7 @@ static int dripctl_lead_import(struct dripctl_conn *conn, const struct control_c
 	size_t used, pos;
 	long long line = 1;
 	bool progress = isatty(2) && !json;
-	int rc = EXIT_OK, id = 1;
+	int rc = EXIT_OK, id = 1, in_flight = 0; /* chunks sent, not yet answered */
 	struct stat sb;
 
 	im.in = strcmp(im.file, "-") == 0 ? stdin : fopen(im.file, "rb");
@@ -817,44 +859,27 @@ static int dripctl_lead_import(struct dripctl_conn *conn, const struct control_c
 			cJSON_AddStringToObject(args, "line", line_s);
 			free(text);
 			cJSON *req = dripctl_request(c, args, id++);
-			cJSON *answer = dripctl_call(conn, req);
+			dripctl_send(conn, req);
 			cJSON_Delete(req);
-			if (!answer) {
-				free(cut_error);
-				rc = EXIT_UNREACHABLE;
-				goto out;
-			}
-			if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(answer, "ok"))) {
-				rc = dripctl_error(answer);
-				cJSON_Delete(answer);
-				free(cut_error);
-				goto out;
-			}
-			const cJSON *res = cJSON_GetObjectItemCaseSensitive(answer, "result"), *e;
-			im.added += dripctl_n(res, "added");
-			im.updated += dripctl_n(res, "updated");
-			im.unchanged += dripctl_n(res, "unchanged");
-			im.suppressed += dripctl_n(res, "suppressed");
-			im.bad += dripctl_n(res, "bad");
-			if (progress &&
-			    cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(res, "errors")) > 0)
-				fputs("\r\033[K", stderr);
-			cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(res, "errors"))
-				fprintf(stderr, "%s:%.0f: %s\n", im.file, dripctl_n(e, "line"),
-					dripctl_s(e, "message"));
-			cJSON_Delete(answer);
 			im.start = pos;
-			if (progress) {
-				fprintf(stderr, "\r\033[K%s: %.0f rows", im.file,
-					im.added + im.updated + im.unchanged + im.suppressed +
-						im.bad);
-				if (im.total_bytes > 0)
-					fprintf(stderr, " (%lld%%)",
-						(im.read_bytes - (long long)(im.buf.len - pos)) *
-							100 / im.total_bytes);
+			/* Two chunks in flight: dripd works on one while the next is cut and
+			 * sent, so it never waits for dripctl; then the older one's answer. */
+			if (++in_flight >= DRIPCTL_CHUNKS_IN_FLIGHT) {
+				in_flight--;
+				if ((rc = dripctl_import_answer(conn, &im, progress, pos)) !=
+				    EXIT_OK) {
+					free(cut_error);
+					goto out;
+				}
 			}
 		}
 		if (cut_error) {
+			for (; in_flight > 0; in_flight--)
+				if ((rc = dripctl_import_answer(conn, &im, progress, pos)) !=
+				    EXIT_OK) {
+					free(cut_error);
+					goto out;
+				}
 			if (progress)
 				fputs("\r\033[K", stderr);
 			fprintf(stderr, "%s (the rest of the file is not imported)\n", cut_error);
@@ -867,6 +892,9 @@ static int dripctl_lead_import(struct dripctl_conn *conn, const struct control_c
 		if (rows == 0 && im.eof)
 			break;
 	}
+	for (; in_flight > 0; in_flight--)
+		if ((rc = dripctl_import_answer(conn, &im, progress, pos)) != EXIT_OK)
+			goto out;
 	if (progress)
 		fputs("\r\033[K", stderr);
 	if (json) {

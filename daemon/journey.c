@@ -290,6 +290,37 @@ int journey_enter_stage(struct store *st, const struct content *c, const struct 
 	return journey_move(st, c, lead, stage, sequence, NULL, now, err, errlen);
 }
 
+int journey_enter_new(struct store *st, const struct content *c, const struct lead *lead,
+		      int64_t now, char *err, size_t errlen)
+{
+	const struct content_sequence *seq = NULL;
+	int64_t enrolment_id = 0;
+	int rc;
+
+	if (content_stage_index(c, lead->stage) < 0)
+		return errf(err, errlen, DRIP_EINVALID, "unknown stage \"%s\"", lead->stage);
+	if ((rc = journey_pick_sequence(st, c, lead, lead->stage, &seq)))
+		return errf(err, errlen, rc, "cannot choose a sequence for %s", lead->email);
+	cJSON *detail = cJSON_CreateObject();
+	cJSON_AddStringToObject(detail, "to", lead->stage);
+	if (seq)
+		cJSON_AddStringToObject(detail, "sequence", seq->name);
+	if ((rc = journey_event(st, lead->id, 0, "stage", now, detail)))
+		return errf(err, errlen, rc, "cannot move %s to %s", lead->email, lead->stage);
+	if (!seq)
+		return 0;
+	/* No touch of the lead exists yet, so its first step is its first touch. */
+	if ((rc = store_enrolment_start(st, lead->id, seq->name, lead->stage, now,
+					&enrolment_id)) == 0)
+		rc = seq->nsteps == 0 ? store_enrolment_end(st, enrolment_id, "completed", now)
+				      : store_touch_schedule_new(st, lead->id, enrolment_id,
+								 seq->name, seq->steps[0].id, 0,
+								 now + seq->steps[0].delay, now);
+	if (rc)
+		return errf(err, errlen, rc, "cannot enrol %s in %s", lead->email, seq->name);
+	return 0;
+}
+
 /* Ends the journey for this lead: status, no more mail, an event saying why. */
 static int journey_stop(struct store *st, const struct content *c, const struct lead *lead,
 			const char *status, const char *kind, const char *why, int64_t now)

@@ -26,6 +26,15 @@ int journey_enter_stage(struct store *st, const struct content *c, const struct 
 			size_t errlen);
 
 /*
+ * journey_enter_stage for a lead just inserted in this transaction into lead->stage: the
+ * same stage event, enrolment and first touch, without what only a lead that moves needs
+ * (ending an active enrolment, which a new lead cannot have, and setting the stage it was
+ * inserted with). For bulk imports.
+ */
+int journey_enter_new(struct store *st, const struct content *c, const struct lead *lead,
+		      int64_t now, char *err, size_t errlen);
+
+/*
  * Records an event of `kind` for the lead (touch_id 0 when not about one message), adds the
  * journey's points for it, and applies the first matching rule of journey.json. An opt-out
  * (unsubscribe, bounce, complaint) stops the drip whatever the rules say; a reply that no

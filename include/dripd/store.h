@@ -488,4 +488,23 @@ struct store_anonymise_turn {
 int store_anonymise_step(struct store *st, int64_t after, int64_t cutoff, size_t max, int64_t now,
 			 struct store_anonymise_turn *out);
 
+/*
+ * Bulk import. store_suppressed_any_hashed says whether any forgotten address (kept only
+ * as its keyed hash) is on the suppression list; store_suppressed_quick is store_suppressed
+ * without the reason, as two key lookups (the address, then its domain) instead of one
+ * OR query (which builds a temporary b-tree per call), and with the keyed hash looked up
+ * only when `hashed` (an import asks store_suppressed_any_hashed once per transaction).
+ */
+/*
+ * store_touch_schedule for an enrolment started in this transaction (so certainly the
+ * lead's active one) as a plain INSERT … VALUES: the INSERT … SELECT … WHERE EXISTS that
+ * checks the enrolment makes SQLite stage the row in a temporary b-tree (the table has
+ * triggers) and keep a statement journal, ~40% of an imported lead's work.
+ */
+int store_touch_schedule_new(struct store *st, int64_t lead_id, int64_t enrolment_id,
+			     const char *sequence, const char *step, int64_t step_index,
+			     int64_t due_at, int64_t now);
+int store_suppressed_any_hashed(struct store *st, bool *any);
+int store_suppressed_quick(struct store *st, const char *address, bool hashed);
+
 #endif

@@ -106,7 +106,9 @@ cat >"$work/content/sequences/bench.json" <<'EOF'
 }
 EOF
 cp "$root/content/templates/awareness/welcome.md" "$work/content/templates/welcome.md"
-port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+tport=$(free_port) # tracking: not the default 8025, which another dripd may hold
 write_config() { # LOG_LEVEL
 	cat >"$work/run/dripd.json" <<EOF
 {
@@ -116,7 +118,7 @@ write_config() { # LOG_LEVEL
   "log_level": "$1",
   "delivery": { "url": "smtp://127.0.0.1:$port", "from": "Ana Ruiz <ana@example.com>",
                 "max_connections": 8 },
-  "tracking": { "base_url": "https://t.example.com" }
+  "tracking": { "listen": "127.0.0.1:$tport", "base_url": "https://t.example.com" }
 }
 EOF
 }

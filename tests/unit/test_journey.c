@@ -374,6 +374,48 @@ static void test_enter_stage_gives_other_leads_the_default_sequence(void **state
 	cJSON_Delete(d);
 }
 
+/* A new lead through journey_enter_new ends as journey_enter_stage leaves it: its
+ * sequence picked by `when`, one touch, one stage event, one active enrolment. */
+static void test_enter_new_is_enter_stage_for_a_lead_just_added(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "";
+	struct lead lead = { .email = "new@example.org",
+			     .first_name = "",
+			     .last_name = "",
+			     .company = "",
+			     .title = "",
+			     .tz = "",
+			     .stage = "awareness",
+			     .tags = "[\"vip\"]",
+			     .attrs = "{}" };
+	struct store_status ss;
+	assert_rc(store_lead_insert(f->d.store, &lead, T0), 0);
+	int rc = journey_enter_new(f->d.store, f->d.content, &lead, T0, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("expected the new lead to enter, got %d: %s", rc, err);
+	struct testutil_touches w;
+	testutil_touches_of(f->d.store, lead.id, &w);
+	if (w.n != 1 || strcmp(w.t[0].sequence, "a-vip") != 0 || strcmp(w.t[0].step, "v1") != 0)
+		fail_msg("expected one touch a-vip/v1, got %d", w.n);
+	assert_int_equal(w.t[0].due_at, T0 + 3600);
+	testutil_touches_clear(&w);
+	int count = 0;
+	cJSON *d = last_event(f, lead.id, "stage", &count);
+	assert_int_equal(count, 1);
+	expect_detail(d, "to", "awareness");
+	expect_detail(d, "sequence", "a-vip");
+	expect_detail(d, "from", NULL);
+	cJSON_Delete(d);
+	expect_lead(f, lead.id, "awareness", "active");
+	assert_rc(store_status(f->d.store, &ss), 0);
+	assert_int_equal(ss.active_enrolments, 1);
+	assert_int_equal(ss.pending, 1);
+	lead.stage = "limbo";
+	assert_rc(journey_enter_new(f->d.store, f->d.content, &lead, T0, err, sizeof(err)),
+		  DRIP_EINVALID);
+}
+
 static void test_enter_stage_records_from_to_and_sequence(void **state)
 {
 	struct fixture *f = *state;
@@ -1132,6 +1174,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_enter_stage_picks_the_when_sequence_for_a_vip_lead),
 		T(test_enter_stage_gives_other_leads_the_default_sequence),
+		T(test_enter_new_is_enter_stage_for_a_lead_just_added),
 		T(test_enter_stage_records_from_to_and_sequence),
 		T(test_enter_stage_ends_the_previous_enrolment),
 		T(test_enter_stage_refuses_unknown_stages_and_foreign_sequences),

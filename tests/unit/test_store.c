@@ -223,6 +223,65 @@ static void test_status_counts_follow_every_change(void **state)
 	assert_int_equal(ss.leads, 3);
 }
 
+/* Rows are written without a constant IN list (each builds a temporary b-tree per row),
+ * and the rewritten CHECKs still refuse what they refused. */
+static void test_schema_writes_use_no_constant_in_lists(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	char dir[512];
+	testutil_mkdtemp(dir, sizeof(dir), "store");
+	char *path = xasprintf("%s/dripd.db", dir);
+	struct store *st = store_open(path, err, sizeof(err));
+	assert_non_null(st);
+	int64_t tid = one_touch(st, "maya@example.org", T0);
+	assert_rc(store_lead_set_status(st, 1, "nonsense", T0), DRIP_EINVALID);
+	assert_rc(store_touch_finish(st, tid, "nonsense", "", T0), DRIP_EINVALID);
+	assert_rc(store_enrolment_end(st, 1, "nonsense", T0), DRIP_EINVALID);
+	assert_rc(store_touch_finish(st, tid, "failed", "550", T0), 0);
+	store_close(st);
+	char *n = sqlite_query_text(path, "SELECT count(*) FROM sqlite_schema WHERE "
+					  "(name IN ('leads', 'touches', 'enrolments') OR "
+					  "name LIKE 'counts_touches_%') AND sql LIKE '% IN (%'");
+	assert_string_equal(n, "0");
+	free(n);
+	n = sqlite_query_text(path, "PRAGMA integrity_check");
+	assert_string_equal(n, "ok");
+	free(n);
+	n = sqlite_query_text(path, "SELECT group_concat(key || '=' || n) FROM counts WHERE "
+				    "key LIKE 'touches:%' AND n != 0");
+	assert_string_equal(n, "touches:failed=1");
+	free(n);
+	testutil_rmtree(dir);
+	free(path);
+}
+
+/* The import's suppression check finds what store_suppressed finds: the address (any
+ * case), its domain, and a forgotten address by its keyed hash when asked to look. */
+static void test_quick_suppression_check_matches_the_full_one(void **state)
+{
+	struct store *st = *state;
+	bool any = true;
+	assert_rc(store_suppressed_any_hashed(st, &any), 0);
+	assert_false(any);
+	assert_rc(store_suppress(st, "Maya@Example.org", "unsubscribe", "journey", T0), 0);
+	assert_rc(store_suppress(st, "blocked.example", "manual", "dripctl", T0), 0);
+	assert_rc(store_suppressed_quick(st, "maya@example.org", false), 0);
+	assert_rc(store_suppressed_quick(st, "x@BLOCKED.example", false), 0);
+	assert_rc(store_suppressed_quick(st, "x@example.org", false), DRIP_ENOT_FOUND);
+	assert_rc(store_suppressed_quick(st, "blocked.example", false), 0);
+	assert_rc(store_set_hash_key(st, "0123456789abcdef", 16), 0);
+	char h[STORE_HASH_LEN];
+	assert_rc(store_address_hash(st, "gone@example.org", h), 0);
+	assert_rc(store_suppress(st, h, "forgotten", "dripctl", T0), 0);
+	assert_rc(store_suppressed_any_hashed(st, &any), 0);
+	assert_true(any);
+	assert_rc(store_suppressed_quick(st, "Gone@example.org", true), 0);
+	assert_rc(store_suppressed(st, "Gone@example.org", NULL, 0), 0);
+	assert_rc(store_suppressed_quick(st, "Gone@example.org", false), DRIP_ENOT_FOUND);
+	assert_rc(store_suppressed_quick(st, "other@example.org", true), DRIP_ENOT_FOUND);
+}
+
 static void test_database_file_runs_in_wal_mode(void **state)
 {
 	(void)state;
@@ -1239,6 +1298,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_status_counts_follow_every_change, setup_store,
 						teardown_store),
 		cmocka_unit_test(test_newer_schema_is_refused_with_a_clear_error),
+		cmocka_unit_test(test_schema_writes_use_no_constant_in_lists),
+		STORE_TEST(test_quick_suppression_check_matches_the_full_one),
 		cmocka_unit_test(test_file_that_is_not_a_database_is_refused_not_recreated),
 		STORE_TEST(test_lead_is_found_by_email_ignoring_case_and_by_id),
 		STORE_TEST(test_lead_without_tags_or_attrs_gets_empty_json),

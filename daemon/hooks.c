@@ -280,7 +280,10 @@ static void hooks_finish(struct hooks *h, struct hooks_transfer *t, CURLcode res
 	clock_format_duration(wait, dur, sizeof(dur));
 	log_info("hooks: %s: %s (%s) failed: %s; retry %" PRId64 " in %s", w->url, t->delivery_id,
 		 t->kind, why, attempts, dur);
-	if (store_hook_retry(h->st, t->row_id, now + wait, why) != 0)
+	/* Business time is in whole seconds and `now` is this second's start: without the +1 a
+	 * failure late in a second was retried up to a second before `retry_min` had passed
+	 * (seen in CI: 8 ms after the first attempt with retry_min 1s). */
+	if (store_hook_retry(h->st, t->row_id, now + wait + 1, why) != 0)
 		log_err("hooks: %s: cannot record the failure of %s", w->url, t->delivery_id);
 }
 

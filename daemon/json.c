@@ -29,10 +29,11 @@ struct json_doc {
 	size_t npos;
 };
 
-static int json_line_of(const char *text, size_t off)
+/* The line of byte `off` of `text` (`len` bytes; an offset past the end is the last line). */
+static int json_line_of(const char *text, size_t len, size_t off)
 {
 	int line = 1;
-	for (size_t i = 0; i < off; i++)
+	for (size_t i = 0; i < off && i < len; i++)
 		if (text[i] == '\n')
 			line++;
 	return line;
@@ -82,7 +83,9 @@ struct json_scan {
 
 static void json_scan_ws(struct json_scan *sc)
 {
-	while (sc->i < sc->len && strchr(" \t\r\n", sc->s[sc->i]) && sc->s[sc->i])
+	/* cJSON skips every byte up to 32 as white space (control bytes too), and this walk
+	 * must see the same tokens as cJSON did: a \x17 between two tokens put it out of step. */
+	while (sc->i < sc->len && (unsigned char)sc->s[sc->i] <= 32 && sc->s[sc->i])
 		sc->i++;
 }
 
@@ -143,7 +146,8 @@ static void json_scan_value(struct json_scan *sc, size_t record_at, int depth)
 	} else if (c == '"') {
 		json_scan_string(sc);
 	} else {
-		while (sc->i < sc->len && !strchr(",]} \t\r\n", sc->s[sc->i]))
+		while (sc->i < sc->len && (unsigned char)sc->s[sc->i] > 32 &&
+		       !strchr(",]}", sc->s[sc->i]))
 			sc->i++;
 	}
 }
@@ -161,7 +165,7 @@ static int json_pair(struct json_doc *d, const cJSON *item, const char *text,
 	if (*k >= sc->noffs)
 		return errf(err, errlen, DRIP_EINVALID, "%s: internal error pairing JSON", d->file);
 	d->pos[d->npos].item = item;
-	d->pos[d->npos].line = json_line_of(text, sc->offs[*k]);
+	d->pos[d->npos].line = json_line_of(text, sc->len, sc->offs[*k]);
 	d->npos++;
 	(*k)++;
 	for (const cJSON *child = item->child; child; child = child->next) {
@@ -170,7 +174,9 @@ static int json_pair(struct json_doc *d, const cJSON *item, const char *text,
 				if (strcmp(prev->string, child->string) == 0)
 					return errf(err, errlen, DRIP_EINVALID,
 						    "%s:%d: duplicate key \"%s\"", d->file,
-						    json_line_of(text, sc->offs[*k]),
+						    json_line_of(text, sc->len,
+								 *k < sc->noffs ? sc->offs[*k]
+										: sc->len),
 						    child->string);
 			}
 		}
@@ -202,19 +208,20 @@ struct json_doc *json_doc_parse(const char *file, const char *text, size_t len, 
 	d->file = xstrdup(file);
 	if (memchr(text, '\0', len)) {
 		errf(err, errlen, DRIP_EINVALID, "%s:%d: NUL byte in JSON", file,
-		     json_line_of(text, (size_t)((const char *)memchr(text, '\0', len) - text)));
+		     json_line_of(text, len,
+				  (size_t)((const char *)memchr(text, '\0', len) - text)));
 		goto fail;
 	}
 	if ((open = json_strip_comments(copy, len)) >= 0) {
 		errf(err, errlen, DRIP_EINVALID, "%s:%d: comment is never closed", file,
-		     json_line_of(text, (size_t)open));
+		     json_line_of(text, len, (size_t)open));
 		goto fail;
 	}
 	d->root = cJSON_ParseWithLengthOpts(copy, len, &end, false);
 	if (!d->root) {
 		size_t off = end && end >= copy && end <= copy + len ? (size_t)(end - copy) : len;
 		errf(err, errlen, DRIP_EINVALID, "%s:%d: invalid JSON near \"%.20s\"", file,
-		     json_line_of(text, off), off < len ? copy + off : "end of file");
+		     json_line_of(text, len, off), off < len ? copy + off : "end of file");
 		goto fail;
 	}
 	sc.s = copy;
@@ -223,7 +230,7 @@ struct json_doc *json_doc_parse(const char *file, const char *text, size_t len, 
 	json_scan_ws(&sc);
 	if (sc.i < len) {
 		errf(err, errlen, DRIP_EINVALID, "%s:%d: unexpected text after the JSON value",
-		     file, json_line_of(text, sc.i));
+		     file, json_line_of(text, len, sc.i));
 		goto fail;
 	}
 	d->pos = xcalloc(json_count(d->root), sizeof(*d->pos));

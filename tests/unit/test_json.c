@@ -143,6 +143,21 @@ static void test_duplicate_key_is_refused_with_its_line(void **state)
 	assert_string_equal(err, "t.json:4: duplicate key \"a\"");
 }
 
+/* cJSON takes any byte up to 32 as white space; the line walk must too (fuzz_config found a
+ * \x17 before a value putting it out of step and reading past the text). */
+static void test_control_bytes_between_tokens_keep_the_lines_right(void **state)
+{
+	static const char text[] = "{\n"
+				   "  \"a\":\x17[1,\x01 2],\n"
+				   "  \"b\":\x1f{\"c\": 3},\n"
+				   "  \"a\": 4\n"
+				   "}\n";
+	char err[256] = "";
+	(void)state;
+	parse_bad(text, strlen(text), err, sizeof(err));
+	assert_string_equal(err, "t.json:4: duplicate key \"a\"");
+}
+
 static void test_nested_duplicate_key_is_refused_with_its_line(void **state)
 {
 	static const char text[] = "{\"outer\": {\"x\": 1},\n"
@@ -460,6 +475,7 @@ int main(void)
 		cmocka_unit_test(test_line_and_block_comments_are_ignored),
 		cmocka_unit_test(test_slashes_inside_strings_are_not_comments),
 		cmocka_unit_test(test_every_value_has_its_line),
+		cmocka_unit_test(test_control_bytes_between_tokens_keep_the_lines_right),
 		cmocka_unit_test(test_an_item_of_another_document_has_no_line),
 		cmocka_unit_test(test_duplicate_key_is_refused_with_its_line),
 		cmocka_unit_test(test_nested_duplicate_key_is_refused_with_its_line),

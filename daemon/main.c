@@ -460,6 +460,8 @@ static int main_run(const char *path)
 		log_fatal("dripd: cannot create the event loop");
 	d.loop = &loop;
 	d.reload = main_reload;
+	/* WAL checkpoints (a copy and two fsyncs) leave the loop thread's commits. */
+	store_checkpoint_in_background(d.store, &loop);
 	if (!(d.mailer = mailer_new(&loop, d.cfg, main_mailer_result_cb, &d, err, sizeof(err))))
 		log_fatal("dripd: %s", err);
 	d.sched = sched_new(&loop, d.cfg, d.store, &d.clock, d.mailer);

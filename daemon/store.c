@@ -1,5 +1,7 @@
 /* store.c - the SQLite schema, migrations, prepared statements and transactions. */
 #include <ctype.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 #include <sqlite3.h>
+#include <uv.h>
 
 #include "dripd/error.h"
 #include "dripd/log.h"
@@ -718,6 +721,27 @@ struct store {
 	size_t hash_keylen;
 	EVP_MAC_CTX *hmac; /* HMAC-SHA256 under hash_key, made at first use (HMAC() per call
 			    * looked the algorithm up each time: 7.7 µs against 1.4) */
+	struct store_ckpt *ckpt; /* NULL: SQLite's own checkpoints, inside commits */
+};
+
+/*
+ * The background checkpointer. The loop thread owns every field but `db`, `rc`, `err`,
+ * which the pool thread owns while `running` (uv_queue_work orders the two; `finished`
+ * tells store_close, which may run after the loop has stopped).
+ */
+struct store_ckpt {
+	uv_work_t req;
+	uv_loop_t *loop;
+	char *path;
+	sqlite3 *db; /* its own connection, opened by the first checkpoint */
+	struct store *st;
+	bool running;
+	atomic_bool finished;
+	bool failing; /* the last one failed: logged once until one succeeds */
+	int rc;
+	char err[200];
+	int pages; /* frames in the WAL after the last commit */
+	uint64_t done, failed, on_loop;
 };
 
 int store_schema_version(void)
@@ -879,10 +903,133 @@ fail:
 	return NULL;
 }
 
+static void store_ckpt_work(uv_work_t *req)
+{
+	struct store_ckpt *c = req->data;
+	c->rc = SQLITE_OK;
+	if (!c->db) {
+		c->rc = sqlite3_open_v2(c->path, &c->db,
+					SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+		if (c->rc == SQLITE_OK)
+			c->rc = sqlite3_exec(c->db, "PRAGMA synchronous = NORMAL", NULL, NULL,
+					     NULL);
+		if (c->rc != SQLITE_OK) {
+			snprintf(c->err, sizeof(c->err), "cannot open a second connection: %s",
+				 c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(c->rc));
+			sqlite3_close(c->db);
+			c->db = NULL;
+			atomic_store(&c->finished, true);
+			return;
+		}
+	}
+	/* PASSIVE: copies what no reader still needs and never waits for the loop's writes. */
+	c->rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	if (c->rc != SQLITE_OK)
+		snprintf(c->err, sizeof(c->err), "%s", sqlite3_errmsg(c->db));
+	atomic_store(&c->finished, true);
+}
+
+static void store_ckpt_free(struct store_ckpt *c)
+{
+	sqlite3_close(c->db);
+	free(c->path);
+	free(c);
+}
+
+/*
+ * The WAL starts again from its beginning only at a write that finds every frame copied
+ * back, and under a steady stream of commits the pool's checkpoint always lags one commit
+ * behind. So when the WAL has grown to four times the threshold all the same, the loop
+ * copies the few frames left itself (the pool has copied the rest), and the next commit
+ * reuses the file: the WAL stays under ~16 MB, and the loop does this rarely.
+ */
+static void store_ckpt_catch_up(struct store *st)
+{
+	struct store_ckpt *c = st->ckpt;
+	if (c->running || c->pages < 4 * STORE_CHECKPOINT_PAGES)
+		return;
+	if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) ==
+	    SQLITE_OK) {
+		c->on_loop++;
+		c->pages = 0;
+	}
+}
+
+static void store_ckpt_after(uv_work_t *req, int status)
+{
+	struct store_ckpt *c = req->data;
+	c->running = false;
+	store_ckpt_catch_up(c->st);
+	if (status == 0 && c->rc == SQLITE_OK) {
+		c->done++;
+		if (c->failing)
+			log_info("store: background WAL checkpoints work again");
+		c->failing = false;
+		return;
+	}
+	c->failed++;
+	/* SQLITE_BUSY: another connection (dripctl backup, a forget's TRUNCATE) is
+	 * checkpointing; the next commit over the threshold tries again. */
+	if (!c->failing && c->rc != SQLITE_BUSY)
+		log_warn("store: background WAL checkpoint failed (%s); the next commit tries "
+			 "again",
+			 status ? uv_strerror(status) : c->err);
+	c->failing = c->rc != SQLITE_BUSY;
+}
+
+/* After each commit, on the loop thread: `pages` frames are in the WAL. */
+static int store_ckpt_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct store_ckpt *c = arg;
+	(void)db;
+	(void)name;
+	c->pages = pages;
+	if (pages < STORE_CHECKPOINT_PAGES || c->running)
+		return SQLITE_OK;
+	c->running = true;
+	atomic_store(&c->finished, false);
+	if (uv_queue_work(c->loop, &c->req, store_ckpt_work, store_ckpt_after) != 0)
+		c->running = false;
+	return SQLITE_OK;
+}
+
+int store_checkpoint_in_background(struct store *st, uv_loop_t *loop)
+{
+	const char *path = sqlite3_db_filename(st->db, "main");
+	if (st->ckpt)
+		return 0;
+	if (!path || !*path)
+		return DRIP_EINVALID; /* :memory: has no WAL */
+	struct store_ckpt *c = xcalloc(1, sizeof(*c));
+	c->req.data = c;
+	c->st = st;
+	c->loop = loop;
+	c->path = xstrdup(path);
+	st->ckpt = c;
+	/* Replaces SQLite's automatic checkpoint, which is a WAL hook of its own. */
+	sqlite3_wal_hook(st->db, store_ckpt_hook, c);
+	return 0;
+}
+
+void store_checkpoint_counts(const struct store *st, uint64_t *done, uint64_t *failed,
+			     uint64_t *on_loop)
+{
+	*done = st->ckpt ? st->ckpt->done : 0;
+	*failed = st->ckpt ? st->ckpt->failed : 0;
+	*on_loop = st->ckpt ? st->ckpt->on_loop : 0;
+}
+
 void store_close(struct store *st)
 {
 	if (!st)
 		return;
+	if (st->ckpt) {
+		/* A checkpoint in flight finishes on its own connection first. (The daemon
+		 * closes the store after its loop has stopped, when none can be in flight.) */
+		while (st->ckpt->running && !atomic_load(&st->ckpt->finished))
+			uv_sleep(1);
+		store_ckpt_free(st->ckpt);
+	}
 	for (int i = 0; i < STMT_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_close(st->db);
@@ -2743,9 +2890,18 @@ int store_signup_forget(struct store *st, int64_t lead_id, const char *email)
 int store_checkpoint(struct store *st)
 {
 	/* TRUNCATE: the WAL's frames (which may hold erased rows) are copied back and the
-	 * file is cut to zero bytes. Outside a transaction only. */
-	if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) !=
-	    SQLITE_OK)
+	 * file is cut to zero bytes. Outside a transaction only. A background checkpoint
+	 * holds the checkpoint lock for a few milliseconds, and SQLite does not wait for that
+	 * lock: wait for it here, at most about a second. */
+	int rc;
+	for (int i = 0; i < 100; i++) {
+		rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
+					       NULL);
+		if (rc != SQLITE_BUSY || !st->ckpt)
+			break;
+		sqlite3_sleep(10);
+	}
+	if (rc != SQLITE_OK)
 		return store_fail(st, "wal_checkpoint(TRUNCATE)");
 	return 0;
 }

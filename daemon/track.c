@@ -1012,6 +1012,20 @@ static void track_metrics(struct track_conn *c, const struct track_request *r, b
 		   "# HELP dripd_hits_pending Opens and clicks waiting for their group commit.\n"
 		   "# TYPE dripd_hits_pending gauge\ndripd_hits_pending %zu\n",
 		   t->nqueue);
+	uint64_t ck_pool, ck_failed, ck_loop;
+	store_checkpoint_counts(t->d->store, &ck_pool, &ck_failed, &ck_loop);
+	buf_printf(&b,
+		   "# HELP dripd_wal_checkpoints_total WAL checkpoints since start: in the thread "
+		   "pool, and on the loop when the pool fell behind.\n"
+		   "# TYPE dripd_wal_checkpoints_total counter\n"
+		   "dripd_wal_checkpoints_total{thread=\"pool\"} %llu\n"
+		   "dripd_wal_checkpoints_total{thread=\"loop\"} %llu\n"
+		   "# HELP dripd_wal_checkpoint_failures_total Background WAL checkpoints that "
+		   "failed (the next commit over the threshold tries again).\n"
+		   "# TYPE dripd_wal_checkpoint_failures_total counter\n"
+		   "dripd_wal_checkpoint_failures_total %llu\n",
+		   (unsigned long long)ck_pool, (unsigned long long)ck_loop,
+		   (unsigned long long)ck_failed);
 	buf_printf(&b,
 		   "# HELP dripd_loop_lag_seconds The longest the event loop was busy in one "
 		   "turn since the last scrape.\n# TYPE dripd_loop_lag_seconds gauge\n"

@@ -8,7 +8,8 @@
 
 /*
  * The store is the only module that speaks SQL. It keeps one connection and its prepared
- * statements for the daemon's life, runs on the loop thread only, and returns 0 or a
+ * statements for the daemon's life, runs on the loop thread only (except WAL checkpoints,
+ * see store_checkpoint_in_background), and returns 0 or a
  * negative DRIP_E* code (DRIP_ESTORE for SQLite failures, logged by the store with the
  * statement that failed). Strings handed out in structs are owned by the struct; clear it
  * with the matching *_clear function.
@@ -75,7 +76,22 @@ struct store_status {
 
 /* Opens (creating if absent) and migrates the database; ":memory:" for tests. */
 struct store *store_open(const char *path, char *err, size_t errlen);
+/* Waits for a background checkpoint in flight (see below), then closes. */
 void store_close(struct store *st);
+/*
+ * From now on the WAL is checkpointed in libuv's thread pool, on a second connection of the
+ * store's own, once a commit leaves STORE_CHECKPOINT_PAGES or more in it, instead of inside
+ * that commit on the loop thread (where the copy and its fsyncs took half the commit time
+ * of a delivery run). A file database only; the loop must outlive the store's use.
+ * The WAL stays under about 4 * STORE_CHECKPOINT_PAGES pages.
+ */
+struct uv_loop_s;
+#define STORE_CHECKPOINT_PAGES 1000
+int store_checkpoint_in_background(struct store *st, struct uv_loop_s *loop);
+/* Background checkpoints that completed and that failed (each failure is logged once), and
+ * the times the loop copied the rest itself so the WAL could start again (store.c). */
+void store_checkpoint_counts(const struct store *st, uint64_t *done, uint64_t *failed,
+			     uint64_t *on_loop);
 /* The schema version this build migrates to (PRAGMA user_version). */
 int store_schema_version(void);
 

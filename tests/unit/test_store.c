@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
+#include <uv.h>
 
 #include "testutil.h"
 
@@ -300,6 +301,74 @@ static void test_database_file_runs_in_wal_mode(void **state)
 	char *mode = sqlite_query_text(path, "PRAGMA journal_mode");
 	assert_string_equal(mode, "wal");
 	free(mode);
+	free(wal);
+	free(path);
+	testutil_rmtree(dir);
+}
+
+/*
+ * With the loop's pool checkpointing, a long run of commits keeps the WAL small: checkpoints
+ * happen off the committing thread and the WAL is reused after each, and nothing is lost.
+ */
+static void test_background_checkpoints_keep_the_wal_small(void **state)
+{
+	(void)state;
+	char err[256] = "", dir[512], email[64], title[3000];
+	uv_loop_t loop;
+	uint64_t done = 0, failed = 0, on_loop = 0;
+	testutil_mkdtemp(dir, sizeof(dir), "store");
+	char *path = xasprintf("%s/dripd.db", dir);
+	char *wal = xasprintf("%s-wal", path);
+	assert_rc(uv_loop_init(&loop), 0);
+	struct store *st = store_open(path, err, sizeof(err));
+	assert_non_null(st);
+	assert_rc(store_checkpoint_in_background(st, &loop), 0);
+	memset(title, 'x', sizeof(title) - 1);
+	title[sizeof(title) - 1] = '\0';
+	/* 120 commits of 100 leads, each lead near a page: over 50 MB written in all. */
+	for (int c = 0; c < 120; c++) {
+		assert_rc(store_begin(st), 0);
+		for (int i = 0; i < 100; i++) {
+			snprintf(email, sizeof(email), "lead%d.%d@example.org", c, i);
+			struct lead l = { .email = email,
+					  .title = title,
+					  .stage = (char *)"awareness" };
+			assert_rc(store_lead_insert(st, &l, T0), 0);
+		}
+		assert_rc(store_commit(st), 0);
+		/* Lets a finished checkpoint's callback run, as the daemon's loop does. */
+		uv_run(&loop, UV_RUN_NOWAIT);
+	}
+	for (int i = 0; i < 1000; i++) {
+		store_checkpoint_counts(st, &done, &failed, &on_loop);
+		if (uv_run(&loop, UV_RUN_NOWAIT) == 0)
+			break;
+		uv_sleep(5);
+	}
+	store_checkpoint_counts(st, &done, &failed, &on_loop);
+	assert_true(done >= 1);
+	assert_int_equal(failed, 0);
+	struct stat sb;
+	assert_rc(stat(wal, &sb), 0);
+	/* Without checkpoints the WAL would hold every page written; the pool does most
+	 * of them, the loop now and then copies the rest so the file is reused. */
+	assert_true(sb.st_size < (4 * STORE_CHECKPOINT_PAGES + 400) * 4096);
+	assert_true(done >= 10);
+	assert_true(on_loop >= 1 && on_loop < done);
+	struct store_status ss;
+	assert_rc(store_status(st, &ss), 0);
+	assert_int_equal(ss.leads, 12000);
+	store_close(st);
+	assert_rc(uv_loop_close(&loop), 0);
+
+	char *n = sqlite_query_text(path, "SELECT count(*) FROM leads");
+	assert_string_equal(n, "12000");
+	free(n);
+	/* A :memory: store has no WAL to checkpoint. */
+	st = store_open(":memory:", err, sizeof(err));
+	assert_non_null(st);
+	assert_int_equal(store_checkpoint_in_background(st, &loop), DRIP_EINVALID);
+	store_close(st);
 	free(wal);
 	free(path);
 	testutil_rmtree(dir);
@@ -1297,6 +1366,7 @@ int main(void)
 		cmocka_unit_test(test_database_file_runs_in_wal_mode),
 		cmocka_unit_test_setup_teardown(test_status_counts_follow_every_change, setup_store,
 						teardown_store),
+		cmocka_unit_test(test_background_checkpoints_keep_the_wal_small),
 		cmocka_unit_test(test_newer_schema_is_refused_with_a_clear_error),
 		cmocka_unit_test(test_schema_writes_use_no_constant_in_lists),
 		STORE_TEST(test_quick_suppression_check_matches_the_full_one),

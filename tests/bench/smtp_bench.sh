@@ -30,7 +30,8 @@
 #   DRIPD_BENCH_PERF=1 records `perf record -g` of dripd during its run into the work
 #   folder (DRIPD_BENCH_PERF=dwarf: DWARF call graphs, which see through the system
 #   libraries' missing frame pointers); add --keep and look with
-#   `perf report -i WORK/perf.data`. Profiling slows dripd down: its figures are then not
+#   `perf report -i WORK/perf.data`. DRIPD_BENCH_PERF=strace counts dripd's system calls
+#   by thread kind into WORK/strace.txt (`strace -c -f`). Profiling slows dripd down: its figures are then not
 #   the benchmark's.
 #
 # Not part of CI: run on demand; it prints a table and leaves nothing running.
@@ -271,7 +272,10 @@ case ${DRIPD_BENCH_PERF:-0} in
 dwarf) perf_args=(--call-graph "dwarf,16384" -F 499) ;;
 *) perf_args=(-g) ;;
 esac
-if [ "${DRIPD_BENCH_PERF:-0}" != 0 ]; then
+if [ "${DRIPD_BENCH_PERF:-0}" = strace ]; then
+	strace -c -f -o "$work/strace.txt" -p "$dripd_pid" 2>"$work/perf.log" &
+	perf_pid=$!
+elif [ "${DRIPD_BENCH_PERF:-0}" != 0 ]; then
 	perf record "${perf_args[@]}" -o "$work/perf.data" -p "$dripd_pid" >"$work/perf.log" 2>&1 &
 	perf_pid=$!
 fi

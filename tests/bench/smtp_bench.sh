@@ -133,7 +133,8 @@ cc -O2 -Wall -Wextra -o "$work/curl_ref" "$root/tests/bench/curl_ref.c" \
 	$(pkg-config --cflags --libs libcurl) -lpthread
 
 # --- smtp-sink -------------------------------------------------------------------------
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
 url=smtp://127.0.0.1:$port
 # -u: it refuses to run as root otherwise; 256: the listen backlog.
 /usr/sbin/smtp-sink -u nobody 127.0.0.1:"$port" 256 >"$work/sink.log" 2>&1 &
@@ -177,7 +178,7 @@ write_config() { # FOLDER
   "log_level": "warning",
   "delivery": { "url": "$url", "from": "Ana Ruiz <ana@example.com>",
                 "max_connections": $conns },
-  "tracking": { "base_url": "https://t.example.com" }
+  "tracking": { "base_url": "https://t.example.com", "listen": "127.0.0.1:$(free_port)" }
 }
 EOF
 }

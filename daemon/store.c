@@ -940,14 +940,16 @@ static void store_ckpt_free(struct store_ckpt *c)
  * The WAL starts again from its beginning only at a write that finds every frame copied
  * back, and under a steady stream of commits the pool's checkpoint always lags one commit
  * behind. So when the WAL has grown to four times the threshold all the same, the loop
- * copies the few frames left itself (the pool has copied the rest), and the next commit
- * reuses the file: the WAL stays under ~16 MB, and the loop does this rarely.
+ * waits for a checkpoint in flight and copies the few frames left itself (the pool has
+ * copied the rest), and the next commit reuses the file: the WAL stays under ~16 MB.
  */
 static void store_ckpt_catch_up(struct store *st)
 {
 	struct store_ckpt *c = st->ckpt;
-	if (c->running || c->pages < 4 * STORE_CHECKPOINT_PAGES)
+	if (c->pages < 4 * STORE_CHECKPOINT_PAGES)
 		return;
+	while (c->running && !atomic_load(&c->finished))
+		uv_sleep(1);
 	if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) ==
 	    SQLITE_OK) {
 		c->on_loop++;
@@ -984,7 +986,8 @@ static int store_ckpt_hook(void *arg, sqlite3 *db, const char *name, int pages)
 	(void)db;
 	(void)name;
 	c->pages = pages;
-	if (pages < STORE_CHECKPOINT_PAGES || c->running)
+	store_ckpt_catch_up(c->st); /* SQLite allows a checkpoint here, as its own does */
+	if (c->pages < STORE_CHECKPOINT_PAGES || c->running)
 		return SQLITE_OK;
 	c->running = true;
 	atomic_store(&c->finished, false);

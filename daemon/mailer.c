@@ -1,5 +1,8 @@
 /* mailer.c - the sender threads, the job hand-over and the uv_async hand-back. */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,10 +20,13 @@
 /*
  * DESIGN. libcurl's SMTP blocks its caller while it waits for the answer to the final dot
  * (curl issue #8555), so delivery runs on threads and the loop never waits for a server.
- * The loop owns `busy` and only submits when a thread is free; jobs and results cross in
- * two lists under one mutex. A result is pushed, then uv_async_send wakes the loop, which
- * drains every result in one callback (uv_async coalesces sends). The Maildir path runs on
- * the same threads, so fsync never stalls the loop either.
+ * Each thread has a slot of its own (a job, a mutex and a condition variable), and the loop
+ * hands a job to an idle thread's slot, so a hand-over wakes exactly that thread and
+ * contends with nobody else (one shared queue had nine threads on one mutex: lock wake-ups
+ * were a sixth of the loop's system time). Outcomes come back on a lock-free stack; the
+ * pushing thread then calls uv_async_send, which wakes the loop once however many pushed,
+ * and the loop drains every outcome in one callback. The Maildir path runs on the same
+ * threads, so fsync never stalls the loop either.
  */
 
 #define MAILER_MAX_CONN 64
@@ -28,20 +34,31 @@
 struct mailer_node {
 	struct mailer_node *next;
 	struct mailer_job *job;
+	size_t thread; /* the slot it ran on */
 	struct mailer_result result;
+};
+
+struct mailer;
+
+struct mailer_slot {
+	struct mailer *m;
+	size_t index;
+	uv_thread_t thread;
+	uv_mutex_t lock;
+	uv_cond_t cond;
+	struct mailer_node *job; /* under lock */
+	bool stopping; /* under lock */
 };
 
 struct mailer {
 	uv_loop_t *loop;
 	uv_async_t async;
-	uv_mutex_t lock;
-	uv_cond_t cond;
-	uv_thread_t threads[MAILER_MAX_CONN];
+	struct mailer_slot slots[MAILER_MAX_CONN];
 	size_t nthreads;
 	size_t busy; /* loop thread only */
-	bool stopping; /* under lock */
-	struct mailer_node *jobs, *jobs_tail; /* under lock */
-	struct mailer_node *results, *results_tail; /* under lock */
+	size_t idle[MAILER_MAX_CONN], nidle; /* loop thread only: slots without a job */
+	struct mailer_node *backlog, *backlog_tail; /* loop thread only: none idle at submit */
+	_Atomic(struct mailer_node *) results; /* a stack, newest first */
 	mailer_result_cb cb;
 	mailer_batch_cb batch_cb;
 	void *arg;
@@ -166,21 +183,23 @@ static void mailer_deliver_smtp(struct mailer *m, CURL *e, struct mailer_node *n
 
 static void mailer_thread(void *arg)
 {
-	struct mailer *m = arg;
+	struct mailer_slot *slot = arg;
+	struct mailer *m = slot->m;
+	/* Throughput work: a woken sender thread no longer preempts the loop thread, which
+	 * decides for all of them (in the delivery benchmark the loop was preempted 20,000
+	 * times in 30,000 messages; SCHED_BATCH: 2,400). Unprivileged; failure changes nothing. */
+	struct sched_param sp = { 0 };
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	CURL *e = m->maildir ? NULL : mailer_easy_new(m);
 	for (;;) {
-		uv_mutex_lock(&m->lock);
-		while (!m->jobs && !m->stopping)
-			uv_cond_wait(&m->cond, &m->lock);
-		if (!m->jobs) {
-			uv_mutex_unlock(&m->lock);
+		uv_mutex_lock(&slot->lock);
+		while (!slot->job && !slot->stopping)
+			uv_cond_wait(&slot->cond, &slot->lock);
+		struct mailer_node *n = slot->job;
+		slot->job = NULL;
+		uv_mutex_unlock(&slot->lock);
+		if (!n)
 			break;
-		}
-		struct mailer_node *n = m->jobs;
-		m->jobs = n->next;
-		if (!m->jobs)
-			m->jobs_tail = NULL;
-		uv_mutex_unlock(&m->lock);
 
 		n->result.touch_id = n->job->touch_id;
 		if (m->maildir)
@@ -191,33 +210,53 @@ static void mailer_thread(void *arg)
 			snprintf(n->result.detail, sizeof(n->result.detail), "no libcurl handle");
 		mailer_job_free(n->job);
 		n->job = NULL;
-		n->next = NULL;
 
-		uv_mutex_lock(&m->lock);
-		if (m->results_tail)
-			m->results_tail->next = n;
-		else
-			m->results = n;
-		m->results_tail = n;
-		uv_mutex_unlock(&m->lock);
+		n->next = atomic_load_explicit(&m->results, memory_order_relaxed);
+		while (!atomic_compare_exchange_weak_explicit(
+			&m->results, &n->next, n, memory_order_release, memory_order_relaxed))
+			;
 		uv_async_send(&m->async);
 	}
 	if (e)
 		curl_easy_cleanup(e); /* says QUIT on a live connection */
 }
 
+static void mailer_hand(struct mailer *m, struct mailer_node *n)
+{
+	struct mailer_slot *slot = &m->slots[m->idle[--m->nidle]];
+	n->thread = slot->index;
+	uv_mutex_lock(&slot->lock);
+	slot->job = n;
+	uv_cond_signal(&slot->cond);
+	uv_mutex_unlock(&slot->lock);
+}
+
 static void mailer_async_cb(uv_async_t *handle)
 {
 	struct mailer *m = handle->data;
-	uv_mutex_lock(&m->lock);
-	struct mailer_node *n = m->results;
-	m->results = m->results_tail = NULL;
-	uv_mutex_unlock(&m->lock);
+	struct mailer_node *n = atomic_exchange_explicit(&m->results, NULL, memory_order_acquire);
+	struct mailer_node *fifo = NULL;
 	if (!n)
 		return;
+	/* The stack is newest first: reversed, outcomes are recorded in the order they came. */
+	while (n) {
+		struct mailer_node *next = n->next;
+		n->next = fifo;
+		fifo = n;
+		n = next;
+		m->idle[m->nidle++] = fifo->thread;
+	}
+	/* A job that found no idle thread goes to one freed now. */
+	while (m->backlog && m->nidle > 0) {
+		struct mailer_node *b = m->backlog;
+		m->backlog = b->next;
+		if (!m->backlog)
+			m->backlog_tail = NULL;
+		mailer_hand(m, b);
+	}
 	if (m->batch_cb)
 		m->batch_cb(m->arg, true);
-	while (n) {
+	for (n = fifo; n;) {
 		struct mailer_node *next = n->next;
 		m->busy--;
 		m->cb(m->arg, &n->result);
@@ -287,15 +326,22 @@ struct mailer *mailer_new_account(uv_loop_t *loop, const struct config *cfg,
 			return NULL;
 		}
 	}
-	uv_mutex_init(&m->lock);
-	uv_cond_init(&m->cond);
+	atomic_init(&m->results, NULL);
 	uv_async_init(loop, &m->async, mailer_async_cb);
 	m->async.data = m;
 	m->nthreads = (size_t)acct->max_connections;
 	if (m->nthreads < 1 || m->nthreads > MAILER_MAX_CONN)
 		m->nthreads = 1;
+	for (size_t i = 0; i < m->nthreads; i++) {
+		struct mailer_slot *slot = &m->slots[i];
+		slot->m = m;
+		slot->index = i;
+		uv_mutex_init(&slot->lock);
+		uv_cond_init(&slot->cond);
+		m->idle[m->nidle++] = m->nthreads - 1 - i; /* slot 0 first */
+	}
 	for (size_t i = 0; i < m->nthreads; i++)
-		if (uv_thread_create(&m->threads[i], mailer_thread, m) != 0)
+		if (uv_thread_create(&m->slots[i].thread, mailer_thread, &m->slots[i]) != 0)
 			log_fatal("mailer: cannot start sender thread %zu", i);
 	log_info("mailer: account %s: %zu sender thread(s) delivering to %s", acct->name,
 		 m->nthreads, acct->url);
@@ -322,21 +368,26 @@ void mailer_submit(struct mailer *m, struct mailer_job *job)
 	struct mailer_node *n = xcalloc(1, sizeof(*n));
 	n->job = job;
 	m->busy++;
-	uv_mutex_lock(&m->lock);
-	if (m->jobs_tail)
-		m->jobs_tail->next = n;
+	if (m->nidle > 0) {
+		mailer_hand(m, n);
+		return;
+	}
+	/* Callers submit only while mailer_idle() > 0; if one did not, the job waits here
+	 * (on the loop) for the next thread to come back, never lost. */
+	if (m->backlog_tail)
+		m->backlog_tail->next = n;
 	else
-		m->jobs = n;
-	m->jobs_tail = n;
-	uv_cond_signal(&m->cond);
-	uv_mutex_unlock(&m->lock);
+		m->backlog = n;
+	m->backlog_tail = n;
 }
 
 static void mailer_closed_cb(uv_handle_t *handle)
 {
 	struct mailer *m = handle->data;
-	uv_mutex_destroy(&m->lock);
-	uv_cond_destroy(&m->cond);
+	for (size_t i = 0; i < m->nthreads; i++) {
+		uv_mutex_destroy(&m->slots[i].lock);
+		uv_cond_destroy(&m->slots[i].cond);
+	}
 	free(m->maildir);
 	free(m->url);
 	free(m->username);
@@ -348,13 +399,23 @@ static void mailer_closed_cb(uv_handle_t *handle)
 
 void mailer_close(struct mailer *m)
 {
-	uv_mutex_lock(&m->lock);
-	m->stopping = true;
-	uv_cond_broadcast(&m->cond);
-	uv_mutex_unlock(&m->lock);
+	for (size_t i = 0; i < m->nthreads; i++) {
+		struct mailer_slot *slot = &m->slots[i];
+		uv_mutex_lock(&slot->lock);
+		slot->stopping = true;
+		uv_cond_signal(&slot->cond);
+		uv_mutex_unlock(&slot->lock);
+	}
+	/* A thread finishes the job it has before it stops. */
 	for (size_t i = 0; i < m->nthreads; i++)
-		uv_thread_join(&m->threads[i]);
+		uv_thread_join(&m->slots[i].thread);
 	/* Results that arrived after the last async callback are delivered, not dropped. */
 	mailer_async_cb(&m->async);
+	while (m->backlog) {
+		struct mailer_node *b = m->backlog;
+		m->backlog = b->next;
+		mailer_job_free(b->job);
+		free(b);
+	}
 	uv_close((uv_handle_t *)&m->async, mailer_closed_cb);
 }

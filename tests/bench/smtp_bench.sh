@@ -135,6 +135,7 @@ cc -O2 -Wall -Wextra -o "$work/curl_ref" "$root/tests/bench/curl_ref.c" \
 # --- smtp-sink -------------------------------------------------------------------------
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port=$(free_port)
+tport=$(free_port) # dripd's tracking listener (/metrics), not the default 8025
 url=smtp://127.0.0.1:$port
 # -u: it refuses to run as root otherwise; 256: the listen backlog.
 /usr/sbin/smtp-sink -u nobody 127.0.0.1:"$port" 256 >"$work/sink.log" 2>&1 &
@@ -178,7 +179,7 @@ write_config() { # FOLDER
   "log_level": "warning",
   "delivery": { "url": "$url", "from": "Ana Ruiz <ana@example.com>",
                 "max_connections": $conns },
-  "tracking": { "base_url": "https://t.example.com", "listen": "127.0.0.1:$(free_port)" }
+  "tracking": { "base_url": "https://t.example.com", "listen": "127.0.0.1:$tport" }
 }
 EOF
 }
@@ -318,6 +319,8 @@ if [ -n "$perf_pid" ]; then
 	wait "$perf_pid" 2>/dev/null || true
 	perf_pid=''
 fi
+ckpts=$(curl -s "http://127.0.0.1:$tport/metrics" | awk -F'[{}" ]+' \
+	'/^dripd_wal_checkpoints_total/ { printf "%s%s %s", sep, $3, $4; sep = ", " }')
 stop_dripd
 states=$(sqlite3 "$db" "SELECT group_concat(state || '=' || n, ' ') FROM
 	(SELECT state, count(*) n FROM touches GROUP BY state)")
@@ -338,4 +341,5 @@ dripd delivery benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $leads me
   dripd / curl_ref     $(printf '%9s' "$(ratio "$dripd_rate" "$curl_rate")")         stretch >= 0.9
   dripd peak RSS       $(printf '%9s' "$rss_mib") MiB     target < 64
   touches after the run: $states; warnings and errors in dripd's log: $warnings
+  WAL checkpoints (thread: count): $ckpts
 EOF

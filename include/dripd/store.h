@@ -83,10 +83,11 @@ void store_close(struct store *st);
  * store's own, once a commit leaves STORE_CHECKPOINT_PAGES or more in it, instead of inside
  * that commit on the loop thread (where the copy and its fsyncs took half the commit time
  * of a delivery run). A file database only; the loop must outlive the store's use.
- * The WAL stays under about 4 * STORE_CHECKPOINT_PAGES pages.
+ * The WAL stays under about STORE_WAL_MAX_PAGES pages.
  */
 struct uv_loop_s;
 #define STORE_CHECKPOINT_PAGES 1000
+#define STORE_WAL_MAX_PAGES 8000
 int store_checkpoint_in_background(struct store *st, struct uv_loop_s *loop);
 /* Background checkpoints that completed and that failed (each failure is logged once), and
  * the times the loop copied the rest itself so the WAL could start again (store.c). */

@@ -275,7 +275,7 @@ dwarf) perf_args=(--call-graph "dwarf,16384" -F 499) ;;
 *) perf_args=(-g) ;;
 esac
 if [ "${DRIPD_BENCH_PERF:-0}" = strace ]; then
-	strace -c -f -o "$work/strace.txt" -p "$dripd_pid" 2>"$work/perf.log" &
+	strace ${DRIPD_BENCH_STRACE_ARGS:--c} -f -o "$work/strace.txt" -p "$dripd_pid" 2>"$work/perf.log" &
 	perf_pid=$!
 elif [ "${DRIPD_BENCH_PERF:-0}" != 0 ]; then
 	perf record "${perf_args[@]}" -o "$work/perf.data" -p "$dripd_pid" >"$work/perf.log" 2>&1 &

@@ -31,7 +31,8 @@
 #   folder (DRIPD_BENCH_PERF=dwarf: DWARF call graphs, which see through the system
 #   libraries' missing frame pointers); add --keep and look with
 #   `perf report -i WORK/perf.data`. DRIPD_BENCH_PERF=strace counts dripd's system calls
-#   by thread kind into WORK/strace.txt (`strace -c -f`). Profiling slows dripd down: its figures are then not
+#   into WORK/strace.txt (`strace -c -f`; DRIPD_BENCH_STRACE_ARGS replaces -c, e.g.
+#   "-T -e trace=fdatasync" for each fsync's duration and thread). Profiling slows dripd down: its figures are then not
 #   the benchmark's.
 #
 # Not part of CI: run on demand; it prints a table and leaves nothing running.

@@ -35,10 +35,45 @@ const char *governor_state_name(enum governor_state s)
 	return s == GOVERNOR_PAUSED ? "paused" : s == GOVERNOR_SLOW ? "slow" : "normal";
 }
 
+static size_t governor_index(const struct governor *g, size_t back)
+{
+	return (g->head + GOVERNOR_RING - back) % GOVERNOR_RING;
+}
+
+/* Drops from the running counts the entries that left the window at `now`. */
+static void governor_expire(struct governor *g, const struct governor_limits *l, int64_t now)
+{
+	while (g->live > 0) {
+		size_t k = governor_index(g, g->live);
+		if (g->ring[k].at > now - l->window)
+			break;
+		g->counts[g->ring[k].outcome]--;
+		g->live--;
+	}
+}
+
 void governor_rates(const struct governor *g, const struct governor_limits *l, int64_t now,
 		    struct governor_rates *out)
 {
 	memset(out, 0, sizeof(*out));
+	/* The running counts, less what has aged out since; a full walk only when the
+	 * window grew (a live limit change) past an entry they had dropped. The walk cost
+	 * up to 1,024 steps for every outcome in the delivery benchmark. */
+	if (g->live == g->n || g->ring[governor_index(g, g->live + 1)].at <= now - l->window) {
+		int64_t c[4];
+		memcpy(c, g->counts, sizeof(c));
+		for (size_t back = g->live; back > 0; back--) {
+			size_t k = governor_index(g, back);
+			if (g->ring[k].at > now - l->window)
+				break;
+			c[g->ring[k].outcome]--;
+		}
+		out->sent = c[GOVERNOR_SENT];
+		out->deferred = c[GOVERNOR_DEFERRED];
+		out->bounced = c[GOVERNOR_BOUNCED];
+		out->complaints = c[GOVERNOR_COMPLAINT];
+		goto rates;
+	}
 	for (size_t i = 0; i < g->n; i++) {
 		size_t k = (g->head + GOVERNOR_RING - 1 - i) % GOVERNOR_RING;
 		if (g->ring[k].at <= now - l->window)
@@ -58,6 +93,7 @@ void governor_rates(const struct governor *g, const struct governor_limits *l, i
 			break;
 		}
 	}
+rates:
 	out->samples = out->sent + out->deferred + out->bounced;
 	if (out->samples) {
 		out->deferral = (double)out->deferred / (double)out->samples;
@@ -111,11 +147,19 @@ bool governor_record(struct governor *g, const struct governor_limits *l, int64_
 	struct governor_rates r;
 	char why[128] = "";
 	enum governor_state was = g->state;
+	if (g->n == GOVERNOR_RING && g->live == g->n) {
+		/* The oldest entry is overwritten: it leaves the counts too. */
+		g->counts[g->ring[g->head].outcome]--;
+		g->live--;
+	}
 	g->ring[g->head].at = now;
 	g->ring[g->head].outcome = o;
 	g->head = (g->head + 1) % GOVERNOR_RING;
 	if (g->n < GOVERNOR_RING)
 		g->n++;
+	g->counts[o]++;
+	g->live++;
+	governor_expire(g, l, now);
 	governor_tick(g, l, now);
 	if (g->state == GOVERNOR_PAUSED)
 		return g->state != was;
@@ -125,7 +169,8 @@ bool governor_record(struct governor *g, const struct governor_limits *l, int64_
 		/* A fresh start after the pause: the outcomes that caused it are not held
 		 * against the first messages that follow. */
 		governor_set(g, GOVERNOR_PAUSED, now, now + l->pause);
-		g->n = 0;
+		g->n = g->live = 0;
+		memset(g->counts, 0, sizeof(g->counts));
 		snprintf(g->reason, sizeof(g->reason), "paused: %s", why);
 	} else if (v == 1) {
 		if (g->state == GOVERNOR_NORMAL)

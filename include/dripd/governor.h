@@ -47,6 +47,10 @@ struct governor {
 		enum governor_outcome outcome;
 	} ring[GOVERNOR_RING];
 	size_t head, n;
+	/* Running counts, by outcome, of the newest `live` entries: those still inside the
+	 * window when the last outcome was recorded (governor_rates starts from them). */
+	int64_t counts[4];
+	size_t live;
 	enum governor_state state;
 	int64_t since; /* when the state began */
 	int64_t until; /* paused: when the pause ends; slow: the earliest return to normal */

@@ -5,6 +5,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <string.h>
+
 #include "testutil.h"
 
 #include "dripd/governor.h"
@@ -16,6 +18,67 @@ static void record_n(struct governor *g, const struct governor_limits *l, int64_
 {
 	for (int i = 0; i < n; i++)
 		governor_record(g, l, at, o);
+}
+
+/* The rates from scratch: every recorded outcome (kept here) still inside the window. */
+struct reference {
+	int64_t at[5000];
+	enum governor_outcome o[5000];
+	size_t n;
+};
+
+static void reference_rates(const struct reference *ref, const struct governor_limits *l,
+			    int64_t now, struct governor_rates *out)
+{
+	memset(out, 0, sizeof(*out));
+	size_t first = ref->n > GOVERNOR_RING ? ref->n - GOVERNOR_RING : 0;
+	for (size_t i = first; i < ref->n; i++) {
+		if (ref->at[i] <= now - l->window)
+			continue;
+		out->sent += ref->o[i] == GOVERNOR_SENT;
+		out->deferred += ref->o[i] == GOVERNOR_DEFERRED;
+		out->bounced += ref->o[i] == GOVERNOR_BOUNCED;
+		out->complaints += ref->o[i] == GOVERNOR_COMPLAINT;
+	}
+}
+
+/*
+ * The running counts agree with counting from scratch through a long run: the ring
+ * wrapping, outcomes ageing out, windows read at other times, and a window changed live
+ * (shorter, then longer again, bringing back outcomes the counts had dropped).
+ */
+static void test_running_counts_match_a_count_from_scratch(void **state)
+{
+	(void)state;
+	static struct reference ref;
+	struct governor_limits l;
+	struct governor g;
+	struct governor_rates got, want;
+	uint32_t seed = 12345;
+	governor_defaults(&l);
+	l.min_samples = 1000000; /* states never change, so nothing resets the ring */
+	governor_init(&g);
+	ref.n = 0;
+	int64_t now = T0;
+	for (size_t i = 0; i < 5000; i++) {
+		seed = seed * 1103515245u + 12345u;
+		now += (seed >> 16) % 7; /* 0-6 s apart: several per second, some gaps */
+		if (i == 2000)
+			l.window = 600;
+		if (i == 3500)
+			l.window = 7200;
+		enum governor_outcome o = (enum governor_outcome)((seed >> 8) % 4);
+		governor_record(&g, &l, now, o);
+		ref.at[ref.n] = now;
+		ref.o[ref.n++] = o;
+		int64_t when = now + (int64_t)((seed >> 4) % 4000);
+		governor_rates(&g, &l, when, &got);
+		reference_rates(&ref, &l, when, &want);
+		assert_int_equal(got.sent, want.sent);
+		assert_int_equal(got.deferred, want.deferred);
+		assert_int_equal(got.bounced, want.bounced);
+		assert_int_equal(got.complaints, want.complaints);
+	}
 }
 
 static void test_rates_count_only_the_window(void **state)
@@ -150,6 +213,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rates_count_only_the_window),
+		cmocka_unit_test(test_running_counts_match_a_count_from_scratch),
 		cmocka_unit_test(test_a_few_bad_outcomes_change_nothing_below_min_samples),
 		cmocka_unit_test(test_a_burst_of_421s_pauses_then_slows_then_recovers),
 		cmocka_unit_test(test_bounces_and_complaints_pause_at_their_own_thresholds),

@@ -143,6 +143,15 @@ static void message_from_name(const char *from, char *out, size_t outlen)
 	out[n] = '\0';
 }
 
+/* 1: a byte quoted-printable writes as it is (33-126 but '='); 2: a space or tab, written as
+ * it is unless it ends a line; 0: the rest. */
+static const unsigned char message_qp_class[256] = {
+	['\t'] = 2,
+	[' '] = 2,
+	[33 ... 60] = 1, /* '=' (61) is not */
+	[62 ... 126] = 1,
+};
+
 void message_qp_encode(struct buf *out, const char *in)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -153,6 +162,16 @@ void message_qp_encode(struct buf *out, const char *in)
 	buf_reserve(out, 6 * strlen(in) + 2);
 	char *o = out->data + out->len;
 	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+		/* Most bytes are printable and mid-line: copied as they are without the checks
+		 * below (which give the same answer for them; a space counts when the next byte
+		 * is one that is neither an end of line nor the end). */
+		unsigned k = message_qp_class[*p];
+		if (k && col < 75 &&
+		    (k == 1 ? (*p != '.' || col > 0) : message_qp_class[p[1]] != 0)) {
+			*o++ = (char)*p;
+			col++;
+			continue;
+		}
 		if (*p == '\r' && p[1] == '\n')
 			continue;
 		if (*p == '\n') {

@@ -162,15 +162,23 @@ void message_qp_encode(struct buf *out, const char *in)
 	buf_reserve(out, 6 * strlen(in) + 2);
 	char *o = out->data + out->len;
 	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
-		/* Most bytes are printable and mid-line: copied as they are without the checks
-		 * below (which give the same answer for them; a space counts when the next byte
-		 * is one that is neither an end of line nor the end). */
-		unsigned k = message_qp_class[*p];
-		if (k && col < 75 &&
-		    (k == 1 ? (*p != '.' || col > 0) : message_qp_class[p[1]] != 0)) {
-			*o++ = (char)*p;
-			col++;
-			continue;
+		/* Most bytes are printable and mid-line: a run of them is copied as it is, without
+		 * the checks below, which give the same answer for them (a space or tab counts
+		 * when the byte after it is neither an end of line nor the end; a dot only when
+		 * it does not start a line). */
+		if (col < 75 && (*p != '.' || col > 0)) {
+			const unsigned char *run = p;
+			for (size_t room = 75 - col; room > 0; room--) {
+				unsigned k = message_qp_class[*p];
+				if (k != 1 && (k != 2 || !message_qp_class[p[1]]))
+					break;
+				*o++ = (char)*p++;
+			}
+			if (p != run) {
+				col += (size_t)(p - run);
+				p--; /* the loop steps past the run's last byte */
+				continue;
+			}
 		}
 		if (*p == '\r' && p[1] == '\n')
 			continue;

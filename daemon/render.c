@@ -345,7 +345,10 @@ static int render_placeholders(struct render_ctx *rc, const char *text, struct b
 		if (!(next = render_parse_field(q, f, err, errlen)))
 			return DRIP_ECONTENT;
 		if (shown[depth]) {
-			buf_printf(out, "%s%zuZ", rc->ph, rc->nfields++);
+			char num[24];
+			int n = snprintf(num, sizeof(num), "%zuZ", rc->nfields++);
+			buf_adds(out, rc->ph);
+			buf_add(out, num, (size_t)n);
 		} else {
 			free(f->name);
 			free(f->fallback);
@@ -371,8 +374,11 @@ static void render_escaped(struct buf *out, const char *v, enum render_escape es
 			if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
 			    (*s >= '0' && *s <= '9') || strchr("-._~", *s))
 				buf_addc(out, (char)*s);
-			else
-				buf_printf(out, "%%%02X", *s);
+			else {
+				char pct[3] = { '%', "0123456789ABCDEF"[*s >> 4],
+						"0123456789ABCDEF"[*s & 15] };
+				buf_add(out, pct, sizeof(pct));
+			}
 			break;
 		case RENDER_LINE:
 			buf_addc(out, (*s == '\r' || *s == '\n' || *s == '\t') ? ' ' : (char)*s);
@@ -539,8 +545,11 @@ static void render_text_node(const struct render_ctx *rc, cmark_node *n, struct 
 		size_t before = out->len;
 		render_text_children(rc, n, out);
 		/* An autolink's text is its URL already: do not print it twice. */
-		if (url && *url && strcmp(out->data ? out->data + before : "", url) != 0)
-			buf_printf(out, " <%s>", url);
+		if (url && *url && strcmp(out->data ? out->data + before : "", url) != 0) {
+			buf_adds(out, " <");
+			buf_adds(out, url);
+			buf_adds(out, ">");
+		}
 		break;
 	}
 	case CMARK_NODE_EMPH:
@@ -565,7 +574,8 @@ static int render_impl(const struct content *c, const struct content_template *t
 		       const struct render_tracking *trk, struct render_out *out, char *err,
 		       size_t errlen)
 {
-	struct render_ctx *rc = xcalloc(1, sizeof(*rc));
+	/* Not zeroed whole: fields[] is 8 KiB, and only the first nfields are ever read. */
+	struct render_ctx *rc = xmalloc(sizeof(*rc));
 	struct buf body, html, text;
 	cmark_node *doc = NULL;
 	char *s = NULL;
@@ -576,6 +586,8 @@ static int render_impl(const struct content *c, const struct content_template *t
 	buf_init(&html);
 	buf_init(&text);
 	rc->lead = lead;
+	rc->nfields = 0;
+	memset(rc->ph, 0, sizeof(rc->ph));
 	memcpy(rc->ph, RENDER_PH, strlen(RENDER_PH));
 	util_random_hex(rc->ph + strlen(RENDER_PH), 8);
 	rc->attrs = cJSON_Parse(lead->attrs && *lead->attrs ? lead->attrs : "{}");
@@ -623,10 +635,14 @@ static int render_impl(const struct content *c, const struct content_template *t
 		render_escaped(&html, c->postal_address, RENDER_HTML);
 		buf_adds(&html, "</p>\n");
 		buf_adds(&text, "\n\n-- \n");
-		if (*c->company)
-			buf_printf(&text, "%s\n", c->company);
-		if (*c->postal_address)
-			buf_printf(&text, "%s\n", c->postal_address);
+		if (*c->company) {
+			buf_adds(&text, c->company);
+			buf_adds(&text, "\n");
+		}
+		if (*c->postal_address) {
+			buf_adds(&text, c->postal_address);
+			buf_adds(&text, "\n");
+		}
 	} else {
 		buf_adds(&text, "\n");
 	}
@@ -636,7 +652,9 @@ static int render_impl(const struct content *c, const struct content_template *t
 			 "<a href=\"");
 		render_escaped(&html, trk->unsubscribe_url, RENDER_HTML);
 		buf_adds(&html, "\">Unsubscribe</a> and we will not write again.</p>\n");
-		buf_printf(&text, "Unsubscribe: %s\n", trk->unsubscribe_url);
+		buf_adds(&text, "Unsubscribe: ");
+		buf_adds(&text, trk->unsubscribe_url);
+		buf_adds(&text, "\n");
 	}
 	if (trk && trk->click_url && trk->honeypot_target) {
 		/* A link no person sees or can reach: only a machine follows it. */

@@ -90,8 +90,14 @@ static void message_header(struct buf *out, const char *name, const char *value)
 {
 	struct buf clean;
 	buf_init(&clean);
-	for (const char *p = value; *p; p++)
-		buf_addc(&clean, (*p == '\r' || *p == '\n') ? ' ' : *p);
+	for (const char *p = value; *p; p++) {
+		size_t n = strcspn(p, "\r\n"); /* copied in runs */
+		buf_add(&clean, p, n);
+		p += n;
+		if (!*p)
+			break;
+		buf_addc(&clean, ' ');
+	}
 	message_cat(out, name, ": ", "");
 	message_encode_header(out, clean.data ? clean.data : "", strlen(name) + 2);
 	buf_adds(out, "\r\n");
@@ -269,7 +275,9 @@ int message_build(const struct message_spec *m, struct buf *out, char *err, size
 	gmtime_r(&t, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 
-	buf_reserve(out, 2048); /* the headers, without growing line by line */
+	/* Room for the headers and both encoded parts at once (message_qp_encode reserves six
+	 * bytes a byte), not grown step by step. */
+	buf_reserve(out, 2048 + 6 * (strlen(m->text) + (m->html ? strlen(m->html) : 0)) + 4);
 	message_cat(out, "Date: ", date, "\r\n");
 	buf_init(&v);
 	message_from_name(m->from, name, sizeof(name));

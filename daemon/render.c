@@ -608,6 +608,9 @@ static int render_impl(const struct content *c, const struct content_template *t
 	doc = cmark_parse_document(body.data ? body.data : "", body.len, CMARK_OPT_DEFAULT);
 	size_t nlinks = render_fix_links(rc, doc, trk);
 
+	/* Room for the usual message at once rather than grown from 64 bytes. */
+	buf_reserve(&html, 2 * body.len + 1024);
+	buf_reserve(&text, body.len + 512);
 	buf_adds(&html, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
 			"<meta name=\"viewport\" content=\"width=device-width\">\n<title>");
 	render_escaped(&html, out->subject, RENDER_HTML);

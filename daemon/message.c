@@ -10,6 +10,15 @@
 static const char message_b64[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* Appends a, b and c: the header lines' pieces without printf, which was a tenth of
+ * building a message. */
+static void message_cat(struct buf *out, const char *a, const char *b, const char *c)
+{
+	buf_adds(out, a);
+	buf_adds(out, b);
+	buf_adds(out, c);
+}
+
 static void message_base64(struct buf *out, const unsigned char *in, size_t n)
 {
 	for (size_t i = 0; i < n; i += 3) {
@@ -81,9 +90,15 @@ static void message_header(struct buf *out, const char *name, const char *value)
 {
 	struct buf clean;
 	buf_init(&clean);
-	for (const char *p = value; *p; p++)
-		buf_addc(&clean, (*p == '\r' || *p == '\n') ? ' ' : *p);
-	buf_printf(out, "%s: ", name);
+	for (const char *p = value; *p; p++) {
+		size_t n = strcspn(p, "\r\n"); /* copied in runs */
+		buf_add(&clean, p, n);
+		p += n;
+		if (!*p)
+			break;
+		buf_addc(&clean, ' ');
+	}
+	message_cat(out, name, ": ", "");
 	message_encode_header(out, clean.data ? clean.data : "", strlen(name) + 2);
 	buf_adds(out, "\r\n");
 	buf_free(&clean);
@@ -119,11 +134,12 @@ static void message_mailbox(struct buf *out, const char *name, const char *addr)
 		buf_adds(out, addr);
 	} else if (message_plain_ascii(clean.data) && clean.len + strlen(addr) <= 900) {
 		/* A longer name is encoded below: encoded-words fold, a quoted string cannot. */
-		buf_printf(out, "\"%s\" <%s>", clean.data, addr);
+		message_cat(out, "\"", clean.data, "\" <");
+		message_cat(out, addr, ">", "");
 	} else {
 		message_encode_header(out, clean.data, 1000);
 		/* On its own folded line: after a 64-character word it would pass 76. */
-		buf_printf(out, "\r\n <%s>", addr);
+		message_cat(out, "\r\n <", addr, ">");
 	}
 	buf_free(&clean);
 }
@@ -143,6 +159,15 @@ static void message_from_name(const char *from, char *out, size_t outlen)
 	out[n] = '\0';
 }
 
+/* 1: a byte quoted-printable writes as it is (33-126 but '='); 2: a space or tab, written as
+ * it is unless it ends a line; 0: the rest. */
+static const unsigned char message_qp_class[256] = {
+	['\t'] = 2,
+	[' '] = 2,
+	[33 ... 60] = 1, /* '=' (61) is not */
+	[62 ... 126] = 1,
+};
+
 void message_qp_encode(struct buf *out, const char *in)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -153,6 +178,24 @@ void message_qp_encode(struct buf *out, const char *in)
 	buf_reserve(out, 6 * strlen(in) + 2);
 	char *o = out->data + out->len;
 	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+		/* Most bytes are printable and mid-line: a run of them is copied as it is, without
+		 * the checks below, which give the same answer for them (a space or tab counts
+		 * when the byte after it is neither an end of line nor the end; a dot only when
+		 * it does not start a line). */
+		if (col < 75 && (*p != '.' || col > 0)) {
+			const unsigned char *run = p;
+			for (size_t room = 75 - col; room > 0; room--) {
+				unsigned k = message_qp_class[*p];
+				if (k != 1 && (k != 2 || !message_qp_class[p[1]]))
+					break;
+				*o++ = (char)*p++;
+			}
+			if (p != run) {
+				col += (size_t)(p - run);
+				p--; /* the loop steps past the run's last byte */
+				continue;
+			}
+		}
 		if (*p == '\r' && p[1] == '\n')
 			continue;
 		if (*p == '\n') {
@@ -206,8 +249,8 @@ char *message_make_id(const char *from, int64_t touch_id)
 
 static void message_part(struct buf *out, const char *boundary, const char *type, const char *body)
 {
-	buf_printf(out, "--%s\r\n", boundary);
-	buf_printf(out, "Content-Type: %s; charset=utf-8\r\n", type);
+	message_cat(out, "--", boundary, "\r\n");
+	message_cat(out, "Content-Type: ", type, "; charset=utf-8\r\n");
 	buf_adds(out, "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
 	message_qp_encode(out, body);
 }
@@ -232,19 +275,22 @@ int message_build(const struct message_spec *m, struct buf *out, char *err, size
 	gmtime_r(&t, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 
-	buf_printf(out, "Date: %s\r\n", date);
+	/* Room for the headers and both encoded parts at once (message_qp_encode reserves six
+	 * bytes a byte), not grown step by step. */
+	buf_reserve(out, 2048 + 6 * (strlen(m->text) + (m->html ? strlen(m->html) : 0)) + 4);
+	message_cat(out, "Date: ", date, "\r\n");
 	buf_init(&v);
 	message_from_name(m->from, name, sizeof(name));
 	message_mailbox(&v, name, from_addr);
-	buf_printf(out, "From: %s\r\n", v.data);
+	message_cat(out, "From: ", v.data, "\r\n");
 	buf_free(&v);
 	message_mailbox(&v, m->to_name ? m->to_name : "", to_addr);
-	buf_printf(out, "To: %s\r\n", v.data);
+	message_cat(out, "To: ", v.data, "\r\n");
 	buf_free(&v);
 	message_header(out, "Subject", m->subject);
 	message_header(out, "Message-ID", m->message_id);
 	if (m->reply_to && *m->reply_to)
-		buf_printf(out, "Reply-To: %s\r\n", reply_addr);
+		message_cat(out, "Reply-To: ", reply_addr, "\r\n");
 	if (m->in_reply_to && *m->in_reply_to)
 		message_header(out, "In-Reply-To", m->in_reply_to);
 	if (m->references && *m->references)
@@ -252,9 +298,9 @@ int message_build(const struct message_spec *m, struct buf *out, char *err, size
 	if (m->unsubscribe_url && *m->unsubscribe_url) {
 		struct buf lu;
 		buf_init(&lu);
-		buf_printf(&lu, "<%s>", m->unsubscribe_url);
+		message_cat(&lu, "<", m->unsubscribe_url, ">");
 		if (m->unsubscribe_mailto && *m->unsubscribe_mailto)
-			buf_printf(&lu, ", <%s>", m->unsubscribe_mailto);
+			message_cat(&lu, ", <", m->unsubscribe_mailto, ">");
 		message_header(out, "List-Unsubscribe", lu.data);
 		buf_free(&lu);
 		buf_adds(out, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
@@ -268,10 +314,11 @@ int message_build(const struct message_spec *m, struct buf *out, char *err, size
 	}
 	memcpy(boundary, "=_dripd_", 8);
 	util_random_hex(boundary + 8, 12);
-	buf_printf(out, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n", boundary);
+	message_cat(out, "Content-Type: multipart/alternative; boundary=\"", boundary,
+		    "\"\r\n\r\n");
 	/* Text first, HTML last: readers show the last part they can (RFC 2046 5.1.4). */
 	message_part(out, boundary, "text/plain", m->text);
 	message_part(out, boundary, "text/html", m->html);
-	buf_printf(out, "--%s--\r\n", boundary);
+	message_cat(out, "--", boundary, "--\r\n");
 	return 0;
 }

@@ -1,5 +1,7 @@
 /* render.c - Markdown to HTML and text with cmark, then merge fields, escaped per output. */
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,104 @@
  * are replaced by HTML-escaped values. The text alternative is a small recursive walk of
  * the same tree (cmark has no plain-text renderer), with values put in verbatim.
  */
+
+/*
+ * cmark's allocations for one message (parser, nodes, strings, the HTML) come from an arena
+ * freed whole when the message is done: a hundred and more malloc/free pairs a message were
+ * a tenth of composing one. cmark's allocator hooks take no argument, so the arena in use is
+ * per thread; each block carries its size for realloc.
+ */
+#define RENDER_CHUNK (64 * 1024)
+
+struct render_chunk {
+	struct render_chunk *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
+struct render_block {
+	size_t size;
+	max_align_t align[];
+};
+
+static _Thread_local struct render_chunk *render_chunks; /* newest first */
+
+/* The room a block of n bytes takes, its header included. */
+static size_t render_arena_need(size_t n)
+{
+	return sizeof(struct render_block) +
+	       (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+}
+
+static void *render_arena_alloc(size_t n)
+{
+	size_t need = render_arena_need(n);
+	struct render_chunk *c = render_chunks;
+	if (!c || c->cap - c->used < need) {
+		size_t cap = need > RENDER_CHUNK / 4 ? need : RENDER_CHUNK;
+		c = xmalloc(sizeof(*c) + cap);
+		c->cap = cap;
+		c->used = 0;
+		/* A big block gets its own chunk behind the current one, so the current one
+		 * keeps serving small blocks. */
+		if (render_chunks && cap != RENDER_CHUNK) {
+			c->next = render_chunks->next;
+			render_chunks->next = c;
+		} else {
+			c->next = render_chunks;
+			render_chunks = c;
+		}
+	}
+	struct render_block *b = (struct render_block *)((char *)c->data + c->used);
+	c->used += need;
+	b->size = n;
+	return b->align;
+}
+
+static void *render_arena_calloc(size_t count, size_t n)
+{
+	if (n && count > SIZE_MAX / n)
+		abort();
+	void *p = render_arena_alloc(count * n);
+	memset(p, 0, count * n);
+	return p;
+}
+
+static void *render_arena_realloc(void *p, size_t n)
+{
+	if (!p)
+		return render_arena_alloc(n);
+	struct render_block *b = (struct render_block *)((char *)p - sizeof(struct render_block));
+	if (n <= b->size)
+		return p;
+	/* The newest block grows in place when its chunk has the room (an output string). */
+	struct render_chunk *c = render_chunks;
+	size_t old = render_arena_need(b->size), grown = render_arena_need(n);
+	if ((char *)b + old == (char *)c->data + c->used && c->cap - c->used >= grown - old) {
+		c->used += grown - old;
+		b->size = n;
+		return p;
+	}
+	void *q = render_arena_alloc(n);
+	memcpy(q, p, b->size);
+	return q;
+}
+
+static void render_arena_free(void *p)
+{
+	(void)p; /* all at once, in render_arena_clear */
+}
+
+static void render_arena_clear(void)
+{
+	while (render_chunks) {
+		struct render_chunk *next = render_chunks->next;
+		free(render_chunks);
+		render_chunks = next;
+	}
+}
+
+static cmark_mem render_mem = { render_arena_calloc, render_arena_realloc, render_arena_free };
 
 #define RENDER_PH "DRIPDMF"
 #define RENDER_MAX_FIELDS 512
@@ -345,7 +445,10 @@ static int render_placeholders(struct render_ctx *rc, const char *text, struct b
 		if (!(next = render_parse_field(q, f, err, errlen)))
 			return DRIP_ECONTENT;
 		if (shown[depth]) {
-			buf_printf(out, "%s%zuZ", rc->ph, rc->nfields++);
+			char num[24];
+			int n = snprintf(num, sizeof(num), "%zuZ", rc->nfields++);
+			buf_adds(out, rc->ph);
+			buf_add(out, num, (size_t)n);
 		} else {
 			free(f->name);
 			free(f->fallback);
@@ -371,8 +474,11 @@ static void render_escaped(struct buf *out, const char *v, enum render_escape es
 			if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
 			    (*s >= '0' && *s <= '9') || strchr("-._~", *s))
 				buf_addc(out, (char)*s);
-			else
-				buf_printf(out, "%%%02X", *s);
+			else {
+				char pct[3] = { '%', "0123456789ABCDEF"[*s >> 4],
+						"0123456789ABCDEF"[*s & 15] };
+				buf_add(out, pct, sizeof(pct));
+			}
 			break;
 		case RENDER_LINE:
 			buf_addc(out, (*s == '\r' || *s == '\n' || *s == '\t') ? ' ' : (char)*s);
@@ -539,8 +645,11 @@ static void render_text_node(const struct render_ctx *rc, cmark_node *n, struct 
 		size_t before = out->len;
 		render_text_children(rc, n, out);
 		/* An autolink's text is its URL already: do not print it twice. */
-		if (url && *url && strcmp(out->data ? out->data + before : "", url) != 0)
-			buf_printf(out, " <%s>", url);
+		if (url && *url && strcmp(out->data ? out->data + before : "", url) != 0) {
+			buf_adds(out, " <");
+			buf_adds(out, url);
+			buf_adds(out, ">");
+		}
 		break;
 	}
 	case CMARK_NODE_EMPH:
@@ -565,7 +674,8 @@ static int render_impl(const struct content *c, const struct content_template *t
 		       const struct render_tracking *trk, struct render_out *out, char *err,
 		       size_t errlen)
 {
-	struct render_ctx *rc = xcalloc(1, sizeof(*rc));
+	/* Not zeroed whole: fields[] is 8 KiB, and only the first nfields are ever read. */
+	struct render_ctx *rc = xmalloc(sizeof(*rc));
 	struct buf body, html, text;
 	cmark_node *doc = NULL;
 	char *s = NULL;
@@ -576,6 +686,8 @@ static int render_impl(const struct content *c, const struct content_template *t
 	buf_init(&html);
 	buf_init(&text);
 	rc->lead = lead;
+	rc->nfields = 0;
+	memset(rc->ph, 0, sizeof(rc->ph));
 	memcpy(rc->ph, RENDER_PH, strlen(RENDER_PH));
 	util_random_hex(rc->ph + strlen(RENDER_PH), 8);
 	rc->attrs = cJSON_Parse(lead->attrs && *lead->attrs ? lead->attrs : "{}");
@@ -593,9 +705,15 @@ static int render_impl(const struct content *c, const struct content_template *t
 
 	if (render_placeholders(rc, tpl->body, &body, err, errlen))
 		goto out;
-	doc = cmark_parse_document(body.data ? body.data : "", body.len, CMARK_OPT_DEFAULT);
+	cmark_parser *parser = cmark_parser_new_with_mem(CMARK_OPT_DEFAULT, &render_mem);
+	cmark_parser_feed(parser, body.data ? body.data : "", body.len);
+	doc = cmark_parser_finish(parser);
+	cmark_parser_free(parser);
 	size_t nlinks = render_fix_links(rc, doc, trk);
 
+	/* Room for the usual message at once rather than grown from 64 bytes. */
+	buf_reserve(&html, 2 * body.len + 1024);
+	buf_reserve(&text, body.len + 512);
 	buf_adds(&html, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
 			"<meta name=\"viewport\" content=\"width=device-width\">\n<title>");
 	render_escaped(&html, out->subject, RENDER_HTML);
@@ -623,10 +741,14 @@ static int render_impl(const struct content *c, const struct content_template *t
 		render_escaped(&html, c->postal_address, RENDER_HTML);
 		buf_adds(&html, "</p>\n");
 		buf_adds(&text, "\n\n-- \n");
-		if (*c->company)
-			buf_printf(&text, "%s\n", c->company);
-		if (*c->postal_address)
-			buf_printf(&text, "%s\n", c->postal_address);
+		if (*c->company) {
+			buf_adds(&text, c->company);
+			buf_adds(&text, "\n");
+		}
+		if (*c->postal_address) {
+			buf_adds(&text, c->postal_address);
+			buf_adds(&text, "\n");
+		}
 	} else {
 		buf_adds(&text, "\n");
 	}
@@ -636,7 +758,9 @@ static int render_impl(const struct content *c, const struct content_template *t
 			 "<a href=\"");
 		render_escaped(&html, trk->unsubscribe_url, RENDER_HTML);
 		buf_adds(&html, "\">Unsubscribe</a> and we will not write again.</p>\n");
-		buf_printf(&text, "Unsubscribe: %s\n", trk->unsubscribe_url);
+		buf_adds(&text, "Unsubscribe: ");
+		buf_adds(&text, trk->unsubscribe_url);
+		buf_adds(&text, "\n");
 	}
 	if (trk && trk->click_url && trk->honeypot_target) {
 		/* A link no person sees or can reach: only a machine follows it. */
@@ -661,9 +785,8 @@ static int render_impl(const struct content *c, const struct content_template *t
 	out->html = buf_steal(&html);
 	ret = 0;
 out:
-	free(s);
-	if (doc)
-		cmark_node_free(doc);
+	/* s, doc and everything cmark allocated for them */
+	render_arena_clear();
 	for (size_t i = 0; i < rc->nfields; i++) {
 		free(rc->fields[i].name);
 		free(rc->fields[i].fallback);

@@ -44,7 +44,8 @@ char *buf_steal(struct buf *b);
 int errf(char *err, size_t errlen, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* Fills `out` with `n` random bytes from the kernel; aborts if the kernel cannot supply them. */
+/* Fills `out` with `n` random bytes from the kernel (small requests through a per-thread
+ * pool, emptied in a forked child); aborts if the kernel cannot supply them. */
 void util_random(void *out, size_t n);
 /* Lower-case hex of `n` random bytes into out (2n+1 bytes). */
 void util_random_hex(char *out, size_t n);

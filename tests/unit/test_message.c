@@ -766,6 +766,90 @@ static void test_qp_never_leaves_a_dot_alone_at_a_line_start(void **state)
 	}
 }
 
+/* The byte-by-byte encoder the fast path replaced: the fast path must write exactly this. */
+static void qp_reference(struct buf *out, const char *in)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t col = 0;
+	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+		if (*p == '\r' && p[1] == '\n')
+			continue;
+		if (*p == '\n') {
+			buf_adds(out, "\r\n");
+			col = 0;
+			continue;
+		}
+		bool at_eol = p[1] == '\0' || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
+		bool literal = (*p >= 33 && *p <= 126 && *p != '=') ||
+			       ((*p == ' ' || *p == '\t') && !at_eol);
+		size_t width = literal ? 1 : 3;
+		if (col + width > 75) {
+			buf_adds(out, "=\r\n");
+			col = 0;
+		}
+		if (*p == '.' && col == 0 && literal) {
+			literal = false;
+			width = 3;
+		}
+		if (literal) {
+			buf_addc(out, (char)*p);
+		} else {
+			buf_addc(out, '=');
+			buf_addc(out, hex[*p >> 4]);
+			buf_addc(out, hex[*p & 15]);
+		}
+		col += width;
+	}
+	if (col > 0)
+		buf_adds(out, "\r\n");
+}
+
+static void test_qp_matches_the_byte_by_byte_encoder(void **state)
+{
+	(void)state;
+	/* Inputs built from the bytes that matter (dots, spaces, tabs, '=', CR, LF, 8-bit,
+	 * plain letters) in runs of every length around the 76-column limit. */
+	static const char alphabet[] = "a.. \t=\r\n\xc3\xa9Z~!";
+	unsigned seed = 12345;
+	for (int round = 0; round < 3000; round++) {
+		char in[400];
+		size_t n = (size_t)(round % 397);
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			unsigned r = (seed >> 16) & 0x7fff;
+			/* Mostly letters, so long runs reach the soft line break. */
+			in[i] = r % 4 ? (char)('a' + r % 26) : alphabet[r % (sizeof(alphabet) - 1)];
+		}
+		in[n] = '\0';
+		struct buf got, want;
+		buf_init(&got);
+		buf_init(&want);
+		buf_adds(&got, "X");
+		buf_adds(&want, "X");
+		message_qp_encode(&got, in);
+		qp_reference(&want, in);
+		if (strcmp(got.data, want.data) != 0)
+			fail_msg("round %d: the encoder differs from the reference for \"%s\"",
+				 round, in);
+		buf_free(&got);
+		buf_free(&want);
+	}
+	struct buf got, want;
+	buf_init(&got);
+	buf_init(&want);
+	for (int c = 1; c < 256; c++) {
+		char in[200];
+		for (size_t i = 0; i < sizeof(in) - 1; i++)
+			in[i] = i % 7 == 3 ? 'x' : (char)c;
+		in[sizeof(in) - 1] = '\0';
+		message_qp_encode(&got, in);
+		qp_reference(&want, in);
+	}
+	assert_string_equal(got.data, want.data);
+	buf_free(&got);
+	buf_free(&want);
+}
+
 static void test_address_is_taken_from_a_mailbox(void **state)
 {
 	char out[256];
@@ -948,6 +1032,7 @@ int main(void)
 		cmocka_unit_test(test_qp_encodes_equals_trailing_space_and_non_ascii),
 		cmocka_unit_test(test_qp_lines_stay_within_76_and_decode_back),
 		cmocka_unit_test(test_qp_never_leaves_a_dot_alone_at_a_line_start),
+		cmocka_unit_test(test_qp_matches_the_byte_by_byte_encoder),
 		cmocka_unit_test(test_address_is_taken_from_a_mailbox),
 		cmocka_unit_test(test_address_refuses_what_is_not_one),
 		cmocka_unit_test(test_message_id_uses_the_sender_domain_and_is_unique),

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cmark.h>
+
 #include "testutil.h"
 
 #include "dripd/content.h"
@@ -271,6 +273,37 @@ static void test_template_markdown_is_rendered(void **state)
 	/* The text drops the markup but keeps the words. */
 	assert_contains(out.text, "Title\n\nSome bold and em and code.\n\n1. one\n2. two\n");
 	render_out_clear(&out);
+}
+
+static void test_long_markdown_renders_as_cmark_does_alone(void **state)
+{
+	(void)state;
+	/* render gives cmark an arena of its own, freed per message: a body far larger than
+	 * one of its chunks (with a single paragraph longer than a chunk too) must come out
+	 * exactly as cmark's own allocator renders it, message after message. */
+	struct buf md;
+	buf_init(&md);
+	for (int i = 0; i < 1500; i++)
+		buf_printf(&md,
+			   "## Part %d\n\nSome **bold** text, a [link](https://example.com/%d "
+			   "\"t\") and `code` %d.\n\n- one\n- two *em*\n\n> quoted\n\n",
+			   i, i, i);
+	for (int i = 0; i < 12000; i++)
+		buf_adds(&md, i % 11 ? "word " : "*word* ");
+	buf_adds(&md, "\n\n```\ncode block\n```\n");
+	char *want = cmark_markdown_to_html(md.data, md.len, CMARK_OPT_DEFAULT);
+	struct content_template tpl = make_tpl("s", "", md.data);
+	struct lead lead = make_lead();
+	for (int round = 0; round < 3; round++) {
+		struct render_out out;
+		render_ok(&tpl, &lead, &out);
+		assert_contains(out.html, want);
+		assert_contains(out.text,
+				"Part 1499\n\nSome bold text, a link <https://example.com/1499>");
+		render_out_clear(&out);
+	}
+	free(want);
+	buf_free(&md);
 }
 
 static void test_text_renders_lists_links_and_ends_with_the_footer(void **state)
@@ -983,6 +1016,7 @@ int main(void)
 		cmocka_unit_test(test_a_value_cannot_smuggle_another_field_into_a_link),
 		cmocka_unit_test(test_markdown_in_a_value_is_not_interpreted),
 		cmocka_unit_test(test_template_markdown_is_rendered),
+		cmocka_unit_test(test_long_markdown_renders_as_cmark_does_alone),
 		cmocka_unit_test(test_text_renders_lists_links_and_ends_with_the_footer),
 		cmocka_unit_test(test_footer_is_html_escaped),
 		cmocka_unit_test(test_preheader_is_a_hidden_div_in_the_html),

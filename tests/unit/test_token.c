@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,88 @@ static size_t ref_token(const char *secret, const unsigned char *payload, size_t
 	memcpy(full, payload, n);
 	memcpy(full + n, md, 12);
 	return ref_encode(full, n + 12, enc, out);
+}
+
+/* A click payload: version, kind, LEB128 touch and link. */
+static size_t click_payload(int64_t touch, uint32_t link, unsigned char *p)
+{
+	size_t n = 0;
+	p[n++] = 1;
+	p[n++] = 'c';
+	for (uint64_t v = (uint64_t)touch;; v >>= 7) {
+		p[n++] = (unsigned char)(v >= 0x80 ? (v & 0x7f) | 0x80 : v);
+		if (v < 0x80)
+			break;
+	}
+	for (uint64_t v = link;; v >>= 7) {
+		p[n++] = (unsigned char)(v >= 0x80 ? (v & 0x7f) | 0x80 : v);
+		if (v < 0x80)
+			break;
+	}
+	return n;
+}
+
+static void test_many_signatures_in_a_row_match_a_fresh_hmac_each(void **state)
+{
+	(void)state;
+	/* The key set keeps one HMAC context per secret and starts it over for each MAC: every
+	 * token must still be the one a fresh HMAC gives, whichever secret verified last. */
+	struct token_keys *k = keys_of(secret_a, secret_b, NULL);
+	struct token_keys *old = keys_of(secret_b, NULL);
+	for (int64_t i = 0; i < 300; i++) {
+		unsigned char payload[32];
+		char ref[TOKEN_MAX_LEN * 2], tok[TOKEN_MAX_LEN], by_b[TOKEN_MAX_LEN];
+		enum token_encoding enc = all_encodings[i % 2];
+		size_t n = click_payload(i * 977, (uint32_t)(i % 7), payload);
+		size_t rn = ref_token(secret_a, payload, n, enc, ref);
+		size_t tn = sign_ok(k, TOKEN_CLICK, i * 977, (uint32_t)(i % 7), enc, tok);
+		assert_int_equal(tn, rn);
+		assert_string_equal(tok, ref);
+		/* Signed by the older secret: verifying runs both secrets' contexts. */
+		size_t bn = sign_ok(old, TOKEN_CLICK, i * 977, (uint32_t)(i % 7), enc, by_b);
+		expect_claims(k, by_b, bn, enc, TOKEN_CLICK, i * 977, (uint32_t)(i % 7));
+		expect_claims(k, tok, tn, enc, TOKEN_CLICK, i * 977, (uint32_t)(i % 7));
+	}
+	token_keys_free(old);
+	token_keys_free(k);
+}
+
+struct sign_thread {
+	const struct token_keys *k;
+	int64_t base;
+	int bad;
+};
+
+static void *sign_thread_run(void *arg)
+{
+	struct sign_thread *t = arg;
+	for (int64_t i = 0; i < 2000; i++) {
+		struct token_claims c = { .kind = TOKEN_OPEN, .touch_id = t->base + i }, got;
+		char tok[TOKEN_MAX_LEN];
+		size_t n = token_sign(t->k, &c, TOKEN_ADDRESS, tok, sizeof(tok));
+		if (n == 0 || token_verify(t->k, tok, n, TOKEN_ADDRESS, &got) != 0 ||
+		    got.touch_id != c.touch_id)
+			t->bad++;
+	}
+	return NULL;
+}
+
+static void test_threads_sign_and_verify_with_one_key_set(void **state)
+{
+	(void)state;
+	/* The loop signs while the inbox verifies on its own threads. */
+	struct token_keys *k = keys_of(secret_a, secret_b, NULL);
+	pthread_t th[4];
+	struct sign_thread args[4];
+	for (int i = 0; i < 4; i++) {
+		args[i] = (struct sign_thread){ .k = k, .base = i * 100000 };
+		assert_int_equal(pthread_create(&th[i], NULL, sign_thread_run, &args[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(args[i].bad, 0);
+	}
+	token_keys_free(k);
 }
 
 /* ---- round trips ---- */
@@ -703,6 +786,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_kind_round_trips_in_both_encodings_at_edge_ids),
 		cmocka_unit_test(test_the_format_is_the_documented_one),
+		cmocka_unit_test(test_many_signatures_in_a_row_match_a_fresh_hmac_each),
+		cmocka_unit_test(test_threads_sign_and_verify_with_one_key_set),
 		cmocka_unit_test(test_text_after_len_is_not_read),
 		cmocka_unit_test(
 			test_old_token_verifies_after_rotation_and_fails_once_its_key_is_gone),

@@ -437,6 +437,8 @@ enum store_stmt_id {
 	STMT_LEAD_ANONYMISE,
 	STMT_SUPPRESSED_ANY_HASHED,
 	STMT_TOUCH_SCHEDULE_NEW,
+	STMT_TOUCH_SENDING_NOTE,
+	STMT_ENROL_IS_ACTIVE,
 	STMT_COUNT
 };
 
@@ -710,6 +712,15 @@ static const char *const store_sql_more[] = {
 	[STMT_TOUCH_SCHEDULE_NEW] = "INSERT INTO touches (lead_id, enrolment_id, sequence, step, "
 				    "step_index, due_at, created_at, updated_at) "
 				    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+	/* STMT_TOUCH_SENDING and STMT_TOUCH_NOTE in one. */
+	[STMT_TOUCH_SENDING_NOTE] = "UPDATE touches SET state = 'sending', message_id = ?2, "
+				    "attempts = attempts + 1, updated_at = ?3, account = ?4, "
+				    "rcpt_domain = ?5, "
+				    "first_attempt_at = coalesce(first_attempt_at, ?3), "
+				    "subject = ?6, variant = ?7 "
+				    "WHERE id = ?1 AND state = 'queued'",
+	[STMT_ENROL_IS_ACTIVE] = "SELECT 1 FROM enrolments WHERE id = ?2 AND lead_id = ?1 AND "
+				 "state = 'active'",
 };
 
 struct store {
@@ -1120,8 +1131,29 @@ int store_touch_schedule(struct store *st, int64_t lead_id, int64_t enrolment_id
 			 const char *sequence, const char *step, int64_t step_index, int64_t due_at,
 			 int64_t now, int64_t *touch_id)
 {
-	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SCHEDULE);
-	if (!s)
+	sqlite3_stmt *s;
+	/* Inside a transaction, the enrolment check and a plain INSERT … VALUES: the same
+	 * answer as STMT_TOUCH_SCHEDULE's INSERT … SELECT … WHERE EXISTS, which stages the row
+	 * in a temporary b-tree and keeps a statement journal (the table has triggers) — a
+	 * third of a sent step's scheduling of the next one. */
+	if (!sqlite3_get_autocommit(st->db)) {
+		if (!(s = store_stmt(st, STMT_ENROL_IS_ACTIVE)))
+			return DRIP_ESTORE;
+		sqlite3_bind_int64(s, 1, lead_id);
+		sqlite3_bind_int64(s, 2, enrolment_id);
+		int found = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (found == SQLITE_DONE)
+			return DRIP_ENOT_FOUND;
+		if (found != SQLITE_ROW)
+			return store_fail(st, "enrolment");
+		int rc = store_touch_schedule_new(st, lead_id, enrolment_id, sequence, step,
+						  step_index, due_at, now);
+		if (rc == 0 && touch_id)
+			*touch_id = sqlite3_last_insert_rowid(st->db);
+		return rc;
+	}
+	if (!(s = store_stmt(st, STMT_TOUCH_SCHEDULE)))
 		return DRIP_ESTORE;
 	sqlite3_bind_int64(s, 1, lead_id);
 	sqlite3_bind_int64(s, 2, enrolment_id);
@@ -2972,4 +3004,23 @@ int store_touch_schedule_new(struct store *st, int64_t lead_id, int64_t enrolmen
 	sqlite3_bind_int64(s, 6, due_at);
 	sqlite3_bind_int64(s, 7, now);
 	return store_exec_stmt(st, s);
+}
+
+int store_touch_sending_note(struct store *st, int64_t id, const char *message_id,
+			     const char *account, const char *rcpt_domain, const char *subject,
+			     int64_t variant, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SENDING_NOTE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	store_bind_text(s, 2, message_id);
+	sqlite3_bind_int64(s, 3, now);
+	if (account)
+		store_bind_text(s, 4, account);
+	if (rcpt_domain)
+		store_bind_text(s, 5, rcpt_domain);
+	store_bind_text(s, 6, subject);
+	sqlite3_bind_int64(s, 7, variant);
+	return store_touch_update(st, s);
 }

@@ -138,6 +138,13 @@ int store_touch_sending(struct store *st, int64_t id, const char *message_id, in
 /* The same, recording the delivery account and the recipient's domain (for their caps). */
 int store_touch_sending_via(struct store *st, int64_t id, const char *message_id,
 			    const char *account, const char *rcpt_domain, int64_t now);
+/*
+ * store_touch_sending_via and store_touch_note as one UPDATE (one row rewrite, one pass over
+ * the touch's indexes and triggers): the send path's write before the hand-over.
+ */
+int store_touch_sending_note(struct store *st, int64_t id, const char *message_id,
+			     const char *account, const char *rcpt_domain, const char *subject,
+			     int64_t variant, int64_t now);
 /* sending -> sent. */
 int store_touch_sent(struct store *st, int64_t id, int64_t now);
 /* Any unfinished state -> a final one: "failed", "skipped" or "bounced", with a reason. */

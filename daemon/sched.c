@@ -80,6 +80,7 @@ struct sched {
 	const struct token_keys *keys;
 	bool paused;
 	bool batch; /* one transaction holds a claim's dispatch or a drain's outcomes */
+	bool hashed; /* this claim: whether any suppression is a forgotten address's hash */
 	struct mailer_job *jobs[SCHED_CLAIM_MAX]; /* a batch's jobs, handed over after commit */
 	struct sched_account *job_acct[SCHED_CLAIM_MAX];
 	struct sched_domain *job_dom[SCHED_CLAIM_MAX];
@@ -421,22 +422,70 @@ int64_t sched_next_wake(const struct sched *s)
 	return s->next_wake;
 }
 
+/* `v` as a JSON string, escaped as cJSON_PrintUnformatted escapes it. */
+static void sched_json_str(struct buf *b, const char *v)
+{
+	buf_addc(b, '"');
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		switch (*p) {
+		case '"':
+			buf_adds(b, "\\\"");
+			break;
+		case '\\':
+			buf_adds(b, "\\\\");
+			break;
+		case '\b':
+			buf_adds(b, "\\b");
+			break;
+		case '\f':
+			buf_adds(b, "\\f");
+			break;
+		case '\n':
+			buf_adds(b, "\\n");
+			break;
+		case '\r':
+			buf_adds(b, "\\r");
+			break;
+		case '\t':
+			buf_adds(b, "\\t");
+			break;
+		default:
+			if (*p < 32)
+				buf_printf(b, "\\u%04x", *p);
+			else
+				buf_addc(b, (char)*p);
+		}
+	}
+	buf_addc(b, '"');
+}
+
+/* Records an event whose detail is the touch's sequence and step and one key: built as a
+ * string (it is one for every message sent), the same text cJSON would print. */
 static void sched_event(struct sched *s, int64_t lead_id, int64_t touch_id, const char *kind,
 			int64_t now, const struct touch *t, const char *key, const char *value)
 {
-	cJSON *d = cJSON_CreateObject();
-	char *json;
+	struct buf d;
+	const char *sep = "";
+	buf_init(&d);
+	buf_addc(&d, '{');
 	if (t) {
-		cJSON_AddStringToObject(d, "sequence", t->sequence);
-		cJSON_AddStringToObject(d, "step", t->step);
+		buf_adds(&d, "\"sequence\":");
+		sched_json_str(&d, t->sequence ? t->sequence : "");
+		buf_adds(&d, ",\"step\":");
+		sched_json_str(&d, t->step ? t->step : "");
+		sep = ",";
 	}
-	if (key)
-		cJSON_AddStringToObject(d, key, value);
-	json = cJSON_PrintUnformatted(d);
+	if (key && value) {
+		buf_adds(&d, sep);
+		sched_json_str(&d, key);
+		buf_addc(&d, ':');
+		sched_json_str(&d, value);
+	}
+	buf_addc(&d, '}');
+	char *json = buf_steal(&d);
 	if (store_event_add(s->store, lead_id, touch_id, kind, now, json) != 0)
 		log_err("sched: cannot record %s event for touch %lld", kind, (long long)touch_id);
-	cJSON_free(json);
-	cJSON_Delete(d);
+	free(json);
 }
 
 /* One touch's writes: their own transaction, or a savepoint inside a batch's transaction. */
@@ -798,7 +847,11 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 	}
 	/* Opt-outs win: checked again at the moment of sending. */
 	char reason[64];
-	if (store_suppressed(s->store, lead.email, reason, sizeof(reason)) == 0) {
+	/* The quick probe first: the keyed hash of the address (an HMAC) only when the list
+	 * holds hashes at all, and the reason only for an address that is on it. */
+	if (store_suppressed_quick(s->store, lead.email, s->hashed) == 0) {
+		if (store_suppressed(s->store, lead.email, reason, sizeof(reason)) != 0)
+			snprintf(reason, sizeof(reason), "listed");
 		snprintf(err, sizeof(err), "suppressed (%s)", reason);
 		sched_give_up(s, &t, "skipped", "error", err, now);
 		goto out;
@@ -843,10 +896,9 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 	/* Committed as sending before any thread sees it: a crash from here on leaves the
 	 * touch uncertain, never silently re-sent. */
 	int rc = sched_write_begin(s);
-	if (rc == 0 &&
-	    (rc = store_touch_note(s->store, t.id, mail.subject, (int64_t)mail.variant)) == 0)
-		rc = store_touch_sending_via(s->store, t.id, mail.message_id, a->cfg.name, domain,
-					     now);
+	if (rc == 0)
+		rc = store_touch_sending_note(s->store, t.id, mail.message_id, a->cfg.name, domain,
+					      mail.subject, (int64_t)mail.variant, now);
 	for (size_t i = 0; rc == 0 && i < mail.nlinks; i++)
 		rc = store_link_add(s->store, t.id, (int64_t)i, mail.links[i].url,
 				    mail.links[i].tag);
@@ -1123,6 +1175,9 @@ static int sched_claim_once(struct sched *s, int64_t now, bool open)
 	}
 	if (n == 0)
 		return 0;
+	/* Only a forgotten lead adds a hash, and no command runs during this dispatch. */
+	if (store_suppressed_any_hashed(s->store, &s->hashed) != 0)
+		s->hashed = true;
 	if (open) {
 		for (size_t i = 0; i < n; i++)
 			sched_dispatch(s, ids[i], now);

@@ -522,7 +522,7 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 			    "coalesce(sent_at, updated_at) > ?1",
 	[STMT_TOUCH_POSTPONE] =
 		"UPDATE touches SET state = 'pending', due_at = ?2, updated_at = ?3 "
-		"WHERE id = ?1 AND state = 'queued'",
+		"WHERE id = ?1 AND (state = 'queued' OR state = 'pending')",
 	[STMT_TOUCH_RELEASE] = "UPDATE touches SET state = 'pending' "
 			       "WHERE id = ?1 AND state = 'queued'",
 	[STMT_RECOVER_QUEUED] = "UPDATE touches SET state = 'pending' WHERE state = 'queued'",
@@ -718,7 +718,7 @@ static const char *const store_sql_more[] = {
 				    "rcpt_domain = ?5, "
 				    "first_attempt_at = coalesce(first_attempt_at, ?3), "
 				    "subject = ?6, variant = ?7 "
-				    "WHERE id = ?1 AND state = 'queued'",
+				    "WHERE id = ?1 AND (state = 'queued' OR state = 'pending')",
 	[STMT_ENROL_IS_ACTIVE] = "SELECT 1 FROM enrolments WHERE id = ?2 AND lead_id = ?1 AND "
 				 "state = 'active'",
 };
@@ -1191,19 +1191,14 @@ int store_touch_claim(struct store *st, int64_t now, size_t max, int64_t *ids, s
 	return store_touch_claim_filtered(st, now, max, NULL, ids, n);
 }
 
-int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const char *blocked,
-			       int64_t *ids, size_t *n)
+int store_touch_take(struct store *st, int64_t now, size_t max, const char *blocked, int64_t *ids,
+		     size_t *n)
 {
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_DUE);
 	int rc;
-	/* Inside the caller's transaction (sched records outcomes and claims in one): a
-	 * savepoint, committed with it. */
-	bool outer = !sqlite3_get_autocommit(st->db);
 	*n = 0;
-	if ((rc = outer ? store_part_begin(st) : store_begin(st)))
-		return rc;
-	if (!(s = store_stmt(st, STMT_TOUCH_DUE)))
-		goto fail;
+	if (!s)
+		return DRIP_ESTORE;
 	sqlite3_bind_int64(s, 1, now);
 	sqlite3_bind_int64(s, 2, (int64_t)max);
 	if (blocked)
@@ -1212,9 +1207,24 @@ int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const 
 		ids[(*n)++] = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-		store_fail(st, "claim");
-		goto fail;
+		*n = 0;
+		return store_fail(st, "claim");
 	}
+	return 0;
+}
+
+int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const char *blocked,
+			       int64_t *ids, size_t *n)
+{
+	sqlite3_stmt *s;
+	int rc;
+	/* Inside the caller's transaction: a savepoint, committed with it. */
+	bool outer = !sqlite3_get_autocommit(st->db);
+	*n = 0;
+	if ((rc = outer ? store_part_begin(st) : store_begin(st)))
+		return rc;
+	if (store_touch_take(st, now, max, blocked, ids, n))
+		goto fail;
 	for (size_t i = 0; i < *n; i++) {
 		if (!(s = store_stmt(st, STMT_TOUCH_MARK_QUEUED)))
 			goto fail;

@@ -614,20 +614,24 @@ static void test_touch_is_only_scheduled_in_the_active_enrolment_inside_a_transa
 	assert_int_equal(ss.pending, 1);
 }
 
-/* The hand-over's one UPDATE: sending, Message-ID, account, domain, subject and variant. */
+/* The hand-over's one UPDATE: sending, Message-ID, account, domain, subject and variant,
+ * from queued (a claim) or from pending (taken with store_touch_take, in one transaction). */
 static void test_touch_sending_with_its_note_in_one_write(void **state)
 {
 	struct store *st = *state;
 	int64_t tid = one_touch(st, "maya@example.org", T0);
-	/* Only a claimed (queued) touch goes to sending. */
-	assert_rc(store_touch_sending_note(st, tid, "<t1@example.com>", "main", "example.org",
-					   "Hello", 2, T0),
-		  DRIP_ENOT_FOUND);
-	assert_touch_state(st, tid, "pending");
-	claim_one(st, tid, T0);
+	int64_t other = one_touch(st, "sam@example.org", T0 + 1);
+	int64_t ids[4];
+	size_t n = 99;
+	assert_rc(store_begin(st), 0);
+	assert_rc(store_touch_take(st, T0, 4, NULL, ids, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], tid);
+	assert_touch_state(st, tid, "pending"); /* taken, not marked */
 	assert_rc(store_touch_sending_note(st, tid, "<t1@example.com>", "main", "example.org",
 					   "Hello", 2, T0 + 5),
 		  0);
+	assert_rc(store_commit(st), 0);
 	struct touch t;
 	assert_rc(store_touch_get(st, tid, &t), 0);
 	assert_string_equal(t.state, "sending");
@@ -642,13 +646,24 @@ static void test_touch_sending_with_its_note_in_one_write(void **state)
 	free(mid);
 	free(subject);
 	store_touch_clear(&t);
-	/* Twice is refused: it is no longer queued. */
+	/* Twice is refused: it is no longer pending or queued. */
 	assert_rc(store_touch_sending_note(st, tid, "<t2@example.com>", "main", "example.org",
 					   "Again", 0, T0 + 6),
 		  DRIP_ENOT_FOUND);
+	/* A claimed (queued) touch goes too. */
+	claim_one(st, other, T0 + 1);
+	assert_rc(store_touch_sending_note(st, other, "<t3@example.com>", "main", "example.org",
+					   "Hi", 0, T0 + 7),
+		  0);
+	assert_touch_state(st, other, "sending");
 	int64_t since = 0, oldest = 0;
 	assert_rc(store_sent_since_by(st, "main", "example.org", T0, &since, &oldest), 0);
-	assert_int_equal(since, 1);
+	assert_int_equal(since, 2);
+	struct store_status ss;
+	assert_rc(store_status(st, &ss), 0);
+	assert_int_equal(ss.pending, 0);
+	assert_int_equal(ss.queued, 0);
+	assert_int_equal(ss.sending, 2);
 }
 
 static void test_next_due_is_not_found_when_nothing_is_pending(void **state)

@@ -19,10 +19,13 @@
 #include "dripd/util.h"
 
 /*
- * DESIGN. A pass claims due pending touches (pending -> queued, one transaction), at most
- * as many as there are idle sender threads, and dispatches each: the lead and step are
- * looked up, the message is rendered and built, the touch is committed as "sending" with
- * its Message-ID, and only then does a thread see it (at most once per step). A touch that
+ * DESIGN. A pass takes due pending touches, at most as many as there are idle sender
+ * threads, and dispatches each in the same transaction: the lead and step are looked up,
+ * the message is rendered and built, the touch goes from pending straight to "sending" with
+ * its Message-ID, and only after the commit does a thread see it (at most once per step).
+ * No touch is committed "queued" on the way (it would wait for nothing: the transaction
+ * that takes it also hands it over); one that cannot be moved on for an error is parked
+ * queued, out of later claims, and goes back to pending at the next start. A touch that
  * cannot be sent (lead no longer active, step gone, render error) is finished as skipped or
  * failed with an event, never retried blindly. Temporary failures come back as pending
  * with a doubling delay. The timer is re-armed after every pass for the earliest pending
@@ -80,6 +83,7 @@ struct sched {
 	const struct token_keys *keys;
 	bool paused;
 	bool batch; /* one transaction holds a claim's dispatch or a drain's outcomes */
+	bool hashed; /* this claim: whether any suppression is a forgotten address's hash */
 	struct mailer_job *jobs[SCHED_CLAIM_MAX]; /* a batch's jobs, handed over after commit */
 	struct sched_account *job_acct[SCHED_CLAIM_MAX];
 	struct sched_domain *job_dom[SCHED_CLAIM_MAX];
@@ -430,22 +434,70 @@ int64_t sched_next_wake(const struct sched *s)
 	return s->next_wake;
 }
 
+/* `v` as a JSON string, escaped as cJSON_PrintUnformatted escapes it. */
+static void sched_json_str(struct buf *b, const char *v)
+{
+	buf_addc(b, '"');
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		switch (*p) {
+		case '"':
+			buf_adds(b, "\\\"");
+			break;
+		case '\\':
+			buf_adds(b, "\\\\");
+			break;
+		case '\b':
+			buf_adds(b, "\\b");
+			break;
+		case '\f':
+			buf_adds(b, "\\f");
+			break;
+		case '\n':
+			buf_adds(b, "\\n");
+			break;
+		case '\r':
+			buf_adds(b, "\\r");
+			break;
+		case '\t':
+			buf_adds(b, "\\t");
+			break;
+		default:
+			if (*p < 32)
+				buf_printf(b, "\\u%04x", *p);
+			else
+				buf_addc(b, (char)*p);
+		}
+	}
+	buf_addc(b, '"');
+}
+
+/* Records an event whose detail is the touch's sequence and step and one key: built as a
+ * string (it is one for every message sent), the same text cJSON would print. */
 static void sched_event(struct sched *s, int64_t lead_id, int64_t touch_id, const char *kind,
 			int64_t now, const struct touch *t, const char *key, const char *value)
 {
-	cJSON *d = cJSON_CreateObject();
-	char *json;
+	struct buf d;
+	const char *sep = "";
+	buf_init(&d);
+	buf_addc(&d, '{');
 	if (t) {
-		cJSON_AddStringToObject(d, "sequence", t->sequence);
-		cJSON_AddStringToObject(d, "step", t->step);
+		buf_adds(&d, "\"sequence\":");
+		sched_json_str(&d, t->sequence ? t->sequence : "");
+		buf_adds(&d, ",\"step\":");
+		sched_json_str(&d, t->step ? t->step : "");
+		sep = ",";
 	}
-	if (key)
-		cJSON_AddStringToObject(d, key, value);
-	json = cJSON_PrintUnformatted(d);
+	if (key && value) {
+		buf_adds(&d, sep);
+		sched_json_str(&d, key);
+		buf_addc(&d, ':');
+		sched_json_str(&d, value);
+	}
+	buf_addc(&d, '}');
+	char *json = buf_steal(&d);
 	if (store_event_add(s->store, lead_id, touch_id, kind, now, json) != 0)
 		log_err("sched: cannot record %s event for touch %lld", kind, (long long)touch_id);
-	cJSON_free(json);
-	cJSON_Delete(d);
+	free(json);
 }
 
 /* One touch's writes: their own transaction, or a savepoint inside a batch's transaction. */
@@ -464,20 +516,22 @@ static int sched_write_end(struct sched *s, int rc)
 	return rc;
 }
 
-/* Finishes a touch that will not be sent, with an event that says why. */
-static void sched_give_up(struct sched *s, const struct touch *t, const char *state,
-			  const char *kind, const char *reason, int64_t now)
+/* Finishes a touch that will not be sent, with an event that says why; 0 when it did. */
+static int sched_give_up(struct sched *s, const struct touch *t, const char *state,
+			 const char *kind, const char *reason, int64_t now)
 {
-	if (sched_write_begin(s) != 0)
-		return;
-	if (store_touch_finish(s->store, t->id, state, reason, now) == 0) {
+	int rc = sched_write_begin(s);
+	if (rc)
+		return rc;
+	if ((rc = store_touch_finish(s->store, t->id, state, reason, now)) == 0) {
 		sched_event(s, t->lead_id, t->id, kind, now, t, "reason", reason);
 		if (strcmp(state, "failed") == 0)
 			store_enrolment_end(s->store, t->enrolment_id, "exited", now);
 	}
-	if (sched_write_end(s, 0) != 0)
+	if ((rc = sched_write_end(s, rc)) != 0)
 		log_err("sched: cannot finish touch %lld", (long long)t->id);
 	log_warn("sched: touch %lld %s: %s", (long long)t->id, state, reason);
+	return rc;
 }
 
 struct sched_tracker {
@@ -653,7 +707,7 @@ int sched_conditions(struct store *st, const struct content *c, const struct lea
 }
 
 /* Finishes a step whose condition says no and moves the lead to the next one. */
-static void sched_skip(struct sched *s, const struct touch *t, const char *why, int64_t now)
+static int sched_skip(struct sched *s, const struct touch *t, const char *why, int64_t now)
 {
 	int rc = sched_write_begin(s);
 	if (rc)
@@ -666,6 +720,7 @@ out:
 		log_err("sched: cannot skip touch %lld: %s", (long long)t->id, drip_strerror(rc));
 	else
 		log_info("sched: touch %lld %s/%s %s", (long long)t->id, t->sequence, t->step, why);
+	return rc;
 }
 
 /* Why a touch waits, as sched_window_opens found it (for dripctl explain). */
@@ -783,7 +838,20 @@ static struct sched_account *sched_flight_done(struct sched *s, int64_t touch_id
 	return &s->accts[0];
 }
 
-/* Builds the job for a claimed touch and hands it over, or finishes it with the reason. */
+/*
+ * A taken touch that could not be moved on (an error, not a verdict): parked queued, as a
+ * claim left it before, so the passes that follow leave it alone until the next start.
+ */
+static void sched_park(struct sched *s, int64_t id, int64_t now)
+{
+	if (store_touch_queue(s->store, id, now) != 0)
+		log_err("sched: cannot park touch %lld as queued", (long long)id);
+}
+
+/*
+ * Builds the job for a taken touch (pending, in this transaction) and hands it over, or
+ * finishes, postpones or leaves it with the reason.
+ */
 static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 {
 	struct touch t;
@@ -791,25 +859,32 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 	struct sched_mail mail;
 	char err[512];
 	bool send;
+	bool park = true; /* until the touch is moved on */
 
 	memset(&lead, 0, sizeof(lead));
 	memset(&mail, 0, sizeof(mail));
-	if (store_touch_get(s->store, id, &t) != 0)
+	if (store_touch_get(s->store, id, &t) != 0) {
+		sched_park(s, id, now);
 		return;
+	}
 	if (store_lead_by_id(s->store, t.lead_id, &lead) != 0) {
-		sched_give_up(s, &t, "failed", "error", "lead not found", now);
+		park = sched_give_up(s, &t, "failed", "error", "lead not found", now) != 0;
 		goto out;
 	}
 	if (strcmp(lead.status, "active") != 0) {
 		snprintf(err, sizeof(err), "lead is %s", lead.status);
-		sched_give_up(s, &t, "skipped", "error", err, now);
+		park = sched_give_up(s, &t, "skipped", "error", err, now) != 0;
 		goto out;
 	}
 	/* Opt-outs win: checked again at the moment of sending. */
 	char reason[64];
-	if (store_suppressed(s->store, lead.email, reason, sizeof(reason)) == 0) {
+	/* The quick probe first: the keyed hash of the address (an HMAC) only when the list
+	 * holds hashes at all, and the reason only for an address that is on it. */
+	if (store_suppressed_quick(s->store, lead.email, s->hashed) == 0) {
+		if (store_suppressed(s->store, lead.email, reason, sizeof(reason)) != 0)
+			snprintf(reason, sizeof(reason), "listed");
 		snprintf(err, sizeof(err), "suppressed (%s)", reason);
-		sched_give_up(s, &t, "skipped", "error", err, now);
+		park = sched_give_up(s, &t, "skipped", "error", err, now) != 0;
 		goto out;
 	}
 	if (sched_conditions(s->store, s->content, &lead, &t, &send, err, sizeof(err)) != 0) {
@@ -818,16 +893,18 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 		goto out;
 	}
 	if (!send) {
-		sched_skip(s, &t, err, now);
+		park = sched_skip(s, &t, err, now) != 0;
 		goto out;
 	}
 	int64_t opens = sched_window_opens(s, &lead, &t, now, NULL);
 	if (opens > now) {
-		if (store_touch_postpone(s->store, t.id, opens, now) != 0)
+		if (store_touch_postpone(s->store, t.id, opens, now) != 0) {
 			log_err("sched: cannot postpone touch %lld", (long long)t.id);
-		else
-			log_debug("sched: touch %lld waits %llds for its send window",
-				  (long long)t.id, (long long)(opens - now));
+			goto out;
+		}
+		park = false;
+		log_debug("sched: touch %lld waits %llds for its send window", (long long)t.id,
+			  (long long)(opens - now));
 		goto out;
 	}
 	struct sched_account *a = sched_account_of(s, t.sequence);
@@ -838,24 +915,22 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 		*p = (char)tolower((unsigned char)*p);
 	struct sched_domain *dl = sched_domain_of(a, domain);
 	if (a->allow <= 0 || (dl && dl->allow <= 0)) {
-		/* More than its account or domain may start in this pass: back to pending; the
-		 * next claim leaves it out until the limit lets it go. */
-		if (store_touch_release(s->store, t.id) != 0)
-			log_err("sched: cannot release touch %lld", (long long)t.id);
+		/* More than its account or domain may start in this pass: it stays pending;
+		 * the next claim leaves it out until the limit lets it go. */
+		park = false;
 		goto out;
 	}
 	if (sched_compose(s->store, s->content, s->cfg, s->keys, &lead, &t, now, &mail, err,
 			  sizeof(err)) != 0) {
-		sched_give_up(s, &t, "failed", "error", err, now);
+		park = sched_give_up(s, &t, "failed", "error", err, now) != 0;
 		goto out;
 	}
 	/* Committed as sending before any thread sees it: a crash from here on leaves the
 	 * touch uncertain, never silently re-sent. */
 	int rc = sched_write_begin(s);
-	if (rc == 0 &&
-	    (rc = store_touch_note(s->store, t.id, mail.subject, (int64_t)mail.variant)) == 0)
-		rc = store_touch_sending_via(s->store, t.id, mail.message_id, a->cfg.name, domain,
-					     now);
+	if (rc == 0)
+		rc = store_touch_sending_note(s->store, t.id, mail.message_id, a->cfg.name, domain,
+					      mail.subject, (int64_t)mail.variant, now);
 	for (size_t i = 0; rc == 0 && i < mail.nlinks; i++)
 		rc = store_link_add(s->store, t.id, (int64_t)i, mail.links[i].url,
 				    mail.links[i].tag);
@@ -865,6 +940,7 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 			(long long)t.id);
 		goto out;
 	}
+	park = false;
 	struct mailer_job *job = xcalloc(1, sizeof(*job));
 	job->touch_id = t.id;
 	job->envelope_from = mail.envelope_from;
@@ -886,6 +962,8 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 	log_debug("sched: touch %lld (%s/%s) to %s handed to a sender thread", (long long)t.id,
 		  t.sequence, t.step, lead.email);
 out:
+	if (park)
+		sched_park(s, t.id, now);
 	sched_mail_clear(&mail);
 	store_lead_clear(&lead);
 	store_touch_clear(&t);
@@ -1119,44 +1197,55 @@ static int sched_claim_once(struct sched *s, int64_t now, bool open)
 	}
 	if (want > SCHED_CLAIM_MAX)
 		want = SCHED_CLAIM_MAX;
+	if (!open) {
+		/* The claim and the hand-over's writes in one transaction: one commit. */
+		if (store_begin(s->store) != 0) {
+			free(blocked);
+			log_warn("sched: cannot claim due touches; retrying in %d ms",
+				 SCHED_HELD_MS);
+			return -1;
+		}
+		s->batch = true;
+		s->njobs = 0;
+	}
 	uint64_t claim_start = uv_hrtime();
-	int rc = store_touch_claim_filtered(s->store, now, want, blocked, ids, &n);
+	int rc = store_touch_take(s->store, now, want, blocked, ids, &n);
 	free(blocked);
 	if (rc == 0 && n > 0)
 		log_debug("sched: claimed %zu touch(es) in %.3f ms", n,
 			  (double)(uv_hrtime() - claim_start) / 1e6);
-	if (rc != 0) {
+	if (rc != 0 || n == 0) {
+		if (!open) {
+			s->batch = false;
+			store_rollback(s->store);
+		}
+		if (rc == 0)
+			return 0;
 		/* The database refused (busy, full): hold back and probe it in a while. */
 		log_warn("sched: cannot claim due touches; retrying in %d ms", SCHED_HELD_MS);
 		return -1;
 	}
-	if (n == 0)
-		return 0;
-	if (open) {
-		for (size_t i = 0; i < n; i++)
-			sched_dispatch(s, ids[i], now);
-		return 1;
-	}
-	s->batch = store_begin(s->store) == 0;
-	s->njobs = 0;
+	/* Only a forgotten lead adds a hash, and no command runs during this dispatch. */
+	if (store_suppressed_any_hashed(s->store, &s->hashed) != 0)
+		s->hashed = true;
 	for (size_t i = 0; i < n; i++)
 		sched_dispatch(s, ids[i], now);
-	if (s->batch) {
-		s->batch = false;
-		if (store_commit(s->store) == 0) {
-			for (size_t i = 0; i < s->njobs; i++)
-				sched_submit(s, s->jobs[i], s->job_acct[i], s->job_dom[i], now);
-		} else {
-			log_err("sched: cannot commit a claim of %zu touches; they go back to "
-				"pending once the database takes writes",
-				n);
-			for (size_t i = 0; i < s->njobs; i++)
-				mailer_job_free(s->jobs[i]);
-		}
-		s->njobs = 0;
+	if (open)
+		return 1;
+	s->batch = false;
+	if (store_commit(s->store) == 0) {
+		for (size_t i = 0; i < s->njobs; i++)
+			sched_submit(s, s->jobs[i], s->job_acct[i], s->job_dom[i], now);
+	} else {
+		log_err("sched: cannot commit a claim of %zu touches; they stay pending until "
+			"the database takes writes",
+			n);
+		for (size_t i = 0; i < s->njobs; i++)
+			mailer_job_free(s->jobs[i]);
 	}
+	s->njobs = 0;
 	if (store_last_error(s->store, NULL, 0) != STORE_FAIL_NONE)
-		return -1; /* a write of this claim failed: its touches may be left queued */
+		return -1; /* a write of this claim failed: its touch may be left queued */
 	return 1;
 }
 

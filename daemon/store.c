@@ -332,6 +332,14 @@ static const char *const store_migrations[] = {
 	"PRAGMA writable_schema = RESET;"
 	"CREATE TABLE store_schema_bump (x);"
 	"DROP TABLE store_schema_bump;",
+	/* 17: retention's index holds only what it walks: touches sent and not folded yet.
+	 * Every touch had an entry from the moment it was scheduled, moved when it was sent
+	 * and kept after folding: two index writes per touch on the send path where one is
+	 * enough (store_retention_step and store_retention_oldest ask for "folded = 0 AND
+	 * sent_at IS NOT NULL", so SQLite still uses it). */
+	"DROP INDEX touches_fold;"
+	"CREATE INDEX touches_fold ON touches(folded, sent_at)"
+	"  WHERE folded = 0 AND sent_at IS NOT NULL;",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -432,6 +440,8 @@ enum store_stmt_id {
 	STMT_LEAD_ANONYMISE,
 	STMT_SUPPRESSED_ANY_HASHED,
 	STMT_TOUCH_SCHEDULE_NEW,
+	STMT_TOUCH_SENDING_NOTE,
+	STMT_ENROL_IS_ACTIVE,
 	STMT_COUNT
 };
 
@@ -515,7 +525,7 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 			    "coalesce(sent_at, updated_at) > ?1",
 	[STMT_TOUCH_POSTPONE] =
 		"UPDATE touches SET state = 'pending', due_at = ?2, updated_at = ?3 "
-		"WHERE id = ?1 AND state = 'queued'",
+		"WHERE id = ?1 AND (state = 'queued' OR state = 'pending')",
 	[STMT_TOUCH_RELEASE] = "UPDATE touches SET state = 'pending' "
 			       "WHERE id = ?1 AND state = 'queued'",
 	[STMT_RECOVER_QUEUED] = "UPDATE touches SET state = 'pending' WHERE state = 'queued'",
@@ -705,6 +715,15 @@ static const char *const store_sql_more[] = {
 	[STMT_TOUCH_SCHEDULE_NEW] = "INSERT INTO touches (lead_id, enrolment_id, sequence, step, "
 				    "step_index, due_at, created_at, updated_at) "
 				    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+	/* STMT_TOUCH_SENDING and STMT_TOUCH_NOTE in one. */
+	[STMT_TOUCH_SENDING_NOTE] = "UPDATE touches SET state = 'sending', message_id = ?2, "
+				    "attempts = attempts + 1, updated_at = ?3, account = ?4, "
+				    "rcpt_domain = ?5, "
+				    "first_attempt_at = coalesce(first_attempt_at, ?3), "
+				    "subject = ?6, variant = ?7 "
+				    "WHERE id = ?1 AND (state = 'queued' OR state = 'pending')",
+	[STMT_ENROL_IS_ACTIVE] = "SELECT 1 FROM enrolments WHERE id = ?2 AND lead_id = ?1 AND "
+				 "state = 'active'",
 };
 
 struct store {
@@ -1270,8 +1289,29 @@ int store_touch_schedule(struct store *st, int64_t lead_id, int64_t enrolment_id
 			 const char *sequence, const char *step, int64_t step_index, int64_t due_at,
 			 int64_t now, int64_t *touch_id)
 {
-	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SCHEDULE);
-	if (!s)
+	sqlite3_stmt *s;
+	/* Inside a transaction, the enrolment check and a plain INSERT … VALUES: the same
+	 * answer as STMT_TOUCH_SCHEDULE's INSERT … SELECT … WHERE EXISTS, which stages the row
+	 * in a temporary b-tree and keeps a statement journal (the table has triggers) — a
+	 * third of a sent step's scheduling of the next one. */
+	if (!sqlite3_get_autocommit(st->db)) {
+		if (!(s = store_stmt(st, STMT_ENROL_IS_ACTIVE)))
+			return DRIP_ESTORE;
+		sqlite3_bind_int64(s, 1, lead_id);
+		sqlite3_bind_int64(s, 2, enrolment_id);
+		int found = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (found == SQLITE_DONE)
+			return DRIP_ENOT_FOUND;
+		if (found != SQLITE_ROW)
+			return store_fail(st, "enrolment");
+		int rc = store_touch_schedule_new(st, lead_id, enrolment_id, sequence, step,
+						  step_index, due_at, now);
+		if (rc == 0 && touch_id)
+			*touch_id = sqlite3_last_insert_rowid(st->db);
+		return rc;
+	}
+	if (!(s = store_stmt(st, STMT_TOUCH_SCHEDULE)))
 		return DRIP_ESTORE;
 	sqlite3_bind_int64(s, 1, lead_id);
 	sqlite3_bind_int64(s, 2, enrolment_id);
@@ -1309,19 +1349,14 @@ int store_touch_claim(struct store *st, int64_t now, size_t max, int64_t *ids, s
 	return store_touch_claim_filtered(st, now, max, NULL, ids, n);
 }
 
-int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const char *blocked,
-			       int64_t *ids, size_t *n)
+int store_touch_take(struct store *st, int64_t now, size_t max, const char *blocked, int64_t *ids,
+		     size_t *n)
 {
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_DUE);
 	int rc;
-	/* Inside the caller's transaction (sched records outcomes and claims in one): a
-	 * savepoint, committed with it. */
-	bool outer = !sqlite3_get_autocommit(st->db);
 	*n = 0;
-	if ((rc = outer ? store_part_begin(st) : store_begin(st)))
-		return rc;
-	if (!(s = store_stmt(st, STMT_TOUCH_DUE)))
-		goto fail;
+	if (!s)
+		return DRIP_ESTORE;
 	sqlite3_bind_int64(s, 1, now);
 	sqlite3_bind_int64(s, 2, (int64_t)max);
 	if (blocked)
@@ -1330,9 +1365,24 @@ int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const 
 		ids[(*n)++] = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-		store_fail(st, "claim");
-		goto fail;
+		*n = 0;
+		return store_fail(st, "claim");
 	}
+	return 0;
+}
+
+int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const char *blocked,
+			       int64_t *ids, size_t *n)
+{
+	sqlite3_stmt *s;
+	int rc;
+	/* Inside the caller's transaction: a savepoint, committed with it. */
+	bool outer = !sqlite3_get_autocommit(st->db);
+	*n = 0;
+	if ((rc = outer ? store_part_begin(st) : store_begin(st)))
+		return rc;
+	if (store_touch_take(st, now, max, blocked, ids, n))
+		goto fail;
 	for (size_t i = 0; i < *n; i++) {
 		if (!(s = store_stmt(st, STMT_TOUCH_MARK_QUEUED)))
 			goto fail;
@@ -3131,4 +3181,23 @@ int store_touch_schedule_new(struct store *st, int64_t lead_id, int64_t enrolmen
 	sqlite3_bind_int64(s, 6, due_at);
 	sqlite3_bind_int64(s, 7, now);
 	return store_exec_stmt(st, s);
+}
+
+int store_touch_sending_note(struct store *st, int64_t id, const char *message_id,
+			     const char *account, const char *rcpt_domain, const char *subject,
+			     int64_t variant, int64_t now)
+{
+	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SENDING_NOTE);
+	if (!s)
+		return DRIP_ESTORE;
+	sqlite3_bind_int64(s, 1, id);
+	store_bind_text(s, 2, message_id);
+	sqlite3_bind_int64(s, 3, now);
+	if (account)
+		store_bind_text(s, 4, account);
+	if (rcpt_domain)
+		store_bind_text(s, 5, rcpt_domain);
+	store_bind_text(s, 6, subject);
+	sqlite3_bind_int64(s, 7, variant);
+	return store_touch_update(st, s);
 }

@@ -148,6 +148,14 @@ int store_touch_claim(struct store *st, int64_t now, size_t max, int64_t *ids, s
  */
 int store_touch_claim_filtered(struct store *st, int64_t now, size_t max, const char *blocked,
 			       int64_t *ids, size_t *n);
+/*
+ * The touches store_touch_claim_filtered would claim, without marking them queued: for the
+ * scheduler, which takes them inside the transaction that moves each one on (to sending,
+ * skipped, failed, later) and so never commits a touch as queued that waits for nothing.
+ * Only inside a transaction; a touch it returns stays pending until the caller moves it.
+ */
+int store_touch_take(struct store *st, int64_t now, size_t max, const char *blocked, int64_t *ids,
+		     size_t *n);
 int store_touch_get(struct store *st, int64_t id, struct touch *out);
 void store_touch_clear(struct touch *t);
 /* queued -> sending with its Message-ID, committed before a sender thread sees the touch. */
@@ -155,6 +163,14 @@ int store_touch_sending(struct store *st, int64_t id, const char *message_id, in
 /* The same, recording the delivery account and the recipient's domain (for their caps). */
 int store_touch_sending_via(struct store *st, int64_t id, const char *message_id,
 			    const char *account, const char *rcpt_domain, int64_t now);
+/*
+ * store_touch_sending_via and store_touch_note as one UPDATE (one row rewrite, one pass over
+ * the touch's indexes and triggers): the send path's write before the hand-over. From
+ * queued, or from pending for a touch taken with store_touch_take in this transaction.
+ */
+int store_touch_sending_note(struct store *st, int64_t id, const char *message_id,
+			     const char *account, const char *rcpt_domain, const char *subject,
+			     int64_t variant, int64_t now);
 /* sending -> sent. */
 int store_touch_sent(struct store *st, int64_t id, int64_t now);
 /* Any unfinished state -> a final one: "failed", "skipped" or "bounced", with a reason. */
@@ -171,7 +187,8 @@ int store_sent_since(struct store *st, int64_t since, int64_t *count, int64_t *o
  * when rcpt_domain is not NULL, one recipient domain. */
 int store_sent_since_by(struct store *st, const char *account, const char *rcpt_domain,
 			int64_t since, int64_t *count, int64_t *oldest);
-/* queued -> pending, due at `due_at` (outside its send window: waits for the opening). */
+/* queued (or pending) -> pending, due at `due_at` (outside its send window: waits for the
+ * opening). */
 int store_touch_postpone(struct store *st, int64_t id, int64_t due_at, int64_t now);
 /* queued -> pending (a claimed touch that was not handed over, at drain). */
 int store_touch_release(struct store *st, int64_t id);

@@ -646,6 +646,95 @@ static void test_touch_is_only_scheduled_in_the_leads_active_enrolment(void **st
 	assert_rc(store_touch_next_due(st, &due), DRIP_ENOT_FOUND);
 }
 
+/* Inside a transaction (a sent step scheduling the next) the same answers, by another path. */
+static void test_touch_is_only_scheduled_in_the_active_enrolment_inside_a_transaction(void **state)
+{
+	struct store *st = *state;
+	int64_t lead = add_lead(st, "maya@example.org");
+	int64_t other = add_lead(st, "sam@example.org");
+	int64_t theirs = start_enrolment(st, other, "basics");
+	int64_t ended = start_enrolment(st, lead, "basics");
+	assert_rc(store_enrolment_end(st, ended, "exited", T0), 0);
+	int64_t eid = start_enrolment(st, lead, "basics");
+	int64_t tid = 0, again = 0;
+	assert_rc(store_begin(st), 0);
+	assert_rc(store_touch_schedule(st, lead, 999, "basics", "welcome", 0, T0, T0, &tid),
+		  DRIP_ENOT_FOUND);
+	assert_rc(store_touch_schedule(st, lead, theirs, "basics", "welcome", 0, T0, T0, &tid),
+		  DRIP_ENOT_FOUND);
+	assert_rc(store_touch_schedule(st, lead, ended, "basics", "welcome", 0, T0, T0, &tid),
+		  DRIP_ENOT_FOUND);
+	assert_int_equal(tid, 0);
+	assert_rc(store_touch_schedule(st, lead, eid, "basics", "welcome", 0, T0 + 60, T0, &tid),
+		  0);
+	assert_true(tid > 0);
+	assert_rc(store_touch_schedule(st, lead, eid, "basics", "welcome", 0, T0, T0, &again),
+		  DRIP_EEXISTS);
+	assert_int_equal(again, 0);
+	assert_rc(store_commit(st), 0);
+	struct touch t;
+	assert_rc(store_touch_get(st, tid, &t), 0);
+	assert_int_equal(t.enrolment_id, eid);
+	assert_int_equal(t.due_at, T0 + 60);
+	assert_string_equal(t.state, "pending");
+	store_touch_clear(&t);
+	struct store_status ss;
+	assert_rc(store_status(st, &ss), 0);
+	assert_int_equal(ss.pending, 1);
+}
+
+/* The hand-over's one UPDATE: sending, Message-ID, account, domain, subject and variant,
+ * from queued (a claim) or from pending (taken with store_touch_take, in one transaction). */
+static void test_touch_sending_with_its_note_in_one_write(void **state)
+{
+	struct store *st = *state;
+	int64_t tid = one_touch(st, "maya@example.org", T0);
+	int64_t other = one_touch(st, "sam@example.org", T0 + 1);
+	int64_t ids[4];
+	size_t n = 99;
+	assert_rc(store_begin(st), 0);
+	assert_rc(store_touch_take(st, T0, 4, NULL, ids, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], tid);
+	assert_touch_state(st, tid, "pending"); /* taken, not marked */
+	assert_rc(store_touch_sending_note(st, tid, "<t1@example.com>", "main", "example.org",
+					   "Hello", 2, T0 + 5),
+		  0);
+	assert_rc(store_commit(st), 0);
+	struct touch t;
+	assert_rc(store_touch_get(st, tid, &t), 0);
+	assert_string_equal(t.state, "sending");
+	assert_string_equal(t.message_id, "<t1@example.com>");
+	assert_string_equal(t.account, "main");
+	assert_int_equal(t.attempts, 1);
+	assert_int_equal(t.first_attempt_at, T0 + 5);
+	char *mid = NULL, *subject = NULL;
+	assert_rc(store_touch_thread_root(st, t.enrolment_id, &mid, &subject), 0);
+	assert_string_equal(mid, "<t1@example.com>");
+	assert_string_equal(subject, "Hello");
+	free(mid);
+	free(subject);
+	store_touch_clear(&t);
+	/* Twice is refused: it is no longer pending or queued. */
+	assert_rc(store_touch_sending_note(st, tid, "<t2@example.com>", "main", "example.org",
+					   "Again", 0, T0 + 6),
+		  DRIP_ENOT_FOUND);
+	/* A claimed (queued) touch goes too. */
+	claim_one(st, other, T0 + 1);
+	assert_rc(store_touch_sending_note(st, other, "<t3@example.com>", "main", "example.org",
+					   "Hi", 0, T0 + 7),
+		  0);
+	assert_touch_state(st, other, "sending");
+	int64_t since = 0, oldest = 0;
+	assert_rc(store_sent_since_by(st, "main", "example.org", T0, &since, &oldest), 0);
+	assert_int_equal(since, 2);
+	struct store_status ss;
+	assert_rc(store_status(st, &ss), 0);
+	assert_int_equal(ss.pending, 0);
+	assert_int_equal(ss.queued, 0);
+	assert_int_equal(ss.sending, 2);
+}
+
 static void test_next_due_is_not_found_when_nothing_is_pending(void **state)
 {
 	struct store *st = *state;
@@ -1382,6 +1471,9 @@ int main(void)
 		STORE_TEST(test_step_is_scheduled_at_most_once),
 		STORE_TEST(test_touch_is_stored_with_its_schedule),
 		STORE_TEST(test_touch_is_only_scheduled_in_the_leads_active_enrolment),
+		STORE_TEST(
+			test_touch_is_only_scheduled_in_the_active_enrolment_inside_a_transaction),
+		STORE_TEST(test_touch_sending_with_its_note_in_one_write),
 		STORE_TEST(test_next_due_is_not_found_when_nothing_is_pending),
 		STORE_TEST(test_next_due_is_the_earliest_pending_touch),
 		STORE_TEST(test_claim_takes_due_pending_touches_oldest_first_up_to_max),

@@ -385,7 +385,6 @@ enum store_stmt_id {
 	STMT_LEAD_ADD_SCORE,
 	STMT_LEAD_HAS_EVENT,
 	STMT_LEAD_HAS_STEP_EVENT,
-	STMT_TOUCH_NOTE,
 	STMT_TOUCH_THREAD_ROOT,
 	STMT_TOUCH_FIND,
 	STMT_TOUCH_NEXT_FOR_LEAD,
@@ -570,7 +569,6 @@ static const char *const store_sql_more[] = {
 				     "WHERE e.lead_id = ?1 AND e.kind = ?2 AND t.sequence = ?3 "
 				     "AND t.step = ?4 AND coalesce(e.confidence, 1) >= 0.5 "
 				     "LIMIT 1",
-	[STMT_TOUCH_NOTE] = "UPDATE touches SET subject = ?2, variant = ?3 WHERE id = ?1",
 	[STMT_TOUCH_THREAD_ROOT] =
 		"SELECT message_id, coalesce(subject, '') FROM touches "
 		"WHERE enrolment_id = ?1 AND message_id IS NOT NULL AND "
@@ -715,7 +713,7 @@ static const char *const store_sql_more[] = {
 	[STMT_TOUCH_SCHEDULE_NEW] = "INSERT INTO touches (lead_id, enrolment_id, sequence, step, "
 				    "step_index, due_at, created_at, updated_at) "
 				    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-	/* STMT_TOUCH_SENDING and STMT_TOUCH_NOTE in one. */
+	/* The hand-over's write: sending, and what the touch says, in one UPDATE. */
 	[STMT_TOUCH_SENDING_NOTE] = "UPDATE touches SET state = 'sending', message_id = ?2, "
 				    "attempts = attempts + 1, updated_at = ?3, account = ?4, "
 				    "rcpt_domain = ?5, "
@@ -1465,22 +1463,12 @@ static int store_touch_update(struct store *st, sqlite3_stmt *s)
 
 int store_touch_sending(struct store *st, int64_t id, const char *message_id, int64_t now)
 {
-	return store_touch_sending_via(st, id, message_id, NULL, NULL, now);
-}
-
-int store_touch_sending_via(struct store *st, int64_t id, const char *message_id,
-			    const char *account, const char *rcpt_domain, int64_t now)
-{
 	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_SENDING);
 	if (!s)
 		return DRIP_ESTORE;
 	sqlite3_bind_int64(s, 1, id);
 	store_bind_text(s, 2, message_id);
 	sqlite3_bind_int64(s, 3, now);
-	if (account)
-		store_bind_text(s, 4, account);
-	if (rcpt_domain)
-		store_bind_text(s, 5, rcpt_domain);
 	return store_touch_update(st, s);
 }
 
@@ -1763,17 +1751,6 @@ int store_lead_has_event(struct store *st, int64_t lead_id, const char *kind, co
 	sqlite3_reset(s);
 	*found = rc == SQLITE_ROW;
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_fail(st, "has event");
-}
-
-int store_touch_note(struct store *st, int64_t id, const char *subject, int64_t variant)
-{
-	sqlite3_stmt *s = store_stmt(st, STMT_TOUCH_NOTE);
-	if (!s)
-		return DRIP_ESTORE;
-	sqlite3_bind_int64(s, 1, id);
-	store_bind_text(s, 2, subject);
-	sqlite3_bind_int64(s, 3, variant);
-	return store_touch_update(st, s);
 }
 
 int store_touch_thread_root(struct store *st, int64_t enrolment_id, char **message_id,

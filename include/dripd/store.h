@@ -160,13 +160,11 @@ int store_touch_get(struct store *st, int64_t id, struct touch *out);
 void store_touch_clear(struct touch *t);
 /* queued -> sending with its Message-ID, committed before a sender thread sees the touch. */
 int store_touch_sending(struct store *st, int64_t id, const char *message_id, int64_t now);
-/* The same, recording the delivery account and the recipient's domain (for their caps). */
-int store_touch_sending_via(struct store *st, int64_t id, const char *message_id,
-			    const char *account, const char *rcpt_domain, int64_t now);
 /*
- * store_touch_sending_via and store_touch_note as one UPDATE (one row rewrite, one pass over
- * the touch's indexes and triggers): the send path's write before the hand-over. From
- * queued, or from pending for a touch taken with store_touch_take in this transaction.
+ * The send path's write before the hand-over, in one UPDATE (one row rewrite, one pass over
+ * the touch's indexes and triggers): sending with its Message-ID, the delivery account and
+ * the recipient's domain (for their caps), and what it says (subject, variant of its step).
+ * From queued, or from pending for a touch taken with store_touch_take in this transaction.
  */
 int store_touch_sending_note(struct store *st, int64_t id, const char *message_id,
 			     const char *account, const char *rcpt_domain, const char *subject,
@@ -218,8 +216,6 @@ int store_leads_falling(struct store *st, int64_t now, int64_t *ids, size_t max,
  */
 int store_lead_has_event(struct store *st, int64_t lead_id, const char *kind, const char *sequence,
 			 const char *step, bool *found);
-/* Records what a touch is about to say: its subject and the variant of its step. */
-int store_touch_note(struct store *st, int64_t id, const char *subject, int64_t variant);
 /* The first touch of an enrolment that went out: its Message-ID and subject (threading). */
 int store_touch_thread_root(struct store *st, int64_t enrolment_id, char **message_id,
 			    char **subject);

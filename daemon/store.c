@@ -966,7 +966,9 @@ static void store_ckpt_free(struct store_ckpt *c)
 static void store_ckpt_catch_up(struct store *st)
 {
 	struct store_ckpt *c = st->ckpt;
-	if (c->pages < STORE_WAL_MAX_PAGES)
+	/* While the pool's checkpoints fail (a full disk), the WAL is kept as small as
+	 * SQLite's own checkpoints keep it. */
+	if (c->pages < (c->failing ? STORE_CHECKPOINT_PAGES : STORE_WAL_MAX_PAGES))
 		return;
 	while (c->running && !atomic_load(&c->finished))
 		uv_sleep(1);
@@ -2075,6 +2077,16 @@ int store_write_probe(struct store *st, int64_t now, int64_t *requeued)
 	sqlite3_stmt *s;
 	int rc;
 	*requeued = 0;
+	if (st->ckpt) {
+		/* With checkpoints in the pool the WAL may hold up to STORE_WAL_MAX_PAGES: on a
+		 * full disk that space is given back here, once the database file can grow
+		 * again, or the probe's small write fits while every real commit fails. */
+		while (st->ckpt->running && !atomic_load(&st->ckpt->finished))
+			uv_sleep(1);
+		if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
+					      NULL) == SQLITE_OK)
+			st->ckpt->pages = st->ckpt->base = 0;
+	}
 	store_error_clear(st);
 	if ((rc = store_begin(st)))
 		return rc;

@@ -963,6 +963,25 @@ static void store_ckpt_free(struct store_ckpt *c)
  * time costs the loop three fsyncs (~5 ms each here, with the next WAL header's), so the
  * bound is 8,000 pages rather than 4,000: 6 times in 10,000 benchmark messages, not 16.
  */
+/* Waits for a checkpoint in flight in the pool (its connection holds the checkpoint lock,
+ * for which SQLite does not wait). Works without the loop running. */
+static void store_ckpt_wait(const struct store_ckpt *c)
+{
+	while (c->running && !atomic_load(&c->finished))
+		uv_sleep(1);
+}
+
+/* A TRUNCATE checkpoint: every frame copied back and the WAL file cut to zero bytes. */
+static int store_wal_truncate(struct store *st)
+{
+	if (st->ckpt)
+		store_ckpt_wait(st->ckpt);
+	int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	if (rc == SQLITE_OK && st->ckpt)
+		st->ckpt->pages = st->ckpt->base = 0;
+	return rc;
+}
+
 static void store_ckpt_catch_up(struct store *st)
 {
 	struct store_ckpt *c = st->ckpt;
@@ -970,8 +989,7 @@ static void store_ckpt_catch_up(struct store *st)
 	 * SQLite's own checkpoints keep it. */
 	if (c->pages < (c->failing ? STORE_CHECKPOINT_PAGES : STORE_WAL_MAX_PAGES))
 		return;
-	while (c->running && !atomic_load(&c->finished))
-		uv_sleep(1);
+	store_ckpt_wait(c);
 	if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) ==
 	    SQLITE_OK) {
 		c->on_loop++;
@@ -1056,8 +1074,7 @@ void store_close(struct store *st)
 	if (st->ckpt) {
 		/* A checkpoint in flight finishes on its own connection first. (The daemon
 		 * closes the store after its loop has stopped, when none can be in flight.) */
-		while (st->ckpt->running && !atomic_load(&st->ckpt->finished))
-			uv_sleep(1);
+		store_ckpt_wait(st->ckpt);
 		store_ckpt_free(st->ckpt);
 	}
 	for (int i = 0; i < STMT_COUNT; i++)
@@ -2077,16 +2094,11 @@ int store_write_probe(struct store *st, int64_t now, int64_t *requeued)
 	sqlite3_stmt *s;
 	int rc;
 	*requeued = 0;
-	if (st->ckpt) {
-		/* With checkpoints in the pool the WAL may hold up to STORE_WAL_MAX_PAGES: on a
-		 * full disk that space is given back here, once the database file can grow
-		 * again, or the probe's small write fits while every real commit fails. */
-		while (st->ckpt->running && !atomic_load(&st->ckpt->finished))
-			uv_sleep(1);
-		if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
-					      NULL) == SQLITE_OK)
-			st->ckpt->pages = st->ckpt->base = 0;
-	}
+	/* With checkpoints in the pool the WAL may hold up to STORE_WAL_MAX_PAGES: on a full
+	 * disk that space is given back here, once the database file can grow again, or the
+	 * probe's small write fits while every real commit fails. */
+	if (st->ckpt)
+		store_wal_truncate(st);
 	store_error_clear(st);
 	if ((rc = store_begin(st)))
 		return rc;
@@ -2939,19 +2951,8 @@ int store_signup_forget(struct store *st, int64_t lead_id, const char *email)
 
 int store_checkpoint(struct store *st)
 {
-	/* TRUNCATE: the WAL's frames (which may hold erased rows) are copied back and the
-	 * file is cut to zero bytes. Outside a transaction only. A background checkpoint
-	 * holds the checkpoint lock for a few milliseconds, and SQLite does not wait for that
-	 * lock: wait for it here, at most about a second. */
-	int rc;
-	for (int i = 0; i < 100; i++) {
-		rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
-					       NULL);
-		if (rc != SQLITE_BUSY || !st->ckpt)
-			break;
-		sqlite3_sleep(10);
-	}
-	if (rc != SQLITE_OK)
+	/* The WAL's frames may hold erased rows. Outside a transaction only. */
+	if (store_wal_truncate(st) != SQLITE_OK)
 		return store_fail(st, "wal_checkpoint(TRUNCATE)");
 	return 0;
 }

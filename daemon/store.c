@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/statvfs.h>
 
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
@@ -755,6 +756,8 @@ struct store_ckpt {
 	bool running;
 	atomic_bool finished;
 	bool failing; /* the last one failed: logged once until one succeeds */
+	bool tight; /* the file system has no room for a WAL of STORE_WAL_MAX_PAGES */
+	int64_t frame; /* bytes a WAL frame takes: the page size and its header */
 	int rc;
 	char err[200];
 	int pages; /* frames in the WAL after the last commit */
@@ -982,12 +985,27 @@ static int store_wal_truncate(struct store *st)
 	return rc;
 }
 
+/*
+ * Whether the WAL may grow to STORE_WAL_MAX_PAGES: not when that growth would take more
+ * than half the room left on the database's file system. A 16 MiB one filled up with the
+ * WAL of 150 leads' first messages (under ASan, on a busy machine, the pool's checkpoint
+ * never caught the stream of commits). Asked every STORE_CHECKPOINT_PAGES frames.
+ */
+static bool store_ckpt_tight(const struct store_ckpt *c)
+{
+	struct statvfs vfs;
+	if (statvfs(c->path, &vfs) != 0)
+		return false; /* the commits themselves report what is wrong */
+	int64_t room = (int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize;
+	return (int64_t)(STORE_WAL_MAX_PAGES - c->pages) * c->frame > room / 2;
+}
+
 static void store_ckpt_catch_up(struct store *st)
 {
 	struct store_ckpt *c = st->ckpt;
-	/* While the pool's checkpoints fail (a full disk), the WAL is kept as small as
-	 * SQLite's own checkpoints keep it. */
-	if (c->pages < (c->failing ? STORE_CHECKPOINT_PAGES : STORE_WAL_MAX_PAGES))
+	/* While the pool's checkpoints fail (a full disk), or on a file system too small for
+	 * the larger WAL, the WAL is kept as small as SQLite's own checkpoints keep it. */
+	if (c->pages < (c->failing || c->tight ? STORE_CHECKPOINT_PAGES : STORE_WAL_MAX_PAGES))
 		return;
 	store_ckpt_wait(c);
 	if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) ==
@@ -1028,10 +1046,13 @@ static int store_ckpt_hook(void *arg, sqlite3 *db, const char *name, int pages)
 	if (pages < c->pages)
 		c->base = 0; /* the WAL started again from its beginning */
 	c->pages = pages;
-	store_ckpt_catch_up(c->st); /* SQLite allows a checkpoint here, as its own does */
 	/* Every STORE_CHECKPOINT_PAGES new frames, not after every commit once the WAL
 	 * holds that many (431 checkpoints instead of ~50 for 10,000 messages). */
-	if (c->pages - c->base < STORE_CHECKPOINT_PAGES || c->running)
+	bool due = c->pages - c->base >= STORE_CHECKPOINT_PAGES;
+	if (due)
+		c->tight = store_ckpt_tight(c);
+	store_ckpt_catch_up(c->st); /* SQLite allows a checkpoint here, as its own does */
+	if (!due || c->pages - c->base < STORE_CHECKPOINT_PAGES || c->running)
 		return SQLITE_OK;
 	c->base = c->pages;
 	c->running = true;
@@ -1053,6 +1074,12 @@ int store_checkpoint_in_background(struct store *st, uv_loop_t *loop)
 	c->st = st;
 	c->loop = loop;
 	c->path = xstrdup(path);
+	c->frame = 4096 + 24;
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->db, "PRAGMA page_size", -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		c->frame = sqlite3_column_int64(s, 0) + 24;
+	sqlite3_finalize(s);
 	st->ckpt = c;
 	/* Replaces SQLite's automatic checkpoint, which is a WAL hook of its own. */
 	sqlite3_wal_hook(st->db, store_ckpt_hook, c);

@@ -83,7 +83,8 @@ void store_close(struct store *st);
  * store's own, once a commit leaves STORE_CHECKPOINT_PAGES or more in it, instead of inside
  * that commit on the loop thread (where the copy and its fsyncs took half the commit time
  * of a delivery run). A file database only; the loop must outlive the store's use.
- * The WAL stays under about STORE_WAL_MAX_PAGES pages.
+ * The WAL stays under about STORE_WAL_MAX_PAGES pages, or STORE_CHECKPOINT_PAGES on a file
+ * system with no room for the larger WAL (half its free space, checked as the WAL grows).
  */
 struct uv_loop_s;
 #define STORE_CHECKPOINT_PAGES 1000

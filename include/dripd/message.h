@@ -34,7 +34,8 @@ int message_build(const struct message_spec *m, struct buf *out, char *err, size
 /* The addr-spec of a From-style value ("Name <a@b>" -> "a@b") into out; 0 or DRIP_EINVALID. */
 int message_address(const char *value, char *out, size_t outlen);
 
-/* A new Message-ID "<t<touch>.<random>@<domain of from>>"; the caller frees it. */
+/* A new Message-ID "<t<touch, 10 digits or more>.<random>@<domain of from>>"; the caller
+ * frees it. */
 char *message_make_id(const char *from, int64_t touch_id);
 
 /* Quoted-printable encoding of `in` (LF or CRLF line ends) with CRLF line ends. */

@@ -880,14 +880,14 @@ static void test_message_id_uses_the_sender_domain_and_is_unique(void **state)
 	(void)state;
 	char *a = message_make_id("Ana Ruiz <ana@mail.example.com>", 42);
 	char *b = message_make_id("Ana Ruiz <ana@mail.example.com>", 42);
-	if (strncmp(a, "<t42.", 5) != 0)
-		fail_msg("expected \"<t42.…\", got \"%s\"", a);
+	if (strncmp(a, "<t0000000042.", 13) != 0)
+		fail_msg("expected \"<t0000000042.…\", got \"%s\"", a);
 	const char *at = strchr(a, '@');
 	assert_non_null(at);
 	assert_string_equal(at, "@mail.example.com>");
 	/* The random part is 24 lower-case hex digits. */
-	assert_int_equal((size_t)(at - (a + 5)), 24);
-	for (const char *p = a + 5; p < at; p++)
+	assert_int_equal((size_t)(at - (a + 13)), 24);
+	for (const char *p = a + 13; p < at; p++)
 		if (!strchr("0123456789abcdef", *p))
 			fail_msg("expected hex in the random part, got \"%s\"", a);
 	if (strcmp(a, b) == 0)
@@ -896,6 +896,16 @@ static void test_message_id_uses_the_sender_domain_and_is_unique(void **state)
 	free(b);
 	char *c = message_make_id("not an address", 1);
 	assert_contains(c, "@localhost>");
+	free(c);
+	/* Later touches sort after earlier ones, across a change in the number of digits
+	 * (the Message-ID index then grows at its end). */
+	a = message_make_id("ana@example.com", 9999);
+	b = message_make_id("ana@example.com", 10000);
+	c = message_make_id("ana@example.com", 12345678901LL);
+	if (strcmp(a, b) >= 0 || strncmp(c, "<t12345678901.", 14) != 0)
+		fail_msg("expected ordered ids, got \"%s\", \"%s\", \"%s\"", a, b, c);
+	free(a);
+	free(b);
 	free(c);
 }
 

@@ -11,8 +11,11 @@
 #   dripd        the real daemon with max_connections C and N leads whose one touch is due
 #                now: claim, render, build, commit as sending, send, record sent, schedule
 #                the next step, for every lead. Wall time from starting dripd until
-#                `dripctl status` says sent == N (seen within 0.2 s), one run; peak RSS is
-#                VmHWM from /proc just before dripd is stopped.
+#                `dripctl status` says sent == N (seen within 0.2 s), each run from a copy
+#                of the same database; peak RSS is VmHWM from /proc just before dripd is
+#                stopped. A run that leaves a touch unsent or logs a warning fails the bench.
+# Each run measures the three back to back, so a VM whose speed drifts over minutes moves
+# them alike; the ratios are taken within each run and their medians reported.
 # SIZE is the size of one dripd message of the bench content (measured with
 # `dripctl preview`), so all three send messages of about the same size (smtp-source adds
 # its own few header lines to SIZE bytes of body; curl_ref sends exactly SIZE bytes).
@@ -24,7 +27,7 @@
 #     --leads N   messages per measurement and leads for dripd (default 100000)
 #     --conns C   SMTP connections: smtp-source sessions, curl_ref threads, dripd's
 #                 delivery.max_connections (default 8)
-#     --runs R    runs of each reference; the median is reported (default 3)
+#     --runs R    runs of all three; medians are reported (default 3)
 #     --keep      keep the work folder (database, logs) instead of removing it
 #   DRIPD_BENCH_BUILD=DIR uses another build folder (default build-bench/ at the top).
 #   DRIPD_BENCH_PERF=1 records `perf record -g` of dripd during its run into the work
@@ -241,11 +244,19 @@ COMMIT;
 PRAGMA wal_checkpoint(TRUNCATE);
 EOF
 
-# --- the references ----------------------------------------------------------------------
+# A copy of the prepared database, so that each dripd run starts from the same N due leads.
+cp "$db" "$work/bench.db"
+
+# --- the runs ----------------------------------------------------------------------------
+# Each run measures smtp-source, curl_ref and dripd back to back, so a machine whose speed
+# drifts over minutes (a VM's neighbours) moves all three alike; each ratio is taken within
+# its run, and the table reports medians.
 : >"$work/source.rates"
 : >"$work/curl.rates"
-for r in $(seq "$runs"); do
-	say "smtp-source run $r/$runs: $leads messages, $conns connections"
+: >"$work/dripd.runs"
+source_run() { # RUN
+	say "smtp-source run $1/$runs: $leads messages, $conns connections"
+	local t0 t1
 	t0=$(now_s)
 	/usr/sbin/smtp-source -d -s "$conns" -m "$leads" -l "$size" -f bench@example.com \
 		-t sink@example.org 127.0.0.1:"$port" >"$work/source.log" 2>&1 || {
@@ -256,91 +267,123 @@ for r in $(seq "$runs"); do
 	awk -v n="$leads" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", n / (b - a) }' \
 		>>"$work/source.rates"
 	say "  $(tail -1 "$work/source.rates") msg/s"
-done
-for r in $(seq "$runs"); do
-	say "curl_ref run $r/$runs"
+}
+curl_run() { # RUN
+	say "curl_ref run $1/$runs"
+	local out
 	out=$("$work/curl_ref" "$url" "$leads" "$size" "$conns")
 	say "  $out"
 	sed 's/.*: \([0-9.]*\) msg\/s$/\1/' <<<"$out" >>"$work/curl.rates"
+}
+# CPU seconds dripd used (all its threads; then its loop thread alone), from utime + stime.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "$1"; }
+dripd_run() { # RUN: appends "rate secs cpu loop_cpu rss_kib" to dripd.runs
+	say "dripd run $1/$runs: $leads due leads, $conns connections"
+	rm -f "$db" "$db-wal" "$db-shm"
+	cp "$work/bench.db" "$db"
+	: >"$work/run/dripd.log"
+	local t0 t1 sent status last_report deadline
+	t0=$(now_s)
+	start_dripd "$work/run"
+	# Profiles the first run only.
+	if [ "$1" = 1 ] && [ "${DRIPD_BENCH_PERF:-0}" = strace ]; then
+		strace ${DRIPD_BENCH_STRACE_ARGS:--c} -f -o "$work/strace.txt" -p "$dripd_pid" \
+			2>"$work/perf.log" &
+		perf_pid=$!
+	elif [ "$1" = 1 ] && [ "${DRIPD_BENCH_PERF:-0}" != 0 ]; then
+		case $DRIPD_BENCH_PERF in
+		dwarf) perf_args=(--call-graph "dwarf,16384" -F 499) ;;
+		*) perf_args=(-g) ;;
+		esac
+		perf record "${perf_args[@]}" -o "$work/perf.data" -p "$dripd_pid" \
+			>"$work/perf.log" 2>&1 &
+		perf_pid=$!
+	fi
+	# Each `dripctl status` costs the loop a turn: the poll sleeps half the remaining time
+	# estimated from the rate so far (at most 5 s), and 0.2 s once the end is near, so the
+	# end is still seen within 0.2 s.
+	sent=0
+	last_report=$(date +%s)
+	deadline=$(($(date +%s) + 1800))
+	while :; do
+		status=$("$dripctl" -s "$work/run/control.sock" --json status)
+		# dripctl --json pretty-prints with tabs: "sent":<TAB>123
+		sent=$(tr -d ' \t\n' <<<"$status" | grep -o '"sent":[0-9]*' | cut -d: -f2) || sent=0
+		[ "${sent:-0}" -ge "$leads" ] && break
+		kill -0 "$dripd_pid" 2>/dev/null || { echo "smtp_bench: dripd died" >&2; exit 1; }
+		if [ "$(date +%s)" -gt "$deadline" ]; then
+			echo "smtp_bench: dripd sent only $sent of $leads in 30 minutes" >&2
+			exit 1
+		fi
+		if [ $(($(date +%s) - last_report)) -ge 10 ]; then
+			last_report=$(date +%s)
+			say "  $sent sent"
+		fi
+		sleep "$(awk -v s="${sent:-0}" -v n="$leads" -v a="$t0" -v b="$(now_s)" 'BEGIN {
+			w = 0.2
+			if (s > 0) { w = (n - s) / (s / (b - a)) / 2; if (w > 5) w = 5; if (w < 0.2) w = 0.2 }
+			printf "%.2f\n", w }')"
+	done
+	t1=$(now_s)
+	local secs rss_kib cpu_s loop_cpu_s states warnings
+	secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }')
+	rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$dripd_pid/status")
+	cpu_s=$(cpu_of "/proc/$dripd_pid/stat")
+	loop_cpu_s=$(cpu_of "/proc/$dripd_pid/task/$dripd_pid/stat")
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid" 2>/dev/null || true
+		wait "$perf_pid" 2>/dev/null || true
+		perf_pid=''
+	fi
+	ckpts=$(curl -s "http://127.0.0.1:$tport/metrics" | awk -F'[{}" ]+' \
+		'/^dripd_wal_checkpoints_total/ { printf "%s%s %s", sep, $3, $4; sep = ", " }')
+	stop_dripd
+	states=$(sqlite3 "$db" "SELECT group_concat(state || '=' || n, ' ') FROM
+		(SELECT state, count(*) n FROM touches GROUP BY state)")
+	warnings=$(grep -c '^<[0-4]>' "$work/run/dripd.log" || true)
+	if [ "$states" != "sent=$leads" ] || [ "$warnings" != 0 ]; then
+		echo "smtp_bench: dripd run $1 ended with touches $states and $warnings warning(s)" \
+			"or error(s) in its log:" >&2
+		grep '^<[0-4]>' "$work/run/dripd.log" | head -20 >&2
+		exit 1
+	fi
+	echo "$(div "$leads" "$secs") $secs $cpu_s $loop_cpu_s $rss_kib" >>"$work/dripd.runs"
+	say "  $(div "$leads" "$secs") msg/s"
+}
+for r in $(seq "$runs"); do
+	source_run "$r"
+	curl_run "$r"
+	dripd_run "$r"
 done
 source_rate=$(median <"$work/source.rates")
 curl_rate=$(median <"$work/curl.rates")
-
-# --- dripd -------------------------------------------------------------------------------
-say "dripd: $leads due leads, $conns connections"
-t0=$(now_s)
-start_dripd "$work/run"
-case ${DRIPD_BENCH_PERF:-0} in
-0) ;;
-dwarf) perf_args=(--call-graph "dwarf,16384" -F 499) ;;
-*) perf_args=(-g) ;;
-esac
-if [ "${DRIPD_BENCH_PERF:-0}" = strace ]; then
-	strace ${DRIPD_BENCH_STRACE_ARGS:--c} -f -o "$work/strace.txt" -p "$dripd_pid" 2>"$work/perf.log" &
-	perf_pid=$!
-elif [ "${DRIPD_BENCH_PERF:-0}" != 0 ]; then
-	perf record "${perf_args[@]}" -o "$work/perf.data" -p "$dripd_pid" >"$work/perf.log" 2>&1 &
-	perf_pid=$!
-fi
-# `dripctl status` counts touches by state with full scans (~80 ms at 100,000 touches, on
-# dripd's loop thread), so polling it five times a second would itself slow dripd down by
-# a fifth: the poll sleeps half the remaining time estimated from the rate so far (at most
-# 5 s), and 0.2 s once the end is near, so the end is still seen within 0.2 s.
-sent=0
-last_report=$(date +%s)
-deadline=$(($(date +%s) + 1800))
-while :; do
-	status=$("$dripctl" -s "$work/run/control.sock" --json status)
-	# dripctl --json pretty-prints with tabs: "sent":<TAB>123
-	sent=$(tr -d ' \t\n' <<<"$status" | grep -o '"sent":[0-9]*' | cut -d: -f2) || sent=0
-	[ "${sent:-0}" -ge "$leads" ] && break
-	kill -0 "$dripd_pid" 2>/dev/null || { echo "smtp_bench: dripd died" >&2; exit 1; }
-	if [ "$(date +%s)" -gt "$deadline" ]; then
-		echo "smtp_bench: dripd sent only $sent of $leads in 30 minutes" >&2
-		exit 1
-	fi
-	if [ $(($(date +%s) - last_report)) -ge 10 ]; then
-		last_report=$(date +%s)
-		say "  $sent sent"
-	fi
-	sleep "$(awk -v s="${sent:-0}" -v n="$leads" -v a="$t0" -v b="$(now_s)" 'BEGIN {
-		w = 0.2
-		if (s > 0) { w = (n - s) / (s / (b - a)) / 2; if (w > 5) w = 5; if (w < 0.2) w = 0.2 }
-		printf "%.2f\n", w }')"
-done
-t1=$(now_s)
-dripd_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }')
-rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$dripd_pid/status")
-# CPU seconds dripd used (all its threads; then its loop thread alone), from utime + stime.
-cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "$1"; }
-cpu_s=$(cpu_of "/proc/$dripd_pid/stat")
-loop_cpu_s=$(cpu_of "/proc/$dripd_pid/task/$dripd_pid/stat")
-if [ -n "$perf_pid" ]; then
-	kill -INT "$perf_pid" 2>/dev/null || true
-	wait "$perf_pid" 2>/dev/null || true
-	perf_pid=''
-fi
-ckpts=$(curl -s "http://127.0.0.1:$tport/metrics" | awk -F'[{}" ]+' \
-	'/^dripd_wal_checkpoints_total/ { printf "%s%s %s", sep, $3, $4; sep = ", " }')
-stop_dripd
-states=$(sqlite3 "$db" "SELECT group_concat(state || '=' || n, ' ') FROM
-	(SELECT state, count(*) n FROM touches GROUP BY state)")
-dripd_rate=$(div "$leads" "$dripd_secs")
+# The median dripd run by rate (its CPU figures go with it), and the ratios within each run.
+read -r dripd_rate dripd_secs cpu_s loop_cpu_s _ <<<"$(sort -g "$work/dripd.runs" |
+	awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }')"
+rss_kib=$(awk '$5 > m { m = $5 } END { print m }' "$work/dripd.runs")
 rss_mib=$(awk -v k="$rss_kib" 'BEGIN { printf "%.1f\n", k / 1024 }')
 cpu_us=$(awk -v c="$cpu_s" -v n="$leads" 'BEGIN { printf "%.0f\n", c * 1e6 / n }')
-warnings=$(grep -c '^<[0-4]>' "$work/run/dripd.log" || true)
+per_run() { # REFERENCE-RATES-FILE: "r1 r2 …", dripd's rate over the reference's, run by run
+	paste -d' ' <(cut -d' ' -f1 "$work/dripd.runs") "$1" |
+		awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2 }'
+}
+source_ratios=$(per_run "$work/source.rates")
+curl_ratios=$(per_run "$work/curl.rates")
 
 # --- the table ---------------------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
+# the median of space-separated ratios, to two decimals
+med() { tr ' ' '\n' | sort -g | awk '{ a[NR] = $1 } END {
+	printf "%.2f\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 cat <<EOF
 
-dripd delivery benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $leads messages of $size bytes, $conns connections
-  smtp-source          $(printf '%9s' "$source_rate") msg/s   median of $runs: $(paste -sd' ' "$work/source.rates")
-  curl_ref             $(printf '%9s' "$curl_rate") msg/s   median of $runs: $(paste -sd' ' "$work/curl.rates")
-  dripd                $(printf '%9s' "$dripd_rate") msg/s   $leads in $dripd_secs s; CPU ${cpu_s} s (${cpu_us} us/message), loop thread ${loop_cpu_s} s
-  dripd / smtp-source  $(printf '%9s' "$(ratio "$dripd_rate" "$source_rate")")         target >= 0.5
-  dripd / curl_ref     $(printf '%9s' "$(ratio "$dripd_rate" "$curl_rate")")         stretch >= 0.9
-  dripd peak RSS       $(printf '%9s' "$rss_mib") MiB     target < 64
-  touches after the run: $states; warnings and errors in dripd's log: $warnings
-  WAL checkpoints (thread: count): $ckpts
+dripd delivery benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $leads messages of $size bytes, $conns connections, $runs runs
+  smtp-source          $(printf '%9s' "$source_rate") msg/s   median; runs: $(paste -sd' ' "$work/source.rates")
+  curl_ref             $(printf '%9s' "$curl_rate") msg/s   median; runs: $(paste -sd' ' "$work/curl.rates")
+  dripd                $(printf '%9s' "$dripd_rate") msg/s   median; runs: $(cut -d' ' -f1 "$work/dripd.runs" | paste -sd' ')
+                                 median run: $leads in $dripd_secs s; CPU ${cpu_s} s (${cpu_us} us/message), loop thread ${loop_cpu_s} s
+  dripd / smtp-source  $(printf '%9s' "$(med <<<"$source_ratios")")         median of the runs' ratios ($source_ratios); target >= 0.5
+  dripd / curl_ref     $(printf '%9s' "$(med <<<"$curl_ratios")")         median of the runs' ratios ($curl_ratios); stretch >= 0.9
+  dripd peak RSS       $(printf '%9s' "$rss_mib") MiB     highest of the runs; target < 64
+  every run sent all $leads touches, with no warning or error in dripd's log
+  WAL checkpoints in the last run (thread: count): $ckpts
 EOF

@@ -227,25 +227,13 @@ static void signup_page(struct signup_answer *a, int status, const char *title, 
 {
 	struct buf b;
 	buf_init(&b);
-	buf_adds(&b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-		     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-		     "<meta name=\"robots\" content=\"noindex\"><title>");
-	buf_add_html(&b, title);
-	buf_adds(&b,
-		 "</title><style>body{font:16px/1.5 system-ui,sans-serif;color:#222;"
-		 "background:#f6f6f4;margin:0}main{max-width:32em;margin:12vh auto;"
-		 "background:#fff;padding:2em 2.5em;border-radius:8px}"
-		 "button{font:inherit;padding:.6em 1.4em;border:0;border-radius:6px;"
-		 "background:#1f5f8b;color:#fff;cursor:pointer}</style></head><body><main><h1>");
-	buf_add_html(&b, title);
-	buf_adds(&b, "</h1><p>");
-	buf_add_html(&b, para);
+	buf_add_page_start(&b, title, para);
 	buf_adds(&b, "</p>");
 	if (button)
 		buf_adds(&b, "<form method=\"post\"><input type=\"hidden\" name=\"confirm\" "
 			     "value=\"yes\"><button id=\"confirm\" type=\"submit\">Confirm my "
 			     "subscription</button></form>");
-	buf_adds(&b, "</main></body></html>\n");
+	buf_add_page_end(&b);
 	a->status = status;
 	a->ctype = "text/html; charset=utf-8";
 	a->body = buf_steal(&b);

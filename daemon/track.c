@@ -759,20 +759,7 @@ static void track_page(struct track_conn *c, int status, const char *title, cons
 {
 	struct buf b;
 	buf_init(&b);
-	buf_adds(&b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-		     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-		     "<meta name=\"robots\" content=\"noindex\"><title>");
-	buf_add_html(&b, title);
-	buf_adds(&b, "</title><style>body{font:16px/1.5 system-ui,sans-serif;color:#222;"
-		     "background:#f6f6f4;margin:0}main{max-width:32em;margin:12vh auto;"
-		     "background:#fff;padding:2em 2.5em;border-radius:8px;"
-		     "box-shadow:0 1px 4px rgba(0,0,0,.08)}h1{font-size:1.4em;margin-top:0}"
-		     "button{font:inherit;padding:.6em 1.4em;border:0;border-radius:6px;"
-		     "background:#1f5f8b;color:#fff;cursor:pointer}button:hover{background:#174a6d}"
-		     "</style></head><body><main><h1>");
-	buf_add_html(&b, title);
-	buf_adds(&b, "</h1><p>");
-	buf_add_html(&b, para);
+	buf_add_page_start(&b, title, para);
 	if (email) {
 		buf_adds(&b, " <strong id=\"email\">");
 		buf_add_html(&b, email);
@@ -784,7 +771,7 @@ static void track_page(struct track_conn *c, int status, const char *title, cons
 			     "value=\"yes\"><button id=\"unsubscribe\" type=\"submit\">Unsubscribe"
 			     "</button></form><p><small>Nothing changes until you press the button."
 			     "</small></p>");
-	buf_adds(&b, "</main></body></html>\n");
+	buf_add_page_end(&b);
 	track_answer(c, status, "text/html; charset=utf-8",
 		     "Cache-Control: no-store\r\nX-Frame-Options: DENY\r\n"
 		     "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; "

@@ -158,6 +158,29 @@ void buf_add_html(struct buf *b, const char *s)
 	}
 }
 
+void buf_add_page_start(struct buf *b, const char *title, const char *para)
+{
+	buf_adds(b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+		    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+		    "<meta name=\"robots\" content=\"noindex\"><title>");
+	buf_add_html(b, title);
+	buf_adds(b, "</title><style>body{font:16px/1.5 system-ui,sans-serif;color:#222;"
+		    "background:#f6f6f4;margin:0}main{max-width:32em;margin:12vh auto;"
+		    "background:#fff;padding:2em 2.5em;border-radius:8px;"
+		    "box-shadow:0 1px 4px rgba(0,0,0,.08)}h1{font-size:1.4em;margin-top:0}"
+		    "button{font:inherit;padding:.6em 1.4em;border:0;border-radius:6px;"
+		    "background:#1f5f8b;color:#fff;cursor:pointer}button:hover{background:#174a6d}"
+		    "</style></head><body><main><h1>");
+	buf_add_html(b, title);
+	buf_adds(b, "</h1><p>");
+	buf_add_html(b, para);
+}
+
+void buf_add_page_end(struct buf *b)
+{
+	buf_adds(b, "</main></body></html>\n");
+}
+
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
 	/* Formatted once into the room there is (some is made first), a second time only when

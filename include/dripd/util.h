@@ -33,6 +33,11 @@ void buf_adds(struct buf *b, const char *s);
 void buf_addc(struct buf *b, char c);
 /* Appends s with < > & " ' written as HTML entities (safe in text and quoted attributes). */
 void buf_add_html(struct buf *b, const char *s);
+/* A small page of dripd's own (signup confirmation, unsubscribe): the head with its style,
+ * then "<main><h1>title</h1><p>para", title and para escaped, the paragraph left open for
+ * the caller to add to and close; buf_add_page_end closes the page. */
+void buf_add_page_start(struct buf *b, const char *title, const char *para);
+void buf_add_page_end(struct buf *b);
 /* The value of a hexadecimal digit (either case), or -1. */
 int util_hex_value(int c);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -62,6 +62,23 @@ static void test_addc_and_html_escape(void **state)
 	buf_free(&b);
 }
 
+static void test_a_page_escapes_its_title_and_paragraph(void **state)
+{
+	(void)state;
+	struct buf b;
+	buf_init(&b);
+	buf_add_page_start(&b, "Tom & <Jerry>", "Say \"hi\"");
+	buf_adds(&b, " and more</p>");
+	buf_add_page_end(&b);
+	assert_true(strncmp(b.data, "<!doctype html>\n", 16) == 0);
+	assert_non_null(strstr(b.data, "<title>Tom &amp; &lt;Jerry&gt;</title>"));
+	assert_non_null(strstr(b.data, "<main><h1>Tom &amp; &lt;Jerry&gt;</h1>"
+				       "<p>Say &quot;hi&quot; and more</p>"
+				       "</main></body></html>\n"));
+	assert_null(strstr(b.data, "<Jerry>"));
+	buf_free(&b);
+}
+
 static void test_random_bytes_do_not_repeat(void **state)
 {
 	(void)state;
@@ -131,6 +148,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_printf_appends_short_and_long_text),
 		cmocka_unit_test(test_addc_and_html_escape),
+		cmocka_unit_test(test_a_page_escapes_its_title_and_paragraph),
 		cmocka_unit_test(test_random_bytes_do_not_repeat),
 		cmocka_unit_test(test_a_forked_child_does_not_repeat_its_parents_bytes),
 		cmocka_unit_test(test_threads_get_their_own_bytes),

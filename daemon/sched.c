@@ -217,8 +217,8 @@ static void sched_event_cb(void *arg, const struct store_event *ev)
 		s->notes[s->nnotes].touch_id = ev->touch_id;
 		s->notes[s->nnotes++].outcome = o;
 	}
-	if (!s->draining && !s->paused)
-		uv_timer_start(&s->timer, sched_timer_cb, 0, 0);
+	if (!s->paused)
+		sched_kick(s);
 }
 
 static void sched_account_init(struct sched_account *a, const struct config_account *cfg)

@@ -244,3 +244,22 @@ def smtp_sink():
     sink = SmtpSink()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    """Headless Chromium through selenium (Debian's chromium-driver), quit at the end."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    if not shutil.which("chromium") or not shutil.which("chromedriver"):
+        pytest.skip("chromium and chromedriver are needed")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              f"--user-data-dir={tmp_path / 'chromium'}", "--no-first-run"):
+        opts.add_argument(a)
+    from selenium.webdriver.chrome.service import Service
+    drv = webdriver.Chrome(service=Service(executable_path=shutil.which("chromedriver")),
+                           options=opts)
+    drv.set_page_load_timeout(30)
+    yield drv
+    drv.quit()

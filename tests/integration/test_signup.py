@@ -6,7 +6,6 @@ of the address in the database files; old links survive a secret rotation."""
 import http.server as httpserver
 import json
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -135,24 +134,6 @@ def readme_form():
     m = re.search(r"<!-- signup-form -->\n```html\n(.*?)```\n<!-- /signup-form -->", text, re.S)
     assert m, "README lacks the signup form snippet"
     return m.group(1)
-
-
-@pytest.fixture
-def chromium(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not shutil.which("chromium") or not shutil.which("chromedriver"):
-        pytest.skip("chromium and chromedriver are needed")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              f"--user-data-dir={tmp_path / 'chromium'}", "--no-first-run"):
-        opts.add_argument(a)
-    from selenium.webdriver.chrome.service import Service
-    drv = webdriver.Chrome(service=Service(executable_path=shutil.which("chromedriver")),
-                           options=opts)
-    drv.set_page_load_timeout(30)
-    yield drv
-    drv.quit()
 
 
 def test_chromium_submits_the_readme_form_and_only_the_button_confirms(

@@ -438,24 +438,6 @@ def landing():
     srv.server_close()
 
 
-@pytest.fixture
-def chromium(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not shutil.which("chromium") or not shutil.which("chromedriver"):
-        pytest.skip("chromium and chromedriver are needed")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              f"--user-data-dir={tmp_path / 'chromium'}", "--no-first-run"):
-        opts.add_argument(a)
-    from selenium.webdriver.chrome.service import Service
-    service = Service(executable_path=shutil.which("chromedriver"))
-    drv = webdriver.Chrome(service=service, options=opts)
-    drv.set_page_load_timeout(30)
-    yield drv
-    drv.quit()
-
-
 def test_chromium_loads_the_pixel_follows_a_link_and_unsubscribes_only_by_button(
         daemon_factory, tmp_path, landing, chromium):
     from selenium.webdriver.common.by import By

@@ -36,6 +36,7 @@ struct mailer_node {
 	struct mailer_job *job;
 	size_t thread; /* the slot it ran on */
 	struct mailer_result result;
+	uint64_t send_ns, done_at; /* set by the thread: the delivery's length, its end */
 };
 
 struct mailer;
@@ -58,6 +59,8 @@ struct mailer {
 	size_t busy; /* loop thread only */
 	size_t idle[MAILER_MAX_CONN], nidle; /* loop thread only: slots without a job */
 	struct mailer_node *backlog, *backlog_tail; /* loop thread only: none idle at submit */
+	uint64_t done_at[MAILER_MAX_CONN]; /* loop thread only: a slot's last outcome, 0 none */
+	uint64_t jobs, send_ns, between_ns; /* loop thread only: mailer_times */
 	_Atomic(struct mailer_node *) results; /* a stack, newest first */
 	mailer_result_cb cb;
 	mailer_batch_cb batch_cb;
@@ -202,6 +205,7 @@ static void mailer_thread(void *arg)
 			break;
 
 		n->result.touch_id = n->job->touch_id;
+		uint64_t start = uv_hrtime();
 		if (m->maildir)
 			mailer_deliver_maildir(m, n);
 		else if (e)
@@ -210,6 +214,8 @@ static void mailer_thread(void *arg)
 			snprintf(n->result.detail, sizeof(n->result.detail), "no libcurl handle");
 		mailer_job_free(n->job);
 		n->job = NULL;
+		n->done_at = uv_hrtime();
+		n->send_ns = n->done_at - start;
 
 		n->next = atomic_load_explicit(&m->results, memory_order_relaxed);
 		while (!atomic_compare_exchange_weak_explicit(
@@ -225,6 +231,10 @@ static void mailer_hand(struct mailer *m, struct mailer_node *n)
 {
 	struct mailer_slot *slot = &m->slots[m->idle[--m->nidle]];
 	n->thread = slot->index;
+	if (m->done_at[slot->index]) {
+		m->between_ns += uv_hrtime() - m->done_at[slot->index];
+		m->done_at[slot->index] = 0;
+	}
 	uv_mutex_lock(&slot->lock);
 	slot->job = n;
 	uv_cond_signal(&slot->cond);
@@ -245,6 +255,9 @@ static void mailer_async_cb(uv_async_t *handle)
 		fifo = n;
 		n = next;
 		m->idle[m->nidle++] = fifo->thread;
+		m->done_at[fifo->thread] = fifo->done_at;
+		m->send_ns += fifo->send_ns;
+		m->jobs++;
 	}
 	/* A job that found no idle thread goes to one freed now. */
 	while (m->backlog && m->nidle > 0) {
@@ -356,6 +369,13 @@ size_t mailer_threads(const struct mailer *m)
 size_t mailer_idle(const struct mailer *m)
 {
 	return m->nthreads - m->busy;
+}
+
+void mailer_times(const struct mailer *m, struct mailer_times *out)
+{
+	out->jobs = m->jobs;
+	out->sending_s = (double)m->send_ns / 1e9;
+	out->between_s = (double)m->between_ns / 1e9;
 }
 
 size_t mailer_busy(const struct mailer *m)

@@ -1716,6 +1716,8 @@ void sched_governors_each(struct sched *s, sched_governor_cb cb, void *arg)
 			.bounce_rate = r.bounce,
 			.complaint_rate = r.complaint,
 		};
+		if (a->mailer)
+			mailer_times(a->mailer, &v.times);
 		cb(arg, &v);
 	}
 }

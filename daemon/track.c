@@ -926,6 +926,25 @@ static void track_metric_governor_rates(void *arg, const struct sched_governor_v
 	}
 }
 
+static void track_metric_sender_seconds(void *arg, const struct sched_governor_view *v)
+{
+	struct buf *b = arg;
+	buf_adds(b, "dripd_sender_seconds_total{account=\"");
+	track_metric_label(b, v->account);
+	buf_printf(b, "\",activity=\"sending\"} %.6f\n", v->times.sending_s);
+	buf_adds(b, "dripd_sender_seconds_total{account=\"");
+	track_metric_label(b, v->account);
+	buf_printf(b, "\",activity=\"between_jobs\"} %.6f\n", v->times.between_s);
+}
+
+static void track_metric_sender_jobs(void *arg, const struct sched_governor_view *v)
+{
+	struct buf *b = arg;
+	buf_adds(b, "dripd_sender_jobs_total{account=\"");
+	track_metric_label(b, v->account);
+	buf_printf(b, "\"} %llu\n", (unsigned long long)v->times.jobs);
+}
+
 static void track_metrics(struct track_conn *c, const struct track_request *r, bool head)
 {
 	struct track *t = c->t;
@@ -994,6 +1013,16 @@ static void track_metrics(struct track_conn *c, const struct track_request *r, b
 		buf_adds(&b, "# HELP dripd_account_rate Each delivery account's outcome rates over "
 			     "the governor's window.\n# TYPE dripd_account_rate gauge\n");
 		sched_governors_each(t->d->sched, track_metric_governor_rates, &b);
+		buf_adds(&b,
+			 "# HELP dripd_sender_seconds_total Each account's sender threads' time "
+			 "since start: delivering, and from an outcome to the thread's next "
+			 "job (the hand-over's wait while touches are due, else idle).\n"
+			 "# TYPE dripd_sender_seconds_total counter\n");
+		sched_governors_each(t->d->sched, track_metric_sender_seconds, &b);
+		buf_adds(&b, "# HELP dripd_sender_jobs_total Deliveries each account's sender "
+			     "threads finished since start.\n"
+			     "# TYPE dripd_sender_jobs_total counter\n");
+		sched_governors_each(t->d->sched, track_metric_sender_jobs, &b);
 	}
 	buf_printf(&b,
 		   "# HELP dripd_hits_pending Opens and clicks waiting for their group commit.\n"

@@ -69,6 +69,18 @@ void mailer_set_batch_cb(struct mailer *m, mailer_batch_cb cb);
 size_t mailer_idle(const struct mailer *m);
 /* Jobs handed over whose outcome has not come back yet. */
 size_t mailer_busy(const struct mailer *m);
+/*
+ * Where the sender threads' time went since start: `jobs` outcomes came back, after
+ * `sending_s` seconds of delivery in all (connect, SMTP dialogue, or Maildir write), and
+ * `between_s` seconds in all from a thread's outcome to the next job it was handed. While
+ * touches are due, that second figure is the hand-over's wait (the loop recording the
+ * outcome and committing the next touch); with nothing due, it is idle time.
+ */
+struct mailer_times {
+	uint64_t jobs;
+	double sending_s, between_s;
+};
+void mailer_times(const struct mailer *m, struct mailer_times *out);
 /* Frees a job that was never handed over. */
 void mailer_job_free(struct mailer_job *job);
 /* Hands `job` (heap-allocated; the mailer frees it) to an idle thread. */

@@ -45,6 +45,7 @@ struct sched_governor_view {
 	const char *state; /* "normal", "slow" or "paused" */
 	int64_t samples;
 	double deferral_rate, bounce_rate, complaint_rate;
+	struct mailer_times times; /* its sender threads' (zero without a mailer) */
 };
 typedef void (*sched_governor_cb)(void *arg, const struct sched_governor_view *v);
 void sched_governors_each(struct sched *s, sched_governor_cb cb, void *arg);

@@ -335,8 +335,17 @@ dripd_run() { # RUN: appends "rate secs cpu loop_cpu rss_kib" to dripd.runs
 		wait "$perf_pid" 2>/dev/null || true
 		perf_pid=''
 	fi
-	ckpts=$(curl -s "http://127.0.0.1:$tport/metrics" | awk -F'[{}" ]+' \
-		'/^dripd_wal_checkpoints_total/ { printf "%s%s %s", sep, $3, $4; sep = ", " }')
+	local metrics
+	metrics=$(curl -s "http://127.0.0.1:$tport/metrics")
+	ckpts=$(awk -F'[{}" ]+' \
+		'/^dripd_wal_checkpoints_total/ { printf "%s%s %s", sep, $3, $4; sep = ", " }' \
+		<<<"$metrics")
+	# The sender threads' time a message: delivering, and waiting for the next touch.
+	senders=$(awk -F'[{}" ]+' '
+		/^dripd_sender_seconds_total/ { t[$5] += $6 }
+		/^dripd_sender_jobs_total/ { n += $4 }
+		END { if (n) printf "%.0f us sending, %.0f us waiting for the next touch",
+			t["sending"] * 1e6 / n, t["between_jobs"] * 1e6 / n }' <<<"$metrics")
 	stop_dripd
 	states=$(sqlite3 "$db" "SELECT group_concat(state || '=' || n, ' ') FROM
 		(SELECT state, count(*) n FROM touches GROUP BY state)")
@@ -386,4 +395,5 @@ dripd delivery benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $leads me
   dripd peak RSS       $(printf '%9s' "$rss_mib") MiB     highest of the runs; target < 64
   every run sent all $leads touches, with no warning or error in dripd's log
   WAL checkpoints in the last run (thread: count): $ckpts
+  a sender thread's time a message, last run: $senders
 EOF

@@ -3,6 +3,7 @@
 loopback: messages, connection reuse, retries, bounces, dropped connections and stalls."""
 import json
 import re
+import subprocess
 import time
 
 from conftest import wait_for
@@ -133,6 +134,29 @@ def test_a_stalled_server_times_out_and_the_loop_keeps_answering(daemon_factory,
              "the reply timeout to fire")
     assert "timeout" in d.ctl("lead", "show", "stall@example.org")["touches"][0][
         "last_error"].lower()
+
+
+def test_metrics_split_the_sender_threads_time_between_sending_and_waiting(
+        daemon_factory, tmp_path, smtp_sink):
+    smtp_sink.stall = 0.5  # each message takes the thread at least half a second
+    d = smtp_daemon(daemon_factory, tmp_path, smtp_sink, max_connections=1)
+    for i in range(3):
+        d.ctl("lead", "add", f"t{i}@example.org")
+    wait_for(lambda: d.ctl("status")["touches"]["sent"] == 3, 20, "three messages sent")
+    text = subprocess.run(["curl", "-sS", f"{d.base_url}/metrics"], capture_output=True,
+                          text=True, check=True).stdout
+    got = {}
+    for line in text.splitlines():
+        m = re.fullmatch(r'(dripd_sender_\w+)\{account="default"(?:,activity="(\w+)")?\} (\S+)',
+                         line)
+        if m:
+            got[m.group(2) or m.group(1)] = float(m.group(3))
+    assert got.get("dripd_sender_jobs_total") == 3, text
+    # Three stalls of 0.5 s on the one thread, and short hand-overs between them (the
+    # three touches were due together).
+    assert 1.45 <= got["sending"] < 10, got
+    assert 0 <= got["between_jobs"] < 1.0, got
+    assert "# TYPE dripd_sender_seconds_total counter" in text
 
 
 def test_a_relay_that_is_down_defers_and_finally_gives_up(daemon_factory, tmp_path,

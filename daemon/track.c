@@ -928,13 +928,14 @@ static void track_metric_governor_rates(void *arg, const struct sched_governor_v
 
 static void track_metric_sender_seconds(void *arg, const struct sched_governor_view *v)
 {
+	static const char *const activities[] = { "sending", "between_jobs" };
+	const double seconds[] = { v->times.sending_s, v->times.between_s };
 	struct buf *b = arg;
-	buf_adds(b, "dripd_sender_seconds_total{account=\"");
-	track_metric_label(b, v->account);
-	buf_printf(b, "\",activity=\"sending\"} %.6f\n", v->times.sending_s);
-	buf_adds(b, "dripd_sender_seconds_total{account=\"");
-	track_metric_label(b, v->account);
-	buf_printf(b, "\",activity=\"between_jobs\"} %.6f\n", v->times.between_s);
+	for (size_t i = 0; i < 2; i++) {
+		buf_adds(b, "dripd_sender_seconds_total{account=\"");
+		track_metric_label(b, v->account);
+		buf_printf(b, "\",activity=\"%s\"} %.6f\n", activities[i], seconds[i]);
+	}
 }
 
 static void track_metric_sender_jobs(void *arg, const struct sched_governor_view *v)

@@ -19,6 +19,9 @@
 # SIZE is the size of one dripd message of the bench content (measured with
 # `dripctl preview`), so all three send messages of about the same size (smtp-source adds
 # its own few header lines to SIZE bytes of body; curl_ref sends exactly SIZE bytes).
+# Where the CPU goes, last run: smtp-source's and curl_ref's own CPU a message, the sink's
+# CPU a message behind each of the three senders (it shares the two cores), and context
+# switches a message for dripd (loop thread, all threads) and curl_ref.
 # Targets (issue): dripd >= 0.5 x smtp-source, stretch >= 0.9 x curl_ref, peak RSS < 64 MiB.
 #
 # Run (as root, on a Debian 12 machine; installs Postfix's binaries if missing, never
@@ -254,35 +257,47 @@ cp "$db" "$work/bench.db"
 : >"$work/source.rates"
 : >"$work/curl.rates"
 : >"$work/dripd.runs"
+# CPU seconds a process (or one thread) used, from utime + stime in its stat file.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "$1"; }
+# The sink's CPU a message since it had used SINK0 seconds: the other side's cost, which
+# shares the two cores with the sender measured.
+sink_cost() { awk -v a="$1" -v b="$(cpu_of "/proc/$sink_pid/stat")" -v n="$leads" \
+	'BEGIN { printf "%.0f", (b - a) * 1e6 / n }'; }
 source_run() { # RUN
 	say "smtp-source run $1/$runs: $leads messages, $conns connections"
-	local t0 t1
+	local t0 t1 sink0 TIMEFORMAT='%U %S' # `time` prints user and system seconds
+	sink0=$(cpu_of "/proc/$sink_pid/stat")
 	t0=$(now_s)
-	/usr/sbin/smtp-source -d -s "$conns" -m "$leads" -l "$size" -f bench@example.com \
-		-t sink@example.org 127.0.0.1:"$port" >"$work/source.log" 2>&1 || {
+	{ time /usr/sbin/smtp-source -d -s "$conns" -m "$leads" -l "$size" -f bench@example.com \
+		-t sink@example.org 127.0.0.1:"$port" >"$work/source.log" 2>&1; } \
+		2>"$work/source.time" || {
 		cat "$work/source.log" >&2
 		exit 1
 	}
 	t1=$(now_s)
+	cost_source=$(awk -v n="$leads" '{ printf "%.0f", ($1 + $2) * 1e6 / n }' "$work/source.time")
+	cost_sink_source=$(sink_cost "$sink0")
 	awk -v n="$leads" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", n / (b - a) }' \
 		>>"$work/source.rates"
 	say "  $(tail -1 "$work/source.rates") msg/s"
 }
 curl_run() { # RUN
 	say "curl_ref run $1/$runs"
-	local out
+	local out sink0
+	sink0=$(cpu_of "/proc/$sink_pid/stat")
 	out=$("$work/curl_ref" "$url" "$leads" "$size" "$conns")
-	say "  $out"
-	sed 's/.*: \([0-9.]*\) msg\/s$/\1/' <<<"$out" >>"$work/curl.rates"
+	cost_sink_curl=$(sink_cost "$sink0")
+	say "  $(head -1 <<<"$out")"
+	sed -n '1s/.*: \([0-9.]*\) msg\/s$/\1/p' <<<"$out" >>"$work/curl.rates"
+	sed -n '2s/^curl_ref: //p' <<<"$out" >"$work/curl.cost" # of the last run
 }
-# CPU seconds dripd used (all its threads; then its loop thread alone), from utime + stime.
-cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "$1"; }
 dripd_run() { # RUN: appends "rate secs cpu loop_cpu rss_kib" to dripd.runs
 	say "dripd run $1/$runs: $leads due leads, $conns connections"
 	rm -f "$db" "$db-wal" "$db-shm"
 	cp "$work/bench.db" "$db"
 	: >"$work/run/dripd.log"
-	local t0 t1 sent status last_report deadline
+	local t0 t1 sent status last_report deadline sink0
+	sink0=$(cpu_of "/proc/$sink_pid/stat")
 	t0=$(now_s)
 	start_dripd "$work/run"
 	# Profiles the first run only.
@@ -330,6 +345,12 @@ dripd_run() { # RUN: appends "rate secs cpu loop_cpu rss_kib" to dripd.runs
 	rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$dripd_pid/status")
 	cpu_s=$(cpu_of "/proc/$dripd_pid/stat")
 	loop_cpu_s=$(cpu_of "/proc/$dripd_pid/task/$dripd_pid/stat")
+	cost_sink_dripd=$(sink_cost "$sink0")
+	# Context switches a message (each is costly in a VM): the loop thread, then all threads.
+	switches=$(awk -v n="$leads" -v loop="/proc/$dripd_pid/task/$dripd_pid/status" '
+		/^(non)?voluntary_ctxt_switches:/ { all += $2; if (FILENAME == loop) l += $2 }
+		END { printf "loop thread %.1f, all threads %.1f", l / n, all / n }' \
+		/proc/"$dripd_pid"/task/*/status)
 	if [ -n "$perf_pid" ]; then
 		kill -INT "$perf_pid" 2>/dev/null || true
 		wait "$perf_pid" 2>/dev/null || true
@@ -396,4 +417,6 @@ dripd delivery benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $leads me
   every run sent all $leads touches, with no warning or error in dripd's log
   WAL checkpoints in the last run (thread: count): $ckpts
   a sender thread's time a message, last run: $senders
+  context switches a message, last run: $switches (curl_ref: $(cat "$work/curl.cost"))
+  CPU a message, last run: smtp-source ${cost_source} us (its sink ${cost_sink_source} us), curl_ref sink ${cost_sink_curl} us, dripd's sink ${cost_sink_dripd} us
 EOF

@@ -60,9 +60,14 @@ struct sched_account {
 	char *seqs; /* the current content's sequences that use it, a JSON array */
 };
 
-/* A touch with a sender thread: which account and limited domain it counts against. */
+/*
+ * A touch with a sender thread (or waiting for its batch's commit to get one): which account
+ * and limited domain it counts against, and the touch as it was committed sending, so its
+ * outcome is recorded without reading it back.
+ */
 struct sched_flight {
-	int64_t touch_id;
+	struct touch t;
+	struct mailer_job *job; /* until handed over */
 	struct sched_account *a;
 	struct sched_domain *d;
 };
@@ -84,9 +89,7 @@ struct sched {
 	bool paused;
 	bool batch; /* one transaction holds a claim's dispatch or a drain's outcomes */
 	bool hashed; /* this claim: whether any suppression is a forgotten address's hash */
-	struct mailer_job *jobs[SCHED_CLAIM_MAX]; /* a batch's jobs, handed over after commit */
-	struct sched_account *job_acct[SCHED_CLAIM_MAX];
-	struct sched_domain *job_dom[SCHED_CLAIM_MAX];
+	struct sched_flight jobs[SCHED_CLAIM_MAX]; /* a batch's, handed over after commit */
 	size_t njobs;
 	struct sched_account *accts;
 	size_t naccts;
@@ -808,30 +811,44 @@ static struct sched_domain *sched_domain_of(struct sched_account *a, const char 
 	return NULL;
 }
 
-/* Hands a job to its account's threads and remembers what it counts against. */
-static void sched_submit(struct sched *s, struct mailer_job *job, struct sched_account *a,
-			 struct sched_domain *d, int64_t now)
+/* Hands a job to its account's threads and remembers the flight (taken over from f). */
+static void sched_submit(struct sched *s, struct sched_flight *f, int64_t now)
 {
 	if (s->nflights == s->flights_cap) {
 		s->flights_cap = s->flights_cap ? s->flights_cap * 2 : 16;
 		s->flights = xrealloc(s->flights, s->flights_cap * sizeof(*s->flights));
 	}
-	s->flights[s->nflights++] = (struct sched_flight){ job->touch_id, a, d };
-	if (d)
-		d->in_flight++;
-	governor_started(&a->gov, now);
-	mailer_submit(a->mailer, job);
+	struct mailer_job *job = f->job;
+	f->job = NULL;
+	s->flights[s->nflights++] = *f;
+	if (f->d)
+		f->d->in_flight++;
+	governor_started(&f->a->gov, now);
+	mailer_submit(f->a->mailer, job);
 }
 
-/* The account (default if unknown) a finished touch counted against, forgotten. */
-static struct sched_account *sched_flight_done(struct sched *s, int64_t touch_id)
+/* Drops a flight that was never handed over (its batch did not commit). */
+static void sched_flight_free(struct sched_flight *f)
 {
+	mailer_job_free(f->job);
+	store_touch_clear(&f->t);
+}
+
+/*
+ * Ends a touch's flight: the account (default if unknown) it counted against; its touch
+ * moves to *t, which is zeroed when there was no flight (an outcome recorded again after
+ * its batch failed).
+ */
+static struct sched_account *sched_flight_done(struct sched *s, int64_t touch_id, struct touch *t)
+{
+	memset(t, 0, sizeof(*t));
 	for (size_t i = 0; i < s->nflights; i++) {
-		if (s->flights[i].touch_id != touch_id)
+		if (s->flights[i].t.id != touch_id)
 			continue;
 		struct sched_account *a = s->flights[i].a;
 		if (s->flights[i].d)
 			s->flights[i].d->in_flight--;
+		*t = s->flights[i].t;
 		s->flights[i] = s->flights[--s->nflights];
 		return a;
 	}
@@ -926,21 +943,34 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 		goto out;
 	}
 	/* Committed as sending before any thread sees it: a crash from here on leaves the
-	 * touch uncertain, never silently re-sent. */
-	int rc = sched_write_begin(s);
-	if (rc == 0)
-		rc = store_touch_sending_note(s->store, t.id, mail.message_id, a->cfg.name, domain,
-					      mail.subject, (int64_t)mail.variant, now);
+	 * touch uncertain, never silently re-sent. The links go first and the touch's UPDATE
+	 * last, each one statement (atomic by itself), so no savepoint is needed: links
+	 * written for a touch that then failed to go sending are keyed by it and written over
+	 * when it is dispatched again. */
+	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < mail.nlinks; i++)
 		rc = store_link_add(s->store, t.id, (int64_t)i, mail.links[i].url,
 				    mail.links[i].tag);
-	rc = sched_write_end(s, rc);
+	if (rc == 0)
+		rc = store_touch_sending_note(s->store, t.id, mail.message_id, a->cfg.name, domain,
+					      mail.subject, (int64_t)mail.variant, now);
 	if (rc) {
 		log_err("sched: cannot mark touch %lld sending; left for recovery",
 			(long long)t.id);
 		goto out;
 	}
 	park = false;
+	/* The touch as committed, kept with its flight for recording the outcome. */
+	free(t.message_id);
+	t.message_id = mail.message_id;
+	mail.message_id = NULL;
+	free(t.account);
+	t.account = xstrdup(a->cfg.name);
+	free(t.state);
+	t.state = xstrdup("sending");
+	t.attempts++;
+	if (!t.first_attempt_at)
+		t.first_attempt_at = now;
 	struct mailer_job *job = xcalloc(1, sizeof(*job));
 	job->touch_id = t.id;
 	job->envelope_from = mail.envelope_from;
@@ -951,16 +981,14 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 	a->allow--;
 	if (dl)
 		dl->allow--;
-	if (s->batch) {
-		/* Handed over only once the batch's transaction has committed. */
-		s->job_acct[s->njobs] = a;
-		s->job_dom[s->njobs] = dl;
-		s->jobs[s->njobs++] = job;
-	} else {
-		sched_submit(s, job, a, dl, now);
-	}
 	log_debug("sched: touch %lld (%s/%s) to %s handed to a sender thread", (long long)t.id,
 		  t.sequence, t.step, lead.email);
+	/* Dispatch runs inside a claim's transaction: handed over once it has committed. */
+	s->jobs[s->njobs++] = (struct sched_flight){ .t = t, .job = job, .a = a, .d = dl };
+	memset(&t, 0, sizeof(t));
+	sched_mail_clear(&mail);
+	store_lead_clear(&lead);
+	return;
 out:
 	if (park)
 		sched_park(s, t.id, now);
@@ -1228,20 +1256,22 @@ static int sched_claim_once(struct sched *s, int64_t now, bool open)
 	/* Only a forgotten lead adds a hash, and no command runs during this dispatch. */
 	if (store_suppressed_any_hashed(s->store, &s->hashed) != 0)
 		s->hashed = true;
-	for (size_t i = 0; i < n; i++)
+	/* After a refused write the transaction may be gone (SQLite rolls back on a full disk
+	 * or an I/O error): the rest stay pending rather than be written outside it. */
+	for (size_t i = 0; i < n && store_last_error(s->store, NULL, 0) == STORE_FAIL_NONE; i++)
 		sched_dispatch(s, ids[i], now);
 	if (open)
 		return 1;
 	s->batch = false;
 	if (store_commit(s->store) == 0) {
 		for (size_t i = 0; i < s->njobs; i++)
-			sched_submit(s, s->jobs[i], s->job_acct[i], s->job_dom[i], now);
+			sched_submit(s, &s->jobs[i], now);
 	} else {
 		log_err("sched: cannot commit a claim of %zu touches; they stay pending until "
 			"the database takes writes",
 			n);
 		for (size_t i = 0; i < s->njobs; i++)
-			mailer_job_free(s->jobs[i]);
+			sched_flight_free(&s->jobs[i]);
 	}
 	s->njobs = 0;
 	if (store_last_error(s->store, NULL, 0) != STORE_FAIL_NONE)
@@ -1368,12 +1398,12 @@ void sched_results_end(struct sched *s)
 			sched_push_result(&s->unrecorded, &s->nunrecorded, &s->capunrecorded,
 					  &s->batch_copy[i]);
 		for (size_t i = 0; i < s->njobs; i++)
-			mailer_job_free(s->jobs[i]);
+			sched_flight_free(&s->jobs[i]);
 		sched_hold(s);
 	} else {
 		int64_t now = clock_now(s->clock);
 		for (size_t i = 0; i < s->njobs; i++)
-			sched_submit(s, s->jobs[i], s->job_acct[i], s->job_dom[i], now);
+			sched_submit(s, &s->jobs[i], now);
 	}
 	s->njobs = 0;
 	s->nbatch_copy = 0;
@@ -1385,9 +1415,9 @@ void sched_results_end(struct sched *s)
 }
 
 /* Counts an outcome against its account's reputation, and says when the state changes. */
-static void sched_govern(struct sched *s, const struct mailer_result *r, int64_t now)
+static void sched_govern(struct sched *s, struct sched_account *a, const struct mailer_result *r,
+			 int64_t now)
 {
-	struct sched_account *a = sched_flight_done(s, r->touch_id);
 	enum governor_outcome o;
 	switch (r->outcome) {
 	case MAILER_OK:
@@ -1435,10 +1465,22 @@ static void sched_record(struct sched *s, const struct mailer_result *r)
 	int64_t now = clock_now(s->clock);
 	struct touch t;
 	int rc;
-	sched_govern(s, r, now);
-	if (store_touch_get(s->store, r->touch_id, &t) != 0) {
+	sched_govern(s, sched_flight_done(s, r->touch_id, &t), r, now);
+	if (!t.id && store_touch_get(s->store, r->touch_id, &t) != 0) {
 		log_err("sched: outcome for unknown touch %lld", (long long)r->touch_id);
 		return;
+	}
+	if (r->outcome == MAILER_OK && s->batch) {
+		/* The common case, in a drain's transaction, takes no savepoint of its own: the
+		 * touch's UPDATE is one statement, the event's failure is only logged, and moving
+		 * the lead on has its own part (sched_next_step). */
+		rc = store_touch_sent(s->store, t.id, now);
+		if (rc == 0) {
+			sched_event(s, t.lead_id, t.id, "sent", now, &t, "message_id",
+				    t.message_id);
+			rc = sched_next_step(s, &t, now);
+		}
+		goto out;
 	}
 	if ((rc = sched_write_begin(s)) != 0)
 		goto out;

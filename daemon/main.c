@@ -21,6 +21,7 @@
 #include "dripd/hooks.h"
 #include "dripd/log.h"
 #include "dripd/mailer.h"
+#include "dripd/render.h"
 #include "dripd/sched.h"
 #include "dripd/retention.h"
 #include "dripd/sd.h"
@@ -508,6 +509,7 @@ static int main_run(const char *path)
 	store_close(d.store);
 	token_keys_free(d.keys);
 	clock_zones_free();
+	render_cache_clear();
 	content_unref(d.content);
 	config_free(d.cfg);
 	return 0;

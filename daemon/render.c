@@ -26,102 +26,91 @@
  */
 
 /*
- * cmark's allocations for one message (parser, nodes, strings, the HTML) come from an arena
- * freed whole when the message is done: a hundred and more malloc/free pairs a message were
- * a tenth of composing one. cmark's allocator hooks take no argument, so the arena in use is
- * per thread; each block carries its size for realloc.
+ * The parsed Markdown of a body is kept for the next message: every lead of a step whose
+ * sections resolve alike gives cmark the same text (merge fields are placeholders by then,
+ * under a nonce that lasts as long as the process), and parsing it was half of rendering a
+ * message. An entry is found by that whole text, never by a pointer, so a content reload
+ * cannot hand out a stale tree. Each message sets its own link targets on the tree before
+ * rendering (every link and image is set, so nothing of the previous message remains);
+ * the targets as written are kept in the entry. One cache per thread: render runs on the
+ * loop, and the unit tests call it directly.
  */
-#define RENDER_CHUNK (64 * 1024)
+#define RENDER_CACHE 8
 
-struct render_chunk {
-	struct render_chunk *next;
-	size_t used, cap;
-	max_align_t data[];
+struct render_link {
+	cmark_node *node;
+	char *url; /* as the template wrote it, placeholders and all */
+	char *title;
 };
 
-struct render_block {
-	size_t size;
-	max_align_t align[];
+struct render_doc {
+	char *key; /* the Markdown given to cmark */
+	size_t keylen;
+	cmark_node *doc;
+	struct render_link *links; /* links and images, in document order */
+	size_t nlinks;
+	uint64_t used; /* for eviction: the least recently used goes */
 };
 
-static _Thread_local struct render_chunk *render_chunks; /* newest first */
+static _Thread_local struct render_doc render_cache[RENDER_CACHE];
+static _Thread_local uint64_t render_clock;
 
-/* The room a block of n bytes takes, its header included. */
-static size_t render_arena_need(size_t n)
+static void render_doc_free(struct render_doc *d)
 {
-	return sizeof(struct render_block) +
-	       (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	for (size_t i = 0; i < d->nlinks; i++) {
+		free(d->links[i].url);
+		free(d->links[i].title);
+	}
+	free(d->links);
+	if (d->doc)
+		cmark_node_free(d->doc);
+	free(d->key);
+	memset(d, 0, sizeof(*d));
 }
 
-static void *render_arena_alloc(size_t n)
+void render_cache_clear(void)
 {
-	size_t need = render_arena_need(n);
-	struct render_chunk *c = render_chunks;
-	if (!c || c->cap - c->used < need) {
-		size_t cap = need > RENDER_CHUNK / 4 ? need : RENDER_CHUNK;
-		c = xmalloc(sizeof(*c) + cap);
-		c->cap = cap;
-		c->used = 0;
-		/* A big block gets its own chunk behind the current one, so the current one
-		 * keeps serving small blocks. */
-		if (render_chunks && cap != RENDER_CHUNK) {
-			c->next = render_chunks->next;
-			render_chunks->next = c;
-		} else {
-			c->next = render_chunks;
-			render_chunks = c;
+	for (size_t i = 0; i < RENDER_CACHE; i++)
+		render_doc_free(&render_cache[i]);
+}
+
+/* The parsed tree of `md` (len bytes), from the cache or parsed now. */
+static struct render_doc *render_parse(const char *md, size_t len)
+{
+	struct render_doc *d = &render_cache[0];
+	for (size_t i = 0; i < RENDER_CACHE; i++) {
+		struct render_doc *e = &render_cache[i];
+		if (e->key && e->keylen == len && memcmp(e->key, md, len) == 0) {
+			e->used = ++render_clock;
+			return e;
 		}
+		if (e->used < d->used)
+			d = e;
 	}
-	struct render_block *b = (struct render_block *)((char *)c->data + c->used);
-	c->used += need;
-	b->size = n;
-	return b->align;
-}
-
-static void *render_arena_calloc(size_t count, size_t n)
-{
-	if (n && count > SIZE_MAX / n)
-		abort();
-	void *p = render_arena_alloc(count * n);
-	memset(p, 0, count * n);
-	return p;
-}
-
-static void *render_arena_realloc(void *p, size_t n)
-{
-	if (!p)
-		return render_arena_alloc(n);
-	struct render_block *b = (struct render_block *)((char *)p - sizeof(struct render_block));
-	if (n <= b->size)
-		return p;
-	/* The newest block grows in place when its chunk has the room (an output string). */
-	struct render_chunk *c = render_chunks;
-	size_t old = render_arena_need(b->size), grown = render_arena_need(n);
-	if ((char *)b + old == (char *)c->data + c->used && c->cap - c->used >= grown - old) {
-		c->used += grown - old;
-		b->size = n;
-		return p;
+	render_doc_free(d);
+	d->key = xstrndup(md, len);
+	d->keylen = len;
+	d->doc = cmark_parse_document(md, len, CMARK_OPT_DEFAULT);
+	size_t cap = 0;
+	cmark_iter *it = cmark_iter_new(d->doc);
+	cmark_event_type ev;
+	while ((ev = cmark_iter_next(it)) != CMARK_EVENT_DONE) {
+		cmark_node *n = cmark_iter_get_node(it);
+		cmark_node_type t = cmark_node_get_type(n);
+		if (ev != CMARK_EVENT_ENTER || (t != CMARK_NODE_LINK && t != CMARK_NODE_IMAGE))
+			continue;
+		if (d->nlinks == cap) {
+			cap = cap ? 2 * cap : 8;
+			d->links = xrealloc(d->links, cap * sizeof(*d->links));
+		}
+		const char *url = cmark_node_get_url(n), *title = cmark_node_get_title(n);
+		d->links[d->nlinks++] = (struct render_link){ n, xstrdup(url ? url : ""),
+							      xstrdup(title ? title : "") };
 	}
-	void *q = render_arena_alloc(n);
-	memcpy(q, p, b->size);
-	return q;
+	cmark_iter_free(it);
+	d->used = ++render_clock;
+	return d;
 }
-
-static void render_arena_free(void *p)
-{
-	(void)p; /* all at once, in render_arena_clear */
-}
-
-static void render_arena_clear(void)
-{
-	while (render_chunks) {
-		struct render_chunk *next = render_chunks->next;
-		free(render_chunks);
-		render_chunks = next;
-	}
-}
-
-static cmark_mem render_mem = { render_arena_calloc, render_arena_realloc, render_arena_free };
 
 #define RENDER_PH "DRIPDMF"
 #define RENDER_MAX_FIELDS 512
@@ -360,8 +349,10 @@ int render_check(const char *text, size_t *bad, char *msg, size_t msglen)
 struct render_ctx {
 	const struct lead *lead;
 	/* RENDER_PH plus a random nonce: a lead's value that spells a placeholder (it could
-	 * reach a link target, which is filled before the HTML is) must not be taken for one. */
-	char ph[40];
+	 * reach a link target, which is filled before the HTML is) must not be taken for one.
+	 * The nonce is drawn once a process (so parsed trees can be reused) and never appears in
+	 * a message: every placeholder is filled. */
+	char ph[48];
 	cJSON *attrs;
 	cJSON *tags;
 	struct render_field fields[RENDER_MAX_FIELDS];
@@ -518,36 +509,29 @@ static bool render_is_web(const char *url)
 	return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
 }
 
-/* Fills merge fields into link targets, then hands web links to the click tracker; returns
- * how many it handed over. */
-static size_t render_fix_links(const struct render_ctx *rc, cmark_node *doc,
+/* Sets this message's link targets on the tree: merge fields filled, then web links handed
+ * to the click tracker; returns how many it handed over. */
+static size_t render_fix_links(const struct render_ctx *rc, const struct render_doc *d,
 			       const struct render_tracking *trk)
 {
-	cmark_iter *it = cmark_iter_new(doc);
-	cmark_event_type ev;
 	size_t index = 0;
-	while ((ev = cmark_iter_next(it)) != CMARK_EVENT_DONE) {
-		cmark_node *n = cmark_iter_get_node(it);
-		cmark_node_type t = cmark_node_get_type(n);
-		if (ev != CMARK_EVENT_ENTER || (t != CMARK_NODE_LINK && t != CMARK_NODE_IMAGE))
-			continue;
-		const char *url = cmark_node_get_url(n);
-		if (url && strstr(url, rc->ph)) {
-			char *fixed = render_fill(rc, url, RENDER_URL);
-			cmark_node_set_url(n, fixed);
-			free(fixed);
-			url = cmark_node_get_url(n);
-		}
-		if (t == CMARK_NODE_LINK && trk && trk->click_url && url && render_is_web(url)) {
-			const char *title = cmark_node_get_title(n);
-			char *tracked = trk->click_url(trk->arg, index++, url, title ? title : "");
-			cmark_node_set_url(n, tracked);
+	for (size_t i = 0; i < d->nlinks; i++) {
+		const struct render_link *l = &d->links[i];
+		char *url = strstr(l->url, rc->ph) ? render_fill(rc, l->url, RENDER_URL) : NULL;
+		const char *target = url ? url : l->url;
+		if (cmark_node_get_type(l->node) == CMARK_NODE_LINK && trk && trk->click_url &&
+		    render_is_web(target)) {
+			char *tracked = trk->click_url(trk->arg, index++, target, l->title);
+			cmark_node_set_url(l->node, tracked);
 			/* The tag was for us; the reader's tooltip should not show it. */
-			cmark_node_set_title(n, "");
+			cmark_node_set_title(l->node, "");
 			free(tracked);
+		} else {
+			cmark_node_set_url(l->node, target);
+			cmark_node_set_title(l->node, l->title);
 		}
+		free(url);
 	}
-	cmark_iter_free(it);
 	return index;
 }
 
@@ -677,7 +661,6 @@ static int render_impl(const struct content *c, const struct content_template *t
 	/* Not zeroed whole: fields[] is 8 KiB, and only the first nfields are ever read. */
 	struct render_ctx *rc = xmalloc(sizeof(*rc));
 	struct buf body, html, text;
-	cmark_node *doc = NULL;
 	char *s = NULL;
 	int ret = DRIP_ECONTENT;
 
@@ -685,11 +668,12 @@ static int render_impl(const struct content *c, const struct content_template *t
 	buf_init(&body);
 	buf_init(&html);
 	buf_init(&text);
+	static _Thread_local char nonce[33];
+	if (!nonce[0])
+		util_random_hex(nonce, 16);
 	rc->lead = lead;
 	rc->nfields = 0;
-	memset(rc->ph, 0, sizeof(rc->ph));
-	memcpy(rc->ph, RENDER_PH, strlen(RENDER_PH));
-	util_random_hex(rc->ph + strlen(RENDER_PH), 8);
+	snprintf(rc->ph, sizeof(rc->ph), "%s%s", RENDER_PH, nonce);
 	rc->attrs = cJSON_Parse(lead->attrs && *lead->attrs ? lead->attrs : "{}");
 	rc->tags = cJSON_Parse(lead->tags && *lead->tags ? lead->tags : "[]");
 
@@ -705,11 +689,9 @@ static int render_impl(const struct content *c, const struct content_template *t
 
 	if (render_placeholders(rc, tpl->body, &body, err, errlen))
 		goto out;
-	cmark_parser *parser = cmark_parser_new_with_mem(CMARK_OPT_DEFAULT, &render_mem);
-	cmark_parser_feed(parser, body.data ? body.data : "", body.len);
-	doc = cmark_parser_finish(parser);
-	cmark_parser_free(parser);
-	size_t nlinks = render_fix_links(rc, doc, trk);
+	struct render_doc *parsed = render_parse(body.data ? body.data : "", body.len);
+	cmark_node *doc = parsed->doc;
+	size_t nlinks = render_fix_links(rc, parsed, trk);
 
 	/* Room for the usual message at once rather than grown from 64 bytes. */
 	buf_reserve(&html, 2 * body.len + 1024);
@@ -785,8 +767,7 @@ static int render_impl(const struct content *c, const struct content_template *t
 	out->html = buf_steal(&html);
 	ret = 0;
 out:
-	/* s, doc and everything cmark allocated for them */
-	render_arena_clear();
+	free(s); /* cmark's default allocator: malloc */
 	for (size_t i = 0; i < rc->nfields; i++) {
 		free(rc->fields[i].name);
 		free(rc->fields[i].fallback);

@@ -68,5 +68,11 @@ int render_touch(const struct content *c, const struct content_sequence *seq,
 		 const struct render_tracking *trk, struct render_out *out, char *err,
 		 size_t errlen);
 void render_out_clear(struct render_out *out);
+/*
+ * Frees the calling thread's parsed bodies, kept between messages (a body whose sections
+ * resolve alike parses to the same tree for every lead). For a clean exit; the cache is
+ * keyed by the text itself, so a content reload needs no call.
+ */
+void render_cache_clear(void);
 
 #endif

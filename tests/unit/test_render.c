@@ -971,6 +971,56 @@ static void test_without_tracking_links_are_left_as_written(void **state)
 	render_out_clear(&out);
 }
 
+/* A body parsed once is rendered again for the next lead (render keeps the tree): each
+ * message gets its own link targets and titles, whatever the message before it set. */
+static void test_a_reused_body_carries_nothing_of_the_message_before(void **state)
+{
+	struct content_template tpl = make_tpl("s", "", tracked_body);
+	struct lead maya = make_lead(), ben = make_lead(), vip = make_lead();
+	struct clicks clicks = { 0 };
+	struct render_tracking trk = { .click_url = record_click, .arg = &clicks };
+	struct render_out out;
+	(void)state;
+	ben.first_name = "Ben";
+	vip.first_name = "Vera";
+	vip.tags = "[\"vip\"]";
+	touch_ok(&nurture_seq, &tpl, &maya, &trk, &out);
+	assert_contains(out.html, "<a href=\"https://t.example/c/0\">the guide</a>");
+	render_out_clear(&out);
+
+	/* Untracked, another lead: the links as written, with this lead's value. */
+	render_ok(&tpl, &ben, &out);
+	assert_contains(
+		out.html,
+		"<a href=\"https://example.com/guide?who=Ben\" title=\"guide\">the guide</a>");
+	assert_contains(out.text, "the guide <https://example.com/guide?who=Ben>");
+	assert_not_contains(out.html, "t.example");
+	assert_not_contains(out.html, "Maya");
+	render_out_clear(&out);
+
+	/* Other sections shown: another tree, with its own four links. */
+	clicks.n = 0;
+	touch_ok(&nurture_seq, &tpl, &vip, &trk, &out);
+	if (clicks.n != 4)
+		fail_msg("expected 4 tracked links for a vip, got %zu", clicks.n);
+	expect_click(&clicks, 0, "https://example.com/guide?who=Vera", "guide");
+	expect_click(&clicks, 1, "https://example.com/vip", "vip");
+	render_out_clear(&out);
+
+	/* Tracked again for the first lead: indexes from 0, no trace of Ben or Vera. */
+	clicks.n = 0;
+	touch_ok(&nurture_seq, &tpl, &maya, &trk, &out);
+	if (clicks.n != 3)
+		fail_msg("expected 3 tracked links, got %zu", clicks.n);
+	expect_click(&clicks, 0, "https://example.com/guide?who=Maya", "guide");
+	assert_not_contains(out.html, "Ben");
+	assert_not_contains(out.html, "Vera");
+	assert_not_contains(out.html, "title=\"guide\"");
+	assert_contains(out.html, "<img src=\"https://example.com/logo.png\" alt=\"logo\"");
+	render_out_clear(&out);
+	render_cache_clear();
+}
+
 static void test_prospect_mail_ends_with_the_opt_out_line_and_no_footer(void **state)
 {
 	struct content_sequence seq = { .name = "cold",
@@ -1045,6 +1095,7 @@ int main(void)
 		cmocka_unit_test(test_open_pixel_is_added_once),
 		cmocka_unit_test(test_unsubscribe_link_ends_html_and_text),
 		cmocka_unit_test(test_without_tracking_links_are_left_as_written),
+		cmocka_unit_test(test_a_reused_body_carries_nothing_of_the_message_before),
 		cmocka_unit_test(test_prospect_mail_ends_with_the_opt_out_line_and_no_footer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

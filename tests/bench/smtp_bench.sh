@@ -33,6 +33,10 @@
 #     --runs R    runs of all three; medians are reported (default 3)
 #     --keep      keep the work folder (database, logs) instead of removing it
 #   DRIPD_BENCH_BUILD=DIR uses another build folder (default build-bench/ at the top).
+#   DRIPD_BENCH_PERF=callgrind runs dripd's first run under callgrind and prints the
+#   instructions a message of its loop thread and of all its threads: deterministic where
+#   this VM's timings drift by a third (use ~2,000 leads; valgrind is ~50 times slower, so
+#   that run's rates and CPU mean nothing). Kernel time is not counted.
 #   DRIPD_BENCH_PERF=1 records `perf record -g` of dripd during its run into the work
 #   folder (DRIPD_BENCH_PERF=dwarf: DWARF call graphs, which see through the system
 #   libraries' missing frame pointers); add --keep and look with
@@ -70,6 +74,8 @@ build=${DRIPD_BENCH_BUILD:-$root/build-bench}
 work=$(mktemp -d /tmp/dripd-bench.XXXXXX)
 chmod 755 "$work" # smtp-sink drops to nobody
 sink_pid='' dripd_pid='' perf_pid=''
+dripd_prefix=() # a command dripd runs under (valgrind for DRIPD_BENCH_PERF=callgrind)
+instructions='' # callgrind's figures, when asked for
 
 stop_pid() { # PID: SIGTERM, wait up to 30 s, then SIGKILL
 	local pid=$1
@@ -192,7 +198,7 @@ EOF
 }
 start_dripd() { # FOLDER: starts dripd there, waits until it answers
 	local dir=$1
-	(cd "$dir" && exec "$dripd" -c "$dir/dripd.json") >>"$dir/dripd.log" 2>&1 &
+	(cd "$dir" && exec "${dripd_prefix[@]}" "$dripd" -c "$dir/dripd.json") >>"$dir/dripd.log" 2>&1 &
 	dripd_pid=$!
 	for _ in $(seq 200); do
 		"$dripctl" -s "$dir/control.sock" status >/dev/null 2>&1 && return 0
@@ -299,13 +305,19 @@ dripd_run() { # RUN: appends "rate secs cpu loop_cpu rss_kib" to dripd.runs
 	local t0 t1 sent status last_report deadline sink0
 	sink0=$(cpu_of "/proc/$sink_pid/stat")
 	t0=$(now_s)
-	start_dripd "$work/run"
 	# Profiles the first run only.
+	if [ "$1" = 1 ] && [ "${DRIPD_BENCH_PERF:-0}" = callgrind ]; then
+		dripd_prefix=(valgrind --tool=callgrind --separate-threads=yes
+			--callgrind-out-file="$work/callgrind.%p")
+	fi
+	start_dripd "$work/run"
+	dripd_prefix=()
 	if [ "$1" = 1 ] && [ "${DRIPD_BENCH_PERF:-0}" = strace ]; then
 		strace ${DRIPD_BENCH_STRACE_ARGS:--c} -f -o "$work/strace.txt" -p "$dripd_pid" \
 			2>"$work/perf.log" &
 		perf_pid=$!
-	elif [ "$1" = 1 ] && [ "${DRIPD_BENCH_PERF:-0}" != 0 ]; then
+	elif [ "$1" = 1 ] && [ "${DRIPD_BENCH_PERF:-0}" != 0 ] &&
+		[ "$DRIPD_BENCH_PERF" != callgrind ]; then
 		case $DRIPD_BENCH_PERF in
 		dwarf) perf_args=(--call-graph "dwarf,16384" -F 499) ;;
 		*) perf_args=(-g) ;;
@@ -368,6 +380,13 @@ dripd_run() { # RUN: appends "rate secs cpu loop_cpu rss_kib" to dripd.runs
 		END { if (n) printf "%.0f us sending, %.0f us waiting for the next touch",
 			t["sending"] * 1e6 / n, t["between_jobs"] * 1e6 / n }' <<<"$metrics")
 	stop_dripd
+	if [ "$1" = 1 ] && [ "${DRIPD_BENCH_PERF:-0}" = callgrind ]; then
+		# callgrind.PID-01 is the loop thread (the main thread); the others, its threads.
+		instructions=$(awk -v n="$leads" '/^summary:/ {
+			all += $2; if (FILENAME ~ /-01$/) loop = $2 }
+			END { printf "loop thread %.0f, all threads %.0f", loop / n, all / n }' \
+			"$work"/callgrind.*)
+	fi
 	states=$(sqlite3 "$db" "SELECT group_concat(state || '=' || n, ' ') FROM
 		(SELECT state, count(*) n FROM touches GROUP BY state)")
 	warnings=$(grep -c '^<[0-4]>' "$work/run/dripd.log" || true)
@@ -418,5 +437,6 @@ dripd delivery benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $leads me
   WAL checkpoints in the last run (thread: count): $ckpts
   a sender thread's time a message, last run: $senders
   context switches a message, last run: $switches (curl_ref: $(cat "$work/curl.cost"))
-  CPU a message, last run: smtp-source ${cost_source} us (its sink ${cost_sink_source} us), curl_ref sink ${cost_sink_curl} us, dripd's sink ${cost_sink_dripd} us
+${instructions:+  instructions a message, first run (callgrind): $instructions
+}  CPU a message, last run: smtp-source ${cost_source} us (its sink ${cost_sink_source} us), curl_ref sink ${cost_sink_curl} us, dripd's sink ${cost_sink_dripd} us
 EOF

@@ -1573,6 +1573,10 @@ static void sched_closed_cb(uv_handle_t *h)
 		free(s->accts[i].seqs);
 	}
 	free(s->accts);
+	/* Touches whose outcome never came back (the exit's wait ran out): the database has
+	 * them sending, for the next start to find uncertain. */
+	for (size_t i = 0; i < s->nflights; i++)
+		store_touch_clear(&s->flights[i].t);
 	free(s->flights);
 	free(s);
 }

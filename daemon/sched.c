@@ -983,12 +983,10 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 		dl->allow--;
 	log_debug("sched: touch %lld (%s/%s) to %s handed to a sender thread", (long long)t.id,
 		  t.sequence, t.step, lead.email);
-	/* Dispatch runs inside a claim's transaction: handed over once it has committed. */
+	/* Dispatch runs inside a claim's transaction: handed over once it has committed. The
+	 * flight owns the touch now. */
 	s->jobs[s->njobs++] = (struct sched_flight){ .t = t, .job = job, .a = a, .d = dl };
 	memset(&t, 0, sizeof(t));
-	sched_mail_clear(&mail);
-	store_lead_clear(&lead);
-	return;
 out:
 	if (park)
 		sched_park(s, t.id, now);
@@ -1464,25 +1462,17 @@ static void sched_record(struct sched *s, const struct mailer_result *r)
 {
 	int64_t now = clock_now(s->clock);
 	struct touch t;
-	int rc;
+	int rc = 0;
 	sched_govern(s, sched_flight_done(s, r->touch_id, &t), r, now);
 	if (!t.id && store_touch_get(s->store, r->touch_id, &t) != 0) {
 		log_err("sched: outcome for unknown touch %lld", (long long)r->touch_id);
 		return;
 	}
-	if (r->outcome == MAILER_OK && s->batch) {
-		/* The common case, in a drain's transaction, takes no savepoint of its own: the
-		 * touch's UPDATE is one statement, the event's failure is only logged, and moving
-		 * the lead on has its own part (sched_next_step). */
-		rc = store_touch_sent(s->store, t.id, now);
-		if (rc == 0) {
-			sched_event(s, t.lead_id, t.id, "sent", now, &t, "message_id",
-				    t.message_id);
-			rc = sched_next_step(s, &t, now);
-		}
-		goto out;
-	}
-	if ((rc = sched_write_begin(s)) != 0)
+	/* A send in a drain's transaction takes no savepoint of its own: the touch's UPDATE is
+	 * one statement, the event's failure is only logged, and moving the lead on has its own
+	 * part (sched_next_step). */
+	bool part = !(r->outcome == MAILER_OK && s->batch);
+	if (part && (rc = sched_write_begin(s)) != 0)
 		goto out;
 	switch (r->outcome) {
 	case MAILER_OK:
@@ -1531,7 +1521,8 @@ static void sched_record(struct sched *s, const struct mailer_result *r)
 			sched_event(s, t.lead_id, t.id, "uncertain", now, &t, "reason", r->detail);
 		break;
 	}
-	rc = sched_write_end(s, rc);
+	if (part)
+		rc = sched_write_end(s, rc);
 out:
 	if (rc)
 		log_err("sched: cannot record the outcome of touch %lld: %s", (long long)t.id,

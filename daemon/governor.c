@@ -1,8 +1,10 @@
 /* governor.c - pure: reputation states from outcome rates, warm-up ramp, slow spacing. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dripd/governor.h"
+#include "dripd/util.h"
 
 void governor_defaults(struct governor_limits *l)
 {
@@ -234,4 +236,106 @@ int64_t governor_warmup_cap(int64_t start, int64_t days, int64_t from, int64_t t
 	if (day >= days)
 		return -1;
 	return from + (to - from) * day / days;
+}
+
+void governor_window_init(struct governor_window *w, int64_t keep)
+{
+	memset(w, 0, sizeof(*w));
+	w->keep = keep < GOVERNOR_HOUR ? GOVERNOR_HOUR : keep;
+}
+
+void governor_window_free(struct governor_window *w)
+{
+	free(w->v);
+	governor_window_init(w, w->keep);
+}
+
+void governor_window_clear(struct governor_window *w)
+{
+	w->head = w->len = w->hour = 0;
+	w->in_hour = w->in_keep = 0;
+}
+
+/* Moves the window's end to `now`: tallies age out of the hour, then out of the window. */
+static void governor_window_advance(struct governor_window *w, int64_t now)
+{
+	if (now <= w->now)
+		return;
+	w->now = now;
+	while (w->hour < w->len && w->v[w->hour].at <= now - GOVERNOR_HOUR)
+		w->in_hour -= w->v[w->hour++].n;
+	/* keep >= an hour: what leaves the window left the hour already. */
+	while (w->head < w->hour && w->v[w->head].at <= now - w->keep)
+		w->in_keep -= w->v[w->head++].n;
+}
+
+/* The first live tally at or after `at`. */
+static size_t governor_window_find(const struct governor_window *w, int64_t at)
+{
+	size_t lo = w->head, hi = w->len;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (w->v[mid].at < at)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * Room for one more tally: when at least half the array has aged out it moves down over
+ * them, else the array doubles (either way a tally is moved O(1) times on average).
+ */
+static void governor_window_room(struct governor_window *w)
+{
+	if (w->len < w->cap)
+		return;
+	if (w->head > 0 && w->head >= w->len / 2) {
+		memmove(w->v, w->v + w->head, (w->len - w->head) * sizeof(*w->v));
+		w->len -= w->head;
+		w->hour -= w->head;
+		w->head = 0;
+		return;
+	}
+	w->cap = w->cap ? w->cap * 2 : 64;
+	w->v = xrealloc(w->v, w->cap * sizeof(*w->v));
+}
+
+void governor_window_move(struct governor_window *w, int64_t at, int64_t n)
+{
+	if (n == 0 || at <= w->now - w->keep)
+		return; /* aged out already: counted nowhere */
+	size_t i = governor_window_find(w, at);
+	if (i == w->len || w->v[i].at != at) {
+		if (n < 0)
+			return;
+		governor_window_room(w);
+		i = governor_window_find(w, at);
+		memmove(w->v + i + 1, w->v + i, (w->len - i) * sizeof(*w->v));
+		w->v[i] = (struct governor_tally){ .at = at, .n = 0 };
+		w->len++;
+		if (at <= w->now - GOVERNOR_HOUR)
+			w->hour++; /* it went in before the hour's first */
+	}
+	if (w->v[i].n + n < 0)
+		n = -w->v[i].n;
+	w->v[i].n += n;
+	w->in_keep += n;
+	if (at > w->now - GOVERNOR_HOUR)
+		w->in_hour += n;
+	if (w->v[i].n == 0) {
+		memmove(w->v + i, w->v + i + 1, (w->len - i - 1) * sizeof(*w->v));
+		w->len--;
+		if (i < w->hour)
+			w->hour--;
+	}
+}
+
+int64_t governor_window_count(struct governor_window *w, int64_t span, int64_t now, int64_t *oldest)
+{
+	governor_window_advance(w, now);
+	size_t from = span <= GOVERNOR_HOUR ? w->hour : w->head;
+	*oldest = from < w->len ? w->v[from].at : 0;
+	return span <= GOVERNOR_HOUR ? w->in_hour : w->in_keep;
 }

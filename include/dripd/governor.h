@@ -89,4 +89,44 @@ size_t governor_concurrency(const struct governor *g, size_t threads);
  */
 int64_t governor_warmup_cap(int64_t start, int64_t days, int64_t from, int64_t to, int64_t now);
 
+/*
+ * The sends of a rolling window, for the caps (per hour, per rolling 24 hours): how many
+ * went out after a time, and the oldest of them, without asking the database every pass
+ * (counting a range in SQLite walks it: a pass cost ~1 ms at 30,000 sends a day). Kept as
+ * one tally a second that had sends, in time order, for the last `keep` seconds; the
+ * counts of the last hour and of the whole window run along as time moves on.
+ *
+ * A send counts at a time and may move (committed sending, then sent) or leave (deferred,
+ * bounced): governor_window_move with -1 at its old time. The scheduler keeps one per
+ * account and per limited domain, and fills them from the database at start.
+ */
+#define GOVERNOR_HOUR 3600
+#define GOVERNOR_DAY 86400
+
+struct governor_tally {
+	int64_t at, n;
+};
+
+struct governor_window {
+	struct governor_tally *v;
+	size_t head, len, cap; /* the live tallies are v[head..len), oldest first */
+	size_t hour; /* the first of them inside the last hour, as of `now` */
+	int64_t keep; /* seconds kept: GOVERNOR_HOUR or more */
+	int64_t now; /* the latest time the window was read at */
+	int64_t in_hour, in_keep; /* sends in v[hour..len) and in v[head..len) */
+};
+
+void governor_window_init(struct governor_window *w, int64_t keep);
+void governor_window_free(struct governor_window *w);
+/* Forgets every send (before filling it again from the database). */
+void governor_window_clear(struct governor_window *w);
+/* n sends at `at` (n < 0 takes sends away; a tally never goes under 0). */
+void governor_window_move(struct governor_window *w, int64_t at, int64_t n);
+/*
+ * Sends after now - span (span GOVERNOR_HOUR, or the window's keep), and in *oldest the
+ * time of the oldest of them (0 when none). Time going back counts what it counted.
+ */
+int64_t governor_window_count(struct governor_window *w, int64_t span, int64_t now,
+			      int64_t *oldest);
+
 #endif

@@ -209,6 +209,117 @@ static void test_the_warm_up_ramp_grows_linearly_then_ends(void **state)
 	assert_int_equal(governor_warmup_cap(start, 0, 50, 1050, start), -1);
 }
 
+/* Sends as the scheduler sees them: each send's time, or 0 once it left the window. */
+struct sends {
+	int64_t at[20000];
+	size_t n;
+};
+
+static int64_t sends_count(const struct sends *r, int64_t since, int64_t *oldest)
+{
+	int64_t count = 0;
+	*oldest = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		if (!r->at[i] || r->at[i] <= since)
+			continue;
+		count++;
+		if (!*oldest || r->at[i] < *oldest)
+			*oldest = r->at[i];
+	}
+	return count;
+}
+
+static void check_window(struct governor_window *w, const struct sends *r, int64_t now)
+{
+	int64_t oldest, want_oldest;
+	int64_t hour = governor_window_count(w, GOVERNOR_HOUR, now, &oldest);
+	assert_int_equal(hour, sends_count(r, now - GOVERNOR_HOUR, &want_oldest));
+	assert_int_equal(oldest, want_oldest);
+	int64_t all = governor_window_count(w, w->keep, now, &oldest);
+	assert_int_equal(all, sends_count(r, now - w->keep, &want_oldest));
+	assert_int_equal(oldest, want_oldest);
+}
+
+/*
+ * The caps' running counts agree with counting from scratch through two days of sends:
+ * many in one second and seconds without any, sends committed then moved to the time they
+ * went (sent) or taken away (deferred, bounced), tallies ageing out of the hour and of the
+ * day, the array compacting and growing, and a clear then fill as from the database.
+ */
+static void test_a_rolling_window_counts_like_a_count_from_scratch(void **state)
+{
+	(void)state;
+	static struct sends r;
+	struct governor_window w;
+	uint64_t seed = 42;
+	governor_window_init(&w, GOVERNOR_DAY);
+	memset(&r, 0, sizeof(r));
+	int64_t now = T0;
+	while (now < T0 + 2 * GOVERNOR_DAY && r.n < 20000) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		unsigned roll = (unsigned)(seed >> 33) % 100;
+		if (roll < 40) {
+			governor_window_move(&w, now, 1);
+			r.at[r.n++] = now;
+		} else if (roll < 70 && r.n > 0) {
+			/* A send comes back: sent a little later, or gone (mostly one of the
+			 * latest, now and then one from hours ago). */
+			size_t i = r.n - 1 -
+				   (size_t)(seed >> 40) % (roll < 65 ? (r.n < 8 ? r.n : 8) : r.n);
+			if (r.at[i] && r.at[i] > now - GOVERNOR_DAY) {
+				governor_window_move(&w, r.at[i], -1);
+				r.at[i] = roll < 55 ? now : 0;
+				if (r.at[i])
+					governor_window_move(&w, now, 1);
+			}
+		} else {
+			now += (int64_t)(seed >> 45) % 30;
+		}
+		if (roll % 7 == 0)
+			check_window(&w, &r, now);
+	}
+	check_window(&w, &r, now);
+	assert_true(r.n > 10000);
+	/* Nothing leaves a tally under zero: taking away a send that is not there. */
+	governor_window_move(&w, now - 10, -1);
+	check_window(&w, &r, now);
+	/* Filled again from scratch, oldest first, as sched does from the database. */
+	governor_window_clear(&w);
+	for (size_t i = 0; i < r.n; i++)
+		if (r.at[i] > now - GOVERNOR_DAY)
+			governor_window_move(&w, r.at[i], 1);
+	check_window(&w, &r, now);
+	check_window(&w, &r, now + GOVERNOR_HOUR);
+	check_window(&w, &r, now + GOVERNOR_DAY);
+	int64_t oldest;
+	assert_int_equal(governor_window_count(&w, GOVERNOR_DAY, now + GOVERNOR_DAY, &oldest), 0);
+	assert_int_equal(oldest, 0);
+	governor_window_free(&w);
+}
+
+/* A domain's window keeps one hour: a send older than that is counted nowhere. */
+static void test_an_hour_window_forgets_what_aged_out(void **state)
+{
+	(void)state;
+	struct governor_window w;
+	int64_t oldest;
+	governor_window_init(&w, GOVERNOR_HOUR);
+	governor_window_move(&w, T0, 3);
+	governor_window_move(&w, T0 + 100, 2);
+	assert_int_equal(governor_window_count(&w, GOVERNOR_HOUR, T0 + 100, &oldest), 5);
+	assert_int_equal(oldest, T0);
+	assert_int_equal(governor_window_count(&w, GOVERNOR_HOUR, T0 + 3600, &oldest), 2);
+	assert_int_equal(oldest, T0 + 100);
+	/* A send at a time already aged out (the clock moved on) is not counted. */
+	governor_window_move(&w, T0, 1);
+	assert_int_equal(governor_window_count(&w, GOVERNOR_HOUR, T0 + 3600, &oldest), 2);
+	/* Time going back counts what it counted at the latest time. */
+	assert_int_equal(governor_window_count(&w, GOVERNOR_HOUR, T0, &oldest), 2);
+	assert_int_equal(governor_window_count(&w, GOVERNOR_HOUR, T0 + 3700, &oldest), 0);
+	assert_int_equal(oldest, 0);
+	governor_window_free(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -219,6 +330,8 @@ int main(void)
 		cmocka_unit_test(test_bounces_and_complaints_pause_at_their_own_thresholds),
 		cmocka_unit_test(test_a_slow_account_stays_slow_while_rates_stay_bad),
 		cmocka_unit_test(test_the_warm_up_ramp_grows_linearly_then_ends),
+		cmocka_unit_test(test_a_rolling_window_counts_like_a_count_from_scratch),
+		cmocka_unit_test(test_an_hour_window_forgets_what_aged_out),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -995,6 +995,8 @@ static int control_touch_resolve(struct dripd *d, const cJSON *args, cJSON *resu
 		cJSON_AddNumberToObject(result, "id", (double)id);
 		cJSON_AddStringToObject(result, "state",
 					strcmp(how, "sent") == 0 ? "sent" : "pending");
+		if (d->sched)
+			sched_sends_changed(d->sched); /* a send the caps count, or none */
 	}
 	store_touch_clear(&t);
 	return rc;

@@ -44,6 +44,7 @@ struct sched_domain {
 	int64_t per_hour, concurrency; /* the config's, or a live change (dripctl limits) */
 	size_t in_flight;
 	int64_t allow; /* this pass: how many more may be handed over */
+	struct governor_window sent; /* its sends of the last hour, for per_hour */
 };
 
 /*
@@ -56,6 +57,7 @@ struct sched_account {
 	bool owned; /* made by sched_add_accounts, closed by sched_close */
 	struct governor gov;
 	struct sched_domain *domains; /* one per cfg.domains */
+	struct governor_window sent; /* its sends of the last 24 hours, for the caps */
 	int64_t allow; /* this pass */
 	char *seqs; /* the current content's sequences that use it, a JSON array */
 };
@@ -70,6 +72,7 @@ struct sched_flight {
 	struct mailer_job *job; /* until handed over */
 	struct sched_account *a;
 	struct sched_domain *d;
+	int64_t at; /* when it was committed sending: it counts against the caps from then */
 };
 
 struct sched_note {
@@ -93,6 +96,9 @@ struct sched {
 	size_t njobs;
 	struct sched_account *accts;
 	size_t naccts;
+	/* The accounts' and domains' send windows may differ from the database (a write
+	 * refused, a touch resolved by a person): read them again before they are used. */
+	bool sends_stale;
 	struct sched_flight *flights;
 	size_t nflights, flights_cap;
 	struct sched_note notes[SCHED_NOTES]; /* from the event feed, for the governor */
@@ -137,6 +143,7 @@ static void sched_hold(struct sched *s)
 		 msg);
 	if (!was)
 		log_err("sched: sending held back: %s", s->held);
+	s->sends_stale = true;
 	s->next_wake = 0;
 	if (!s->draining)
 		uv_timer_start(&s->timer, sched_timer_cb, SCHED_HELD_MS, 0);
@@ -228,11 +235,13 @@ static void sched_account_init(struct sched_account *a, const struct config_acco
 {
 	a->cfg = *cfg;
 	governor_init(&a->gov);
+	governor_window_init(&a->sent, GOVERNOR_DAY);
 	a->domains = xcalloc(cfg->ndomains ? cfg->ndomains : 1, sizeof(*a->domains));
 	for (size_t i = 0; i < cfg->ndomains; i++) {
 		a->domains[i].domain = cfg->domains[i].domain;
 		a->domains[i].per_hour = cfg->domains[i].per_hour;
 		a->domains[i].concurrency = cfg->domains[i].concurrency;
+		governor_window_init(&a->domains[i].sent, GOVERNOR_HOUR);
 	}
 	a->seqs = xstrdup("[]");
 }
@@ -296,6 +305,7 @@ struct sched *sched_new(uv_loop_t *loop, const struct config *cfg, struct store 
 		sched_account_init(&s->accts[i + 1], &cfg->accounts[i]);
 	for (size_t i = 0; i < s->naccts; i++)
 		sched_limits_restore(s, &s->accts[i]);
+	s->sends_stale = true; /* read at the first pass */
 	uv_timer_init(loop, &s->timer);
 	s->timer.data = s;
 	if (store_event_listen(st, sched_event_cb, s) != 0)
@@ -811,6 +821,15 @@ static struct sched_domain *sched_domain_of(struct sched_account *a, const char 
 	return NULL;
 }
 
+/* Counts a flight's send against its account's and domain's caps at `at` (n -1: takes it
+ * back). */
+static void sched_count_send(const struct sched_flight *f, int64_t at, int64_t n)
+{
+	governor_window_move(&f->a->sent, at, n);
+	if (f->d)
+		governor_window_move(&f->d->sent, at, n);
+}
+
 /* Hands a job to its account's threads and remembers the flight (taken over from f). */
 static void sched_submit(struct sched *s, struct sched_flight *f, int64_t now)
 {
@@ -823,6 +842,7 @@ static void sched_submit(struct sched *s, struct sched_flight *f, int64_t now)
 	s->flights[s->nflights++] = *f;
 	if (f->d)
 		f->d->in_flight++;
+	sched_count_send(f, f->at, 1);
 	governor_started(&f->a->gov, now);
 	mailer_submit(f->a->mailer, job);
 }
@@ -835,24 +855,23 @@ static void sched_flight_free(struct sched_flight *f)
 }
 
 /*
- * Ends a touch's flight: the account (default if unknown) it counted against; its touch
- * moves to *t, which is zeroed when there was no flight (an outcome recorded again after
- * its batch failed).
+ * Ends a touch's flight, which moves to *f (its touch with it); false when there was none
+ * (an outcome recorded again after its batch failed): then *f is zeroed but for the
+ * default account.
  */
-static struct sched_account *sched_flight_done(struct sched *s, int64_t touch_id, struct touch *t)
+static bool sched_flight_done(struct sched *s, int64_t touch_id, struct sched_flight *f)
 {
-	memset(t, 0, sizeof(*t));
 	for (size_t i = 0; i < s->nflights; i++) {
 		if (s->flights[i].t.id != touch_id)
 			continue;
-		struct sched_account *a = s->flights[i].a;
-		if (s->flights[i].d)
-			s->flights[i].d->in_flight--;
-		*t = s->flights[i].t;
+		*f = s->flights[i];
+		if (f->d)
+			f->d->in_flight--;
 		s->flights[i] = s->flights[--s->nflights];
-		return a;
+		return true;
 	}
-	return &s->accts[0];
+	*f = (struct sched_flight){ .a = &s->accts[0] };
+	return false;
 }
 
 /*
@@ -985,7 +1004,8 @@ static void sched_dispatch(struct sched *s, int64_t id, int64_t now)
 		  t.sequence, t.step, lead.email);
 	/* Dispatch runs inside a claim's transaction: handed over once it has committed. The
 	 * flight owns the touch now. */
-	s->jobs[s->njobs++] = (struct sched_flight){ .t = t, .job = job, .a = a, .d = dl };
+	s->jobs[s->njobs++] =
+		(struct sched_flight){ .t = t, .job = job, .a = a, .d = dl, .at = now };
 	memset(&t, 0, sizeof(t));
 out:
 	if (park)
@@ -1026,19 +1046,62 @@ static void sched_arm(struct sched *s, int64_t now)
 
 /*
  * How many more messages a cap of `cap` per `span` seconds allows now (INT64_MAX without a
- * cap); when none, *refill becomes at least the time the oldest send in the window ages out.
+ * cap), from the sends in `w`; when none, *refill becomes at least the time the oldest send
+ * in the window ages out.
  */
-static int64_t sched_window_allow(struct sched *s, const char *account, const char *domain,
-				  int64_t span, int64_t cap, int64_t now, int64_t *refill)
+static int64_t sched_window_allow(struct governor_window *w, int64_t span, int64_t cap, int64_t now,
+				  int64_t *refill)
 {
-	int64_t count = 0, oldest = 0;
-	if (cap <= 0 || store_sent_since_by(s->store, account, domain, now - span, &count, &oldest))
+	int64_t oldest;
+	if (cap <= 0)
 		return INT64_MAX;
+	int64_t count = governor_window_count(w, span, now, &oldest);
 	if (count < cap)
 		return cap - count;
 	if (oldest + span > *refill)
 		*refill = oldest + span;
 	return 0;
+}
+
+static void sched_send_seen(void *arg, const char *account, const char *rcpt_domain, int64_t at)
+{
+	struct sched *s = arg;
+	for (size_t i = 0; i < s->naccts; i++) {
+		struct sched_account *a = &s->accts[i];
+		if (strcmp(a->cfg.name, account) != 0)
+			continue;
+		struct sched_domain *d = sched_domain_of(a, rcpt_domain);
+		governor_window_move(&a->sent, at, 1);
+		if (d)
+			governor_window_move(&d->sent, at, 1);
+		return;
+	}
+}
+
+/*
+ * Reads the sends of the last 24 hours into the accounts' and domains' windows, when they
+ * may differ from the database: at start, after a refused write, after `touch resolve`.
+ * Otherwise the windows move with each hand-over and outcome, and a pass asks no SQL.
+ */
+static void sched_sends_load(struct sched *s, int64_t now)
+{
+	if (!s->sends_stale)
+		return;
+	for (size_t i = 0; i < s->naccts; i++) {
+		struct sched_account *a = &s->accts[i];
+		governor_window_clear(&a->sent);
+		for (size_t j = 0; j < a->cfg.ndomains; j++)
+			governor_window_clear(&a->domains[j].sent);
+	}
+	if (store_sends_each(s->store, now - GOVERNOR_DAY, sched_send_seen, s) == 0)
+		s->sends_stale = false;
+	else
+		log_warn("sched: cannot read the recent sends for the caps; trying again");
+}
+
+void sched_sends_changed(struct sched *s)
+{
+	s->sends_stale = true;
 }
 
 /* The warm-up ramp's cap for today, or -1; *next_day is when the ramp next grows. */
@@ -1054,8 +1117,7 @@ static int64_t sched_warmup(const struct sched_account *a, int64_t now, int64_t 
  * What an account's caps allow now: per_hour, per_day and the warm-up ramp (its daily cap
  * over any rolling 24 hours). When nothing, *refill says when the first room comes.
  */
-static int64_t sched_account_allowance(struct sched *s, const struct sched_account *a, int64_t now,
-				       int64_t *refill)
+static int64_t sched_account_allowance(struct sched_account *a, int64_t now, int64_t *refill)
 {
 	int64_t next_day, per_day = a->cfg.per_day;
 	int64_t ramp = sched_warmup(a, now, &next_day);
@@ -1063,9 +1125,9 @@ static int64_t sched_account_allowance(struct sched *s, const struct sched_accou
 	if (ramped)
 		per_day = ramp;
 	*refill = 0;
-	int64_t hour = sched_window_allow(s, a->cfg.name, NULL, 3600, a->cfg.per_hour, now, refill);
+	int64_t hour = sched_window_allow(&a->sent, GOVERNOR_HOUR, a->cfg.per_hour, now, refill);
 	int64_t day_refill = 0;
-	int64_t day = sched_window_allow(s, a->cfg.name, NULL, 86400, per_day, now, &day_refill);
+	int64_t day = sched_window_allow(&a->sent, GOVERNOR_DAY, per_day, now, &day_refill);
 	if (day == 0) {
 		/* A ramp's cap grows at the next day: that may come before a send ages out. */
 		if (ramped && next_day < day_refill)
@@ -1093,6 +1155,7 @@ static size_t sched_plan(struct sched *s, int64_t now, char **blocked)
 	cJSON *out = NULL;
 	size_t total = 0;
 	s->unblock_at = 0;
+	sched_sends_load(s, now);
 	for (size_t i = 0; i < s->naccts; i++) {
 		struct sched_account *a = &s->accts[i];
 		size_t threads = a->mailer ? mailer_threads(a->mailer) : 0;
@@ -1105,7 +1168,7 @@ static size_t sched_plan(struct sched *s, int64_t now, char **blocked)
 			sched_wake_at(&s->unblock_at, next, now);
 		}
 		if (a->allow > 0) {
-			int64_t caps = sched_account_allowance(s, a, now, &refill);
+			int64_t caps = sched_account_allowance(a, now, &refill);
 			if (caps < a->allow)
 				a->allow = caps;
 			sched_wake_at(&s->unblock_at, refill, now);
@@ -1127,8 +1190,8 @@ static size_t sched_plan(struct sched *s, int64_t now, char **blocked)
 			d->allow = INT64_MAX;
 			if (d->concurrency > 0)
 				d->allow = d->concurrency - (int64_t)d->in_flight;
-			int64_t w = sched_window_allow(s, a->cfg.name, d->domain, 3600, d->per_hour,
-						       now, &drefill);
+			int64_t w = sched_window_allow(&d->sent, GOVERNOR_HOUR, d->per_hour, now,
+						       &drefill);
 			if (w < d->allow)
 				d->allow = w;
 			sched_wake_at(&s->unblock_at, drefill, now);
@@ -1461,10 +1524,14 @@ void sched_on_result(struct sched *s, const struct mailer_result *r)
 static void sched_record(struct sched *s, const struct mailer_result *r)
 {
 	int64_t now = clock_now(s->clock);
-	struct touch t;
+	struct sched_flight f;
 	int rc = 0;
-	sched_govern(s, sched_flight_done(s, r->touch_id, &t), r, now);
-	if (!t.id && store_touch_get(s->store, r->touch_id, &t) != 0) {
+	bool flew = sched_flight_done(s, r->touch_id, &f);
+	struct touch t = f.t;
+	sched_govern(s, f.a, r, now);
+	if (!flew)
+		s->sends_stale = true; /* its send's time and domain are in the database only */
+	if (!flew && store_touch_get(s->store, r->touch_id, &t) != 0) {
 		log_err("sched: outcome for unknown touch %lld", (long long)r->touch_id);
 		return;
 	}
@@ -1524,6 +1591,14 @@ static void sched_record(struct sched *s, const struct mailer_result *r)
 	if (part)
 		rc = sched_write_end(s, rc);
 out:
+	if (rc == 0 && flew) {
+		/* It no longer counts from its hand-over: from when it went, or not at all. */
+		sched_count_send(&f, f.at, -1);
+		if (r->outcome == MAILER_OK)
+			sched_count_send(&f, now, 1);
+	} else if (rc) {
+		s->sends_stale = true;
+	}
 	if (rc)
 		log_err("sched: cannot record the outcome of touch %lld: %s", (long long)t.id,
 			drip_strerror(rc));
@@ -1560,8 +1635,12 @@ static void sched_closed_cb(uv_handle_t *h)
 	free(s->unrecorded);
 	free(s->batch_copy);
 	for (size_t i = 0; i < s->naccts; i++) {
-		free(s->accts[i].domains);
-		free(s->accts[i].seqs);
+		struct sched_account *a = &s->accts[i];
+		for (size_t j = 0; j < a->cfg.ndomains; j++)
+			governor_window_free(&a->domains[j].sent);
+		governor_window_free(&a->sent);
+		free(a->domains);
+		free(a->seqs);
 	}
 	free(s->accts);
 	/* Touches whose outcome never came back (the exit's wait ran out): the database has
@@ -1659,7 +1738,8 @@ int sched_explain(struct sched *s, const struct lead *lead, cJSON *out)
 		sched_explain_line(trace, "skip_dates", false, "%d skipped date(s) from %d",
 				   w.skipped, (int)w.first_skipped);
 	struct sched_account *a = sched_account_of(s, t.sequence);
-	if (sched_account_allowance(s, a, now, &refill) == 0) {
+	sched_sends_load(s, now);
+	if (sched_account_allowance(a, now, &refill) == 0) {
 		clock_format_utc(refill, when, sizeof(when));
 		sched_explain_line(trace, "caps", false,
 				   "a sending cap of account %s is full until %s", a->cfg.name,
@@ -1683,11 +1763,14 @@ int sched_status(struct sched *s, cJSON *out)
 {
 	int64_t now = clock_now(s->clock);
 	char when[32];
+	sched_sends_load(s, now);
+	if (s->sends_stale)
+		return DRIP_ESTORE;
 	cJSON *arr = cJSON_AddArrayToObject(out, "accounts");
 	for (size_t i = 0; i < s->naccts; i++) {
 		struct sched_account *a = &s->accts[i];
 		struct governor_rates r;
-		int64_t hour = 0, day = 0, oldest, next_day;
+		int64_t oldest, next_day;
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddItemToArray(arr, o);
 		cJSON_AddStringToObject(o, "name", a->cfg.name);
@@ -1695,11 +1778,12 @@ int sched_status(struct sched *s, cJSON *out)
 		cJSON_AddNumberToObject(o, "threads",
 					a->mailer ? (double)mailer_threads(a->mailer) : 0);
 		cJSON_AddNumberToObject(o, "busy", a->mailer ? (double)mailer_busy(a->mailer) : 0);
-		if (store_sent_since_by(s->store, a->cfg.name, NULL, now - 3600, &hour, &oldest) ||
-		    store_sent_since_by(s->store, a->cfg.name, NULL, now - 86400, &day, &oldest))
-			return DRIP_ESTORE;
-		cJSON_AddNumberToObject(o, "sent_last_hour", (double)hour);
-		cJSON_AddNumberToObject(o, "sent_last_24h", (double)day);
+		cJSON_AddNumberToObject(
+			o, "sent_last_hour",
+			(double)governor_window_count(&a->sent, GOVERNOR_HOUR, now, &oldest));
+		cJSON_AddNumberToObject(
+			o, "sent_last_24h",
+			(double)governor_window_count(&a->sent, GOVERNOR_DAY, now, &oldest));
 		cJSON_AddNumberToObject(o, "per_hour", (double)a->cfg.per_hour);
 		cJSON_AddNumberToObject(o, "per_day", (double)a->cfg.per_day);
 		int64_t ramp = sched_warmup(a, now, &next_day);
@@ -1722,10 +1806,7 @@ int sched_status(struct sched *s, cJSON *out)
 		cJSON *doms = cJSON_AddArrayToObject(o, "domains");
 		for (size_t j = 0; j < a->cfg.ndomains; j++) {
 			struct sched_domain *d = &a->domains[j];
-			int64_t n = 0;
-			if (store_sent_since_by(s->store, a->cfg.name, d->domain, now - 3600, &n,
-						&oldest))
-				return DRIP_ESTORE;
+			int64_t n = governor_window_count(&d->sent, GOVERNOR_HOUR, now, &oldest);
 			cJSON *x = cJSON_CreateObject();
 			cJSON_AddItemToArray(doms, x);
 			cJSON_AddStringToObject(x, "domain", d->domain);

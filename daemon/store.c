@@ -255,7 +255,7 @@ static const char *const store_migrations[] = {
 	"  WHERE message_id IS NOT NULL;",
 	/* 12: the caps' and status's "sent in the last hour / day" read the recent sends from
 	 * an index instead of scanning every touch (the expression and the state list are
-	 * those of STMT_SENT_SINCE and STMT_SENT_SINCE_BY, so SQLite can use it). */
+	 * those of STMT_SENDS_SINCE, so SQLite can use it). */
 	"CREATE INDEX touches_sent_at ON touches(coalesce(sent_at, updated_at))"
 	"  WHERE state IN ('sent', 'sending');",
 	/* 13: score decay. A lead's score (REAL once decayed) was last set at business time
@@ -377,7 +377,7 @@ enum store_stmt_id {
 	STMT_TOUCH_POSTPONE,
 	STMT_LEAD_LAST_SENT,
 	STMT_LEAD_UPDATE,
-	STMT_SENT_SINCE,
+	STMT_SENDS_SINCE,
 	STMT_RECOVER_QUEUED,
 	STMT_RECOVER_SENDING,
 	STMT_EVENT_ADD,
@@ -435,7 +435,6 @@ enum store_stmt_id {
 	STMT_HOOK_DONE,
 	STMT_HOOK_RETRY,
 	STMT_HOOK_COUNT,
-	STMT_SENT_SINCE_BY,
 	STMT_LEAD_SET_SCORE,
 	STMT_LEAD_NEXT_FALL,
 	STMT_LEADS_FALLING,
@@ -522,9 +521,13 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 				"state IN ('sent', 'sending') AND sent_at IS NOT NULL",
 	/* Touches sent or being sent since ?1, and the oldest such send (for a cap's refill).
 	 * A touch being sent counts from when it was handed over. */
-	[STMT_SENT_SINCE] = "SELECT count(*), coalesce(min(coalesce(sent_at, updated_at)), 0) "
-			    "FROM touches WHERE state IN ('sent', 'sending') AND "
-			    "coalesce(sent_at, updated_at) > ?1",
+	/* The sends the caps count (sched's governor windows): sent, or handed over and not
+	 * yet answered, at the time they went (or were handed over), oldest first. */
+	[STMT_SENDS_SINCE] = "SELECT coalesce(account, 'default'), coalesce(rcpt_domain, ''), "
+			     "coalesce(sent_at, updated_at) FROM touches "
+			     "WHERE state IN ('sent', 'sending') AND "
+			     "coalesce(sent_at, updated_at) > ?1 "
+			     "ORDER BY coalesce(sent_at, updated_at)",
 	[STMT_TOUCH_POSTPONE] =
 		"UPDATE touches SET state = 'pending', due_at = ?2, updated_at = ?3 "
 		"WHERE id = ?1 AND (state = 'queued' OR state = 'pending')",
@@ -697,11 +700,6 @@ static const char *const store_sql_more[] = {
 	[STMT_HOOK_COUNT] = "SELECT count(*), coalesce(sum(attempts > 0), 0) FROM hook_outbox",
 	/* An account's sends (touches from before accounts count as the default's), and
 	 * optionally only those to one recipient domain. */
-	[STMT_SENT_SINCE_BY] = "SELECT count(*), coalesce(min(coalesce(sent_at, updated_at)), 0) "
-			       "FROM touches WHERE state IN ('sent', 'sending') AND "
-			       "coalesce(sent_at, updated_at) > ?1 AND "
-			       "coalesce(account, 'default') = ?2 AND "
-			       "(?3 IS NULL OR rcpt_domain = ?3)",
 	[STMT_LEAD_SET_SCORE] = "UPDATE leads SET score = ?2, score_at = ?3, fall_at = ?4, "
 				"updated_at = ?3 WHERE id = ?1",
 	[STMT_LEAD_NEXT_FALL] = "SELECT min(fall_at) FROM leads WHERE fall_at IS NOT NULL",
@@ -2264,20 +2262,18 @@ int store_lead_last_sent(struct store *st, int64_t lead_id, int64_t *at)
 	return rc == SQLITE_ROW ? 0 : store_fail(st, "last sent");
 }
 
-int store_sent_since(struct store *st, int64_t since, int64_t *count, int64_t *oldest)
+int store_sends_each(struct store *st, int64_t since, store_send_cb cb, void *arg)
 {
-	sqlite3_stmt *s = store_stmt(st, STMT_SENT_SINCE);
+	sqlite3_stmt *s = store_stmt(st, STMT_SENDS_SINCE);
 	int rc;
 	if (!s)
 		return DRIP_ESTORE;
 	sqlite3_bind_int64(s, 1, since);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		*count = sqlite3_column_int64(s, 0);
-		*oldest = sqlite3_column_int64(s, 1);
-	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		cb(arg, (const char *)sqlite3_column_text(s, 0),
+		   (const char *)sqlite3_column_text(s, 1), sqlite3_column_int64(s, 2));
 	sqlite3_reset(s);
-	return rc == SQLITE_ROW ? 0 : store_fail(st, "sent since");
+	return rc == SQLITE_DONE ? 0 : store_fail(st, "recent sends");
 }
 
 int store_lead_update(struct store *st, const struct lead *lead, int64_t now)
@@ -2991,26 +2987,6 @@ int store_hook_count(struct store *st, int64_t *outstanding, int64_t *retrying)
 	}
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW ? 0 : store_fail(st, "hook count");
-}
-
-int store_sent_since_by(struct store *st, const char *account, const char *rcpt_domain,
-			int64_t since, int64_t *count, int64_t *oldest)
-{
-	sqlite3_stmt *s = store_stmt(st, STMT_SENT_SINCE_BY);
-	int rc;
-	if (!s)
-		return DRIP_ESTORE;
-	sqlite3_bind_int64(s, 1, since);
-	store_bind_text(s, 2, account);
-	if (rcpt_domain)
-		store_bind_text(s, 3, rcpt_domain);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		*count = sqlite3_column_int64(s, 0);
-		*oldest = sqlite3_column_int64(s, 1);
-	}
-	sqlite3_reset(s);
-	return rc == SQLITE_ROW ? 0 : store_fail(st, "sent since by account");
 }
 
 /* ---- signups and consent records (double opt-in) ------------------------------------ */

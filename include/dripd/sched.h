@@ -39,6 +39,12 @@ int sched_check_accounts(const struct config *cfg, const struct content *c, char
 /* Adds "accounts": each account's threads, sends in the last hour and day, caps, warm-up
  * cap, governor state and rates, and its domains' limits. */
 int sched_status(struct sched *s, cJSON *out);
+/*
+ * The scheduler counts each account's and limited domain's sends (for the caps and status)
+ * as it hands touches over and records outcomes; a touch made sent, or no longer sent,
+ * elsewhere (dripctl touch resolve) makes it read them from the database again.
+ */
+void sched_sends_changed(struct sched *s);
 /* One account's governor, for /metrics: no SQL, cheap enough for every scrape. */
 struct sched_governor_view {
 	const char *account;

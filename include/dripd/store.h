@@ -180,12 +180,13 @@ int store_touch_defer(struct store *st, int64_t id, int64_t due_at, const char *
 		      int64_t now);
 /* When the lead's last touch went out (0 when none has). */
 int store_lead_last_sent(struct store *st, int64_t lead_id, int64_t *at);
-/* How many touches were sent or handed over after `since`, and the oldest of those times. */
-int store_sent_since(struct store *st, int64_t since, int64_t *count, int64_t *oldest);
-/* The same for one account ("default" includes touches from before accounts existed) and,
- * when rcpt_domain is not NULL, one recipient domain. */
-int store_sent_since_by(struct store *st, const char *account, const char *rcpt_domain,
-			int64_t since, int64_t *count, int64_t *oldest);
+/*
+ * The sends the caps count, after `since`, oldest first: touches sent (at sent_at) or
+ * handed over and not yet answered (sending, at the hand-over), with their account
+ * ("default" for touches from before accounts existed) and recipient domain.
+ */
+typedef void (*store_send_cb)(void *arg, const char *account, const char *rcpt_domain, int64_t at);
+int store_sends_each(struct store *st, int64_t since, store_send_cb cb, void *arg);
 /* queued (or pending) -> pending, due at `due_at` (outside its send window: waits for the
  * opening). */
 int store_touch_postpone(struct store *st, int64_t id, int64_t due_at, int64_t now);

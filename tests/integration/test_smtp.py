@@ -224,6 +224,52 @@ def test_per_hour_and_per_day_caps_hold_back_the_rest(daemon_factory, tmp_path, 
     wait_for(lambda: len(smtp_sink.messages) == 8, 10, "the rest the next day")
 
 
+def test_the_caps_count_what_the_database_holds_after_every_outcome(daemon_factory, tmp_path,
+                                                                   smtp_sink):
+    """The scheduler counts sends as it goes instead of asking SQL each pass: a send that
+    was deferred, bounced or left uncertain stops counting, one a person resolves as sent
+    counts, and a restart reads the same counts back."""
+    smtp_sink.rcpt_codes["later@example.org"] = "451 4.7.1 try again later"
+    smtp_sink.rcpt_codes["gone@example.org"] = "550 5.1.1 no such user"
+    smtp_sink.drop_after_data.add("lost@example.org")
+    d = smtp_daemon(daemon_factory, tmp_path, smtp_sink, per_hour=3, per_day=10,
+                    retry_min="3h", retry_max="3h")
+    for who in ("ok1", "later", "gone", "lost", "ok2"):
+        d.ctl("lead", "add", f"{who}@example.org")
+
+    def account():
+        return d.ctl("status")["accounts"][0]
+
+    def in_sql():
+        return d.sql("SELECT count(*) FROM touches WHERE state IN ('sent', 'sending')")[0][0]
+
+    wait_for(lambda: touch_states(d, "ok2@example.org")["hi"] == "sent" and
+             touch_states(d, "lost@example.org")["hi"] == "uncertain" and
+             touch_states(d, "gone@example.org")["hi"] == "bounced" and
+             d.ctl("lead", "show", "later@example.org")["touches"][0]["attempts"] == 1,
+             10, "every outcome recorded")
+    assert touch_states(d, "later@example.org")["hi"] == "pending"
+    assert account()["sent_last_hour"] == account()["sent_last_24h"] == in_sql() == 2
+    smtp_sink.drop_after_data.clear()
+    # A person says the lost one arrived: it counts, and the hour's cap of three is full.
+    lost = d.ctl("touch", "list", "--state", "uncertain")["touches"][0]["id"]
+    d.ctl("touch", "resolve", lost, "sent")
+    assert account()["sent_last_hour"] == in_sql() == 3
+    d.ctl("lead", "add", "ok3@example.org")
+    time.sleep(0.5)
+    assert "ok3@example.org" not in [m[1][0] for m in smtp_sink.messages], \
+        "the cap missed a send resolved by a person"
+    assert d.stop() == 0
+    d.start()
+    assert account()["sent_last_hour"] == account()["sent_last_24h"] == 3
+    time.sleep(0.5)
+    assert touch_states(d, "ok3@example.org")["hi"] == "pending", "a restart lost the count"
+    d.advance("1h")
+    wait_for(lambda: touch_states(d, "ok3@example.org")["hi"] == "sent", 10,
+             "ok3's message once the hour turned")
+    assert account()["sent_last_hour"] == 1 and account()["sent_last_24h"] == in_sql() == 4
+
+
 def test_pause_holds_all_mail_and_survives_a_restart(daemon_factory, tmp_path, smtp_sink):
     d = smtp_daemon(daemon_factory, tmp_path, smtp_sink)
     assert d.ctl("pause")["paused"] is True

@@ -745,6 +745,25 @@ static void test_touch_is_only_scheduled_in_the_active_enrolment_inside_a_transa
 
 /* The hand-over's one UPDATE: sending, Message-ID, account, domain, subject and variant,
  * from queued (a claim) or from pending (taken with store_touch_take, in one transaction). */
+/* What store_sends_each gave: how many, the first's account and domain, first and last. */
+struct sends {
+	size_t n;
+	char account[32], domain[64];
+	int64_t first, last;
+};
+
+static void sends_add(void *arg, const char *account, const char *rcpt_domain, int64_t at)
+{
+	struct sends *s = arg;
+	if (s->n++ == 0) {
+		snprintf(s->account, sizeof(s->account), "%s", account);
+		snprintf(s->domain, sizeof(s->domain), "%s", rcpt_domain);
+		s->first = at;
+	}
+	assert_true(at >= s->last); /* oldest first */
+	s->last = at;
+}
+
 static void test_touch_sending_with_its_note_in_one_write(void **state)
 {
 	struct store *st = *state;
@@ -785,14 +804,26 @@ static void test_touch_sending_with_its_note_in_one_write(void **state)
 					   "Hi", 0, T0 + 7),
 		  0);
 	assert_touch_state(st, other, "sending");
-	int64_t since = 0, oldest = 0;
-	assert_rc(store_sent_since_by(st, "main", "example.org", T0, &since, &oldest), 0);
-	assert_int_equal(since, 2);
+	/* Both count against the caps, at the time they were handed over. */
+	struct sends sends = { 0 };
+	assert_rc(store_sends_each(st, T0, sends_add, &sends), 0);
+	assert_int_equal(sends.n, 2);
+	assert_string_equal(sends.account, "main");
+	assert_string_equal(sends.domain, "example.org");
+	assert_int_equal(sends.first, T0 + 5);
+	assert_int_equal(sends.last, T0 + 7);
 	struct store_status ss;
 	assert_rc(store_status(st, &ss), 0);
 	assert_int_equal(ss.pending, 0);
 	assert_int_equal(ss.queued, 0);
 	assert_int_equal(ss.sending, 2);
+	/* A sent touch counts at the time it went; a deferred one counts no more. */
+	assert_rc(store_touch_sent(st, tid, T0 + 9), 0);
+	assert_rc(store_touch_defer(st, other, T0 + 100, "451 later", T0 + 8), 0);
+	memset(&sends, 0, sizeof(sends));
+	assert_rc(store_sends_each(st, T0 + 5, sends_add, &sends), 0);
+	assert_int_equal(sends.n, 1);
+	assert_int_equal(sends.first, T0 + 9);
 }
 
 static void test_next_due_is_not_found_when_nothing_is_pending(void **state)

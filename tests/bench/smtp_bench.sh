@@ -26,11 +26,14 @@
 #
 # Run (as root, on a Debian 12 machine; installs Postfix's binaries if missing, never
 # starts a Postfix service; builds dripd into build-bench/; takes ~2-4 minutes):
-#   bash tests/bench/smtp_bench.sh [--leads N] [--conns C] [--runs R] [--keep]
+#   bash tests/bench/smtp_bench.sh [--leads N] [--conns C] [--runs R] [--caps] [--keep]
 #     --leads N   messages per measurement and leads for dripd (default 100000)
 #     --conns C   SMTP connections: smtp-source sessions, curl_ref threads, dripd's
 #                 delivery.max_connections (default 8)
 #     --runs R    runs of all three; medians are reported (default 3)
+#     --caps      give dripd caps that never bind (per_hour and per_day of 10 x N, and
+#                 example.org limited to 10 x N an hour): what counting sends for the
+#                 caps costs (before the governor kept running counts, ~6x slower)
 #     --keep      keep the work folder (database, logs) instead of removing it
 #   DRIPD_BENCH_BUILD=DIR uses another build folder (default build-bench/ at the top).
 #   DRIPD_BENCH_PERF=callgrind runs dripd's first run under callgrind and prints the
@@ -55,12 +58,14 @@ leads=100000
 conns=8
 runs=3
 keep=0
+caps=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--leads) leads=$2; shift 2 ;;
 	--conns) conns=$2; shift 2 ;;
 	--runs) runs=$2; shift 2 ;;
 	--keep) keep=1; shift ;;
+	--caps) caps=1; shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "smtp_bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -183,6 +188,11 @@ cat >"$work/content/sequences/bench.json" <<'EOF'
 EOF
 cp "$root/content/templates/awareness/welcome.md" "$work/content/templates/welcome.md"
 
+caps_json=""
+if [ -n "$caps" ]; then
+	caps_json=", \"per_hour\": $((leads * 10)), \"per_day\": $((leads * 10)),
+                \"domains\": { \"example.org\": { \"per_hour\": $((leads * 10)) } }"
+fi
 write_config() { # FOLDER
 	cat >"$1/dripd.json" <<EOF
 {
@@ -191,7 +201,7 @@ write_config() { # FOLDER
   "control_socket": "control.sock",
   "log_level": "warning",
   "delivery": { "url": "$url", "from": "Ana Ruiz <ana@example.com>",
-                "max_connections": $conns },
+                "max_connections": $conns$caps_json },
   "tracking": { "base_url": "https://t.example.com", "listen": "127.0.0.1:$tport" }
 }
 EOF

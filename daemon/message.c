@@ -1,5 +1,6 @@
 /* message.c - RFC 5322 headers, RFC 2047 encoded-words, quoted-printable MIME bodies. */
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -168,27 +169,65 @@ static const unsigned char message_qp_class[256] = {
 	[62 ... 126] = 1,
 };
 
+/*
+ * How many of the eight bytes of w, from the first (little-endian), are written as they
+ * are: 0x20-0x7e but '='. Each word trick (Bit Twiddling Hacks' "has less", "has more",
+ * "has zero") flags the bytes that match, and may flag a byte after a true match (a borrow
+ * or carry runs upwards) but never one before it: so the lowest flag is the first byte that
+ * is not plain.
+ */
+static size_t message_qp_plain_prefix(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	w = __builtin_bswap64(w); /* the first byte lowest */
+#endif
+	uint64_t below = (w - ones * 0x20) & ~w & high; /* a byte under 0x20 */
+	uint64_t above = ((w + ones * (127 - 0x7e)) | w) & high; /* a byte over 0x7e */
+	uint64_t eq = w ^ (ones * '=');
+	uint64_t equals = (eq - ones) & ~eq & high; /* a '=' */
+	uint64_t flags = below | above | equals;
+	return flags ? (size_t)__builtin_ctzll(flags) / 8 : 8;
+}
+
 void message_qp_encode(struct buf *out, const char *in)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	size_t col = 0;
+	size_t col = 0, len = strlen(in);
+	const unsigned char *end = (const unsigned char *)in + len;
 	/* Written straight into reserved room (a byte takes at most a soft break and an
 	 * escape: 6 bytes), not byte by byte through buf_addc: it was 7% of the loop thread
 	 * in the delivery benchmark. */
-	buf_reserve(out, 6 * strlen(in) + 2);
+	buf_reserve(out, 6 * len + 2);
 	char *o = out->data + out->len;
 	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
 		/* Most bytes are printable and mid-line: a run of them is copied as it is, without
 		 * the checks below, which give the same answer for them (a space or tab counts
 		 * when the byte after it is neither an end of line nor the end; a dot only when
-		 * it does not start a line). */
+		 * it does not start a line). Eight at a time where they can be: a byte at a time,
+		 * this was 9% of the loop thread's instructions in the delivery benchmark. */
 		if (col < 75 && (*p != '.' || col > 0)) {
 			const unsigned char *run = p;
-			for (size_t room = 75 - col; room > 0; room--) {
+			for (size_t room = 75 - col; room > 0;) {
+				size_t n = 0;
+				uint64_t w;
+				if (room >= 8 && end - p >= 8) {
+					memcpy(&w, p, 8);
+					n = message_qp_plain_prefix(w);
+					if (n > 0 && p[n - 1] == ' ')
+						n--; /* it depends on the byte after: below */
+				}
+				if (n > 0) {
+					/* All eight copied (the room holds them), n kept. */
+					memcpy(o, p, 8);
+					o += n, p += n, room -= n;
+					continue;
+				}
 				unsigned k = message_qp_class[*p];
 				if (k != 1 && (k != 2 || !message_qp_class[p[1]]))
 					break;
 				*o++ = (char)*p++;
+				room--;
 			}
 			if (p != run) {
 				col += (size_t)(p - run);

@@ -743,6 +743,90 @@ static void test_qp_lines_stay_within_76_and_decode_back(void **state)
 	expect_qp_round_trip(line);
 }
 
+/*
+ * The encoder one byte at a time, as its rules state it (RFC 2045: 33-126 but '=' as they
+ * are, a space or tab unless it ends a line, lines of at most 76 with the soft break, and a
+ * dot never starting a line): the oracle for message_qp_encode's runs, eight bytes at a
+ * time.
+ */
+static char *qp_one_byte_at_a_time(const char *in)
+{
+	struct buf b;
+	size_t col = 0;
+	buf_init(&b);
+	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+		if (*p == '\r' && p[1] == '\n')
+			continue;
+		if (*p == '\n') {
+			buf_adds(&b, "\r\n");
+			col = 0;
+			continue;
+		}
+		bool at_eol = p[1] == '\0' || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
+		bool literal = (*p >= 33 && *p <= 126 && *p != '=') ||
+			       ((*p == ' ' || *p == '\t') && !at_eol);
+		if (col + (literal ? 1 : 3) > 75) {
+			buf_adds(&b, "=\r\n");
+			col = 0;
+		}
+		if (*p == '.' && col == 0)
+			literal = false;
+		if (literal)
+			buf_addc(&b, (char)*p);
+		else
+			buf_printf(&b, "=%02X", *p);
+		col += literal ? 1 : 3;
+	}
+	if (col > 0)
+		buf_adds(&b, "\r\n");
+	if (!b.data)
+		buf_adds(&b, "");
+	return buf_steal(&b);
+}
+
+/* Random text of the bytes that matter (letters, spaces before line ends, '=', dots, tabs,
+ * CRLF and LF, UTF-8, long lines) encodes exactly as one byte at a time would. */
+static void test_qp_runs_encode_like_one_byte_at_a_time(void **state)
+{
+	static const char *const pieces[] = { "word",
+					      "a",
+					      "The quick brown fox",
+					      " ",
+					      "  ",
+					      "=",
+					      ".",
+					      "\t",
+					      "\n",
+					      "\r\n",
+					      "ü",
+					      "€ ",
+					      "x.y",
+					      " \n",
+					      "=\n",
+					      "abcdefghijklmnopqrstuvwxyz01234" };
+	uint64_t seed = 7;
+	(void)state;
+	for (int i = 0; i < 3000; i++) {
+		struct buf in;
+		buf_init(&in);
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		size_t n = (size_t)(seed >> 33) % 120;
+		for (size_t j = 0; j < n; j++) {
+			seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+			buf_adds(&in, pieces[(seed >> 35) % (sizeof(pieces) / sizeof(*pieces))]);
+		}
+		if (!in.data)
+			buf_adds(&in, "");
+		char *got = qp(in.data), *want = qp_one_byte_at_a_time(in.data);
+		if (strcmp(got, want) != 0)
+			fail_msg("qp(\"%s\"):\n got \"%s\"\nwant \"%s\"", in.data, got, want);
+		check_qp_lines(got);
+		free(got);
+		free(want);
+		buf_free(&in);
+	}
+}
+
 static void test_qp_never_leaves_a_dot_alone_at_a_line_start(void **state)
 {
 	char in[160];
@@ -1041,6 +1125,7 @@ int main(void)
 		cmocka_unit_test(test_unusable_addresses_are_refused),
 		cmocka_unit_test(test_qp_encodes_equals_trailing_space_and_non_ascii),
 		cmocka_unit_test(test_qp_lines_stay_within_76_and_decode_back),
+		cmocka_unit_test(test_qp_runs_encode_like_one_byte_at_a_time),
 		cmocka_unit_test(test_qp_never_leaves_a_dot_alone_at_a_line_start),
 		cmocka_unit_test(test_qp_matches_the_byte_by_byte_encoder),
 		cmocka_unit_test(test_address_is_taken_from_a_mailbox),

@@ -1819,21 +1819,29 @@ int sched_status(struct sched *s, cJSON *out)
 	return 0;
 }
 
-void sched_governors_each(struct sched *s, sched_governor_cb cb, void *arg)
+void sched_accounts_each(struct sched *s, sched_account_cb cb, void *arg)
 {
-	int64_t now = clock_now(s->clock);
+	int64_t now = clock_now(s->clock), oldest, next_day;
+	sched_sends_load(s, now);
 	for (size_t i = 0; i < s->naccts; i++) {
 		struct sched_account *a = &s->accts[i];
 		struct governor_rates r;
 		governor_rates(&a->gov, &s->cfg->governor, now, &r);
-		struct sched_governor_view v = {
+		int64_t ramp = sched_warmup(a, now, &next_day);
+		struct sched_account_view v = {
 			.account = a->cfg.name,
 			.state = governor_state_name(a->gov.state),
 			.samples = r.samples,
 			.deferral_rate = r.deferral,
 			.bounce_rate = r.bounce,
 			.complaint_rate = r.complaint,
+			.sent_hour = governor_window_count(&a->sent, GOVERNOR_HOUR, now, &oldest),
+			.sent_day = governor_window_count(&a->sent, GOVERNOR_DAY, now, &oldest),
+			.cap_hour = a->cfg.per_hour > 0 ? a->cfg.per_hour : 0,
+			.cap_day = a->cfg.per_day > 0 ? a->cfg.per_day : 0,
 		};
+		if (ramp >= 0 && (v.cap_day == 0 || ramp < v.cap_day))
+			v.cap_day = ramp;
 		if (a->mailer)
 			mailer_times(a->mailer, &v.times);
 		cb(arg, &v);

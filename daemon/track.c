@@ -903,47 +903,69 @@ static void track_metric_label(struct buf *b, const char *s)
 	}
 }
 
-static void track_metric_governor_state(void *arg, const struct sched_governor_view *v)
+/* Starts one sample of a per-account metric: `name{account="ACCOUNT"`. */
+static void track_metric_account(struct buf *b, const char *name, const char *account)
+{
+	buf_printf(b, "%s{account=\"", name);
+	track_metric_label(b, account);
+	buf_addc(b, '"');
+}
+
+static void track_metric_governor_state(void *arg, const struct sched_account_view *v)
 {
 	static const char *const states[] = { "normal", "slow", "paused" };
 	struct buf *b = arg;
 	for (size_t i = 0; i < 3; i++) {
-		buf_adds(b, "dripd_account_state{account=\"");
-		track_metric_label(b, v->account);
-		buf_printf(b, "\",state=\"%s\"} %d\n", states[i], strcmp(v->state, states[i]) == 0);
+		track_metric_account(b, "dripd_account_state", v->account);
+		buf_printf(b, ",state=\"%s\"} %d\n", states[i], strcmp(v->state, states[i]) == 0);
 	}
 }
 
-static void track_metric_governor_rates(void *arg, const struct sched_governor_view *v)
+static void track_metric_governor_rates(void *arg, const struct sched_account_view *v)
 {
 	static const char *const kinds[] = { "deferral", "bounce", "complaint" };
 	const double rates[] = { v->deferral_rate, v->bounce_rate, v->complaint_rate };
 	struct buf *b = arg;
 	for (size_t i = 0; i < 3; i++) {
-		buf_adds(b, "dripd_account_rate{account=\"");
-		track_metric_label(b, v->account);
-		buf_printf(b, "\",outcome=\"%s\"} %.4f\n", kinds[i], rates[i]);
+		track_metric_account(b, "dripd_account_rate", v->account);
+		buf_printf(b, ",outcome=\"%s\"} %.4f\n", kinds[i], rates[i]);
 	}
 }
 
-static void track_metric_sender_seconds(void *arg, const struct sched_governor_view *v)
+static void track_metric_sender_seconds(void *arg, const struct sched_account_view *v)
 {
 	static const char *const activities[] = { "sending", "between_jobs" };
 	const double seconds[] = { v->times.sending_s, v->times.between_s };
 	struct buf *b = arg;
 	for (size_t i = 0; i < 2; i++) {
-		buf_adds(b, "dripd_sender_seconds_total{account=\"");
-		track_metric_label(b, v->account);
-		buf_printf(b, "\",activity=\"%s\"} %.6f\n", activities[i], seconds[i]);
+		track_metric_account(b, "dripd_sender_seconds_total", v->account);
+		buf_printf(b, ",activity=\"%s\"} %.6f\n", activities[i], seconds[i]);
 	}
 }
 
-static void track_metric_sender_jobs(void *arg, const struct sched_governor_view *v)
+static void track_metric_sender_jobs(void *arg, const struct sched_account_view *v)
 {
 	struct buf *b = arg;
-	buf_adds(b, "dripd_sender_jobs_total{account=\"");
-	track_metric_label(b, v->account);
-	buf_printf(b, "\"} %llu\n", (unsigned long long)v->times.jobs);
+	track_metric_account(b, "dripd_sender_jobs_total", v->account);
+	buf_printf(b, "} %llu\n", (unsigned long long)v->times.jobs);
+}
+
+static void track_metric_account_sent(void *arg, const struct sched_account_view *v)
+{
+	struct buf *b = arg;
+	track_metric_account(b, "dripd_account_sent", v->account);
+	buf_printf(b, ",window=\"1h\"} %lld\n", (long long)v->sent_hour);
+	track_metric_account(b, "dripd_account_sent", v->account);
+	buf_printf(b, ",window=\"24h\"} %lld\n", (long long)v->sent_day);
+}
+
+static void track_metric_account_cap(void *arg, const struct sched_account_view *v)
+{
+	struct buf *b = arg;
+	track_metric_account(b, "dripd_account_cap", v->account);
+	buf_printf(b, ",window=\"1h\"} %lld\n", (long long)v->cap_hour);
+	track_metric_account(b, "dripd_account_cap", v->account);
+	buf_printf(b, ",window=\"24h\"} %lld\n", (long long)v->cap_day);
 }
 
 static void track_metrics(struct track_conn *c, const struct track_request *r, bool head)
@@ -1010,20 +1032,28 @@ static void track_metrics(struct track_conn *c, const struct track_request *r, b
 		buf_adds(&b, "# HELP dripd_account_state The reputation governor's state of each "
 			     "delivery account (1 for the current state).\n"
 			     "# TYPE dripd_account_state gauge\n");
-		sched_governors_each(t->d->sched, track_metric_governor_state, &b);
+		sched_accounts_each(t->d->sched, track_metric_governor_state, &b);
 		buf_adds(&b, "# HELP dripd_account_rate Each delivery account's outcome rates over "
 			     "the governor's window.\n# TYPE dripd_account_rate gauge\n");
-		sched_governors_each(t->d->sched, track_metric_governor_rates, &b);
+		sched_accounts_each(t->d->sched, track_metric_governor_rates, &b);
+		buf_adds(&b, "# HELP dripd_account_sent Each delivery account's sends its caps "
+			     "count, over the last hour and the last 24 hours.\n"
+			     "# TYPE dripd_account_sent gauge\n");
+		sched_accounts_each(t->d->sched, track_metric_account_sent, &b);
+		buf_adds(&b, "# HELP dripd_account_cap Each delivery account's caps over an hour "
+			     "and 24 hours (0: none; the warm-up ramp's when it is lower).\n"
+			     "# TYPE dripd_account_cap gauge\n");
+		sched_accounts_each(t->d->sched, track_metric_account_cap, &b);
 		buf_adds(&b,
 			 "# HELP dripd_sender_seconds_total Each account's sender threads' time "
 			 "since start: delivering, and from an outcome to the thread's next "
 			 "job (the hand-over's wait while touches are due, else idle).\n"
 			 "# TYPE dripd_sender_seconds_total counter\n");
-		sched_governors_each(t->d->sched, track_metric_sender_seconds, &b);
+		sched_accounts_each(t->d->sched, track_metric_sender_seconds, &b);
 		buf_adds(&b, "# HELP dripd_sender_jobs_total Deliveries each account's sender "
 			     "threads finished since start.\n"
 			     "# TYPE dripd_sender_jobs_total counter\n");
-		sched_governors_each(t->d->sched, track_metric_sender_jobs, &b);
+		sched_accounts_each(t->d->sched, track_metric_sender_jobs, &b);
 	}
 	buf_printf(&b,
 		   "# HELP dripd_hits_pending Opens and clicks waiting for their group commit.\n"

@@ -45,16 +45,19 @@ int sched_status(struct sched *s, cJSON *out);
  * elsewhere (dripctl touch resolve) makes it read them from the database again.
  */
 void sched_sends_changed(struct sched *s);
-/* One account's governor, for /metrics: no SQL, cheap enough for every scrape. */
-struct sched_governor_view {
+/* One delivery account, for /metrics: no SQL, cheap enough for every scrape. */
+struct sched_account_view {
 	const char *account;
-	const char *state; /* "normal", "slow" or "paused" */
+	const char *state; /* the governor's: "normal", "slow" or "paused" */
 	int64_t samples;
 	double deferral_rate, bounce_rate, complaint_rate;
+	/* The sends its caps count in the last hour and 24 hours, and the caps (0: none; the
+	 * day's is the warm-up ramp's when that is lower). */
+	int64_t sent_hour, sent_day, cap_hour, cap_day;
 	struct mailer_times times; /* its sender threads' (zero without a mailer) */
 };
-typedef void (*sched_governor_cb)(void *arg, const struct sched_governor_view *v);
-void sched_governors_each(struct sched *s, sched_governor_cb cb, void *arg);
+typedef void (*sched_account_cb)(void *arg, const struct sched_account_view *v);
+void sched_accounts_each(struct sched *s, sched_account_cb cb, void *arg);
 /*
  * Changes a limit live and keeps it across restarts: `key` is per_hour or per_day of an
  * account, or per_hour or concurrency of one of its configured domains; 0 means no cap, a

@@ -160,6 +160,10 @@ def test_the_warm_up_ramp_grows_the_daily_cap(daemon_factory, tmp_path, smtp_sin
         counts.append(len(smtp_sink.messages))
         if day < 3:
             assert account(d, "default")["warmup_cap_today"] == [2, 3, 4][day]
+        # /metrics: the day's cap is the ramp's (0 once it is over, with no per_day).
+        metrics = urllib.request.urlopen(f"{d.base_url}/metrics", timeout=5).read().decode()
+        assert f'dripd_account_cap{{account="default",window="24h"}} {[2, 3, 4, 0][day]}' \
+            in metrics.splitlines(), metrics
     assert counts == [2, 5, 9, 10], counts
     assert "warmup_cap_today" not in account(d, "default")
     assert d.stop() == 0

@@ -216,6 +216,14 @@ def test_per_hour_and_per_day_caps_hold_back_the_rest(daemon_factory, tmp_path, 
     time.sleep(0.5)
     assert len(smtp_sink.messages) == 3, "the hourly cap was exceeded"
     assert d.ctl("status")["touches"]["sent"] == 3
+    # /metrics shows how full each cap is.
+    text = subprocess.run(["curl", "-sS", f"{d.base_url}/metrics"], capture_output=True,
+                          text=True, check=True).stdout
+    caps = {(m.group(1), m.group(2)): int(m.group(3)) for m in re.finditer(
+        r'^dripd_account_(sent|cap)\{account="default",window="(1h|24h)"\} (\d+)$', text,
+        re.M)}
+    assert caps == {("sent", "1h"): 3, ("sent", "24h"): 3, ("cap", "1h"): 3,
+                    ("cap", "24h"): 5}, text
     d.advance("1h")
     wait_for(lambda: len(smtp_sink.messages) == 5, 10, "two more in the second hour")
     time.sleep(0.5)

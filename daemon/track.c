@@ -950,22 +950,24 @@ static void track_metric_sender_jobs(void *arg, const struct sched_account_view 
 	buf_printf(b, "} %llu\n", (unsigned long long)v->times.jobs);
 }
 
+/* One per-account gauge over the caps' two windows. */
+static void track_metric_windows(struct buf *b, const char *name, const char *account, int64_t hour,
+				 int64_t day)
+{
+	track_metric_account(b, name, account);
+	buf_printf(b, ",window=\"1h\"} %lld\n", (long long)hour);
+	track_metric_account(b, name, account);
+	buf_printf(b, ",window=\"24h\"} %lld\n", (long long)day);
+}
+
 static void track_metric_account_sent(void *arg, const struct sched_account_view *v)
 {
-	struct buf *b = arg;
-	track_metric_account(b, "dripd_account_sent", v->account);
-	buf_printf(b, ",window=\"1h\"} %lld\n", (long long)v->sent_hour);
-	track_metric_account(b, "dripd_account_sent", v->account);
-	buf_printf(b, ",window=\"24h\"} %lld\n", (long long)v->sent_day);
+	track_metric_windows(arg, "dripd_account_sent", v->account, v->sent_hour, v->sent_day);
 }
 
 static void track_metric_account_cap(void *arg, const struct sched_account_view *v)
 {
-	struct buf *b = arg;
-	track_metric_account(b, "dripd_account_cap", v->account);
-	buf_printf(b, ",window=\"1h\"} %lld\n", (long long)v->cap_hour);
-	track_metric_account(b, "dripd_account_cap", v->account);
-	buf_printf(b, ",window=\"24h\"} %lld\n", (long long)v->cap_day);
+	track_metric_windows(arg, "dripd_account_cap", v->account, v->cap_hour, v->cap_day);
 }
 
 static void track_metrics(struct track_conn *c, const struct track_request *r, bool head)
@@ -1028,32 +1030,36 @@ static void track_metrics(struct track_conn *c, const struct track_request *r, b
 		   "tracking.max_connections.\n# TYPE dripd_http_connections_refused_total "
 		   "counter\ndripd_http_connections_refused_total %llu\n",
 		   (long long)t->nconns, (unsigned long long)t->rejected_conns);
-	if (t->d->sched) {
-		buf_adds(&b, "# HELP dripd_account_state The reputation governor's state of each "
-			     "delivery account (1 for the current state).\n"
-			     "# TYPE dripd_account_state gauge\n");
-		sched_accounts_each(t->d->sched, track_metric_governor_state, &b);
-		buf_adds(&b, "# HELP dripd_account_rate Each delivery account's outcome rates over "
-			     "the governor's window.\n# TYPE dripd_account_rate gauge\n");
-		sched_accounts_each(t->d->sched, track_metric_governor_rates, &b);
-		buf_adds(&b, "# HELP dripd_account_sent Each delivery account's sends its caps "
-			     "count, over the last hour and the last 24 hours.\n"
-			     "# TYPE dripd_account_sent gauge\n");
-		sched_accounts_each(t->d->sched, track_metric_account_sent, &b);
-		buf_adds(&b, "# HELP dripd_account_cap Each delivery account's caps over an hour "
-			     "and 24 hours (0: none; the warm-up ramp's when it is lower).\n"
-			     "# TYPE dripd_account_cap gauge\n");
-		sched_accounts_each(t->d->sched, track_metric_account_cap, &b);
-		buf_adds(&b,
-			 "# HELP dripd_sender_seconds_total Each account's sender threads' time "
-			 "since start: delivering, and from an outcome to the thread's next "
-			 "job (the hand-over's wait while touches are due, else idle).\n"
-			 "# TYPE dripd_sender_seconds_total counter\n");
-		sched_accounts_each(t->d->sched, track_metric_sender_seconds, &b);
-		buf_adds(&b, "# HELP dripd_sender_jobs_total Deliveries each account's sender "
-			     "threads finished since start.\n"
-			     "# TYPE dripd_sender_jobs_total counter\n");
-		sched_accounts_each(t->d->sched, track_metric_sender_jobs, &b);
+	/* Per delivery account: each family's help, then one pass over the accounts. */
+	static const struct {
+		const char *help;
+		sched_account_cb write;
+	} per_account[] = {
+		{ "# HELP dripd_account_state The reputation governor's state of each delivery "
+		  "account (1 for the current state).\n# TYPE dripd_account_state gauge\n",
+		  track_metric_governor_state },
+		{ "# HELP dripd_account_rate Each delivery account's outcome rates over the "
+		  "governor's window.\n# TYPE dripd_account_rate gauge\n",
+		  track_metric_governor_rates },
+		{ "# HELP dripd_account_sent Each delivery account's sends its caps count, over "
+		  "the last hour and the last 24 hours.\n# TYPE dripd_account_sent gauge\n",
+		  track_metric_account_sent },
+		{ "# HELP dripd_account_cap Each delivery account's caps over an hour and 24 "
+		  "hours (0: none; the warm-up ramp's when it is lower).\n"
+		  "# TYPE dripd_account_cap gauge\n",
+		  track_metric_account_cap },
+		{ "# HELP dripd_sender_seconds_total Each account's sender threads' time since "
+		  "start: delivering, and from an outcome to the thread's next job (the "
+		  "hand-over's wait while touches are due, else idle).\n"
+		  "# TYPE dripd_sender_seconds_total counter\n",
+		  track_metric_sender_seconds },
+		{ "# HELP dripd_sender_jobs_total Deliveries each account's sender threads "
+		  "finished since start.\n# TYPE dripd_sender_jobs_total counter\n",
+		  track_metric_sender_jobs },
+	};
+	for (size_t i = 0; t->d->sched && i < sizeof(per_account) / sizeof(*per_account); i++) {
+		buf_adds(&b, per_account[i].help);
+		sched_accounts_each(t->d->sched, per_account[i].write, &b);
 	}
 	buf_printf(&b,
 		   "# HELP dripd_hits_pending Opens and clicks waiting for their group commit.\n"

@@ -821,13 +821,13 @@ static struct sched_domain *sched_domain_of(struct sched_account *a, const char 
 	return NULL;
 }
 
-/* Counts a flight's send against its account's and domain's caps at `at` (n -1: takes it
- * back). */
-static void sched_count_send(const struct sched_flight *f, int64_t at, int64_t n)
+/* Counts n sends at `at` against an account's caps and its limited domain's, if any (n -1:
+ * takes one back). */
+static void sched_count_send(struct sched_account *a, struct sched_domain *d, int64_t at, int64_t n)
 {
-	governor_window_move(&f->a->sent, at, n);
-	if (f->d)
-		governor_window_move(&f->d->sent, at, n);
+	governor_window_move(&a->sent, at, n);
+	if (d)
+		governor_window_move(&d->sent, at, n);
 }
 
 /* Hands a job to its account's threads and remembers the flight (taken over from f). */
@@ -842,7 +842,7 @@ static void sched_submit(struct sched *s, struct sched_flight *f, int64_t now)
 	s->flights[s->nflights++] = *f;
 	if (f->d)
 		f->d->in_flight++;
-	sched_count_send(f, f->at, 1);
+	sched_count_send(f->a, f->d, f->at, 1);
 	governor_started(&f->a->gov, now);
 	mailer_submit(f->a->mailer, job);
 }
@@ -1070,10 +1070,7 @@ static void sched_send_seen(void *arg, const char *account, const char *rcpt_dom
 		struct sched_account *a = &s->accts[i];
 		if (strcmp(a->cfg.name, account) != 0)
 			continue;
-		struct sched_domain *d = sched_domain_of(a, rcpt_domain);
-		governor_window_move(&a->sent, at, 1);
-		if (d)
-			governor_window_move(&d->sent, at, 1);
+		sched_count_send(a, sched_domain_of(a, rcpt_domain), at, 1);
 		return;
 	}
 }
@@ -1593,9 +1590,9 @@ static void sched_record(struct sched *s, const struct mailer_result *r)
 out:
 	if (rc == 0 && flew) {
 		/* It no longer counts from its hand-over: from when it went, or not at all. */
-		sched_count_send(&f, f.at, -1);
+		sched_count_send(f.a, f.d, f.at, -1);
 		if (r->outcome == MAILER_OK)
-			sched_count_send(&f, now, 1);
+			sched_count_send(f.a, f.d, now, 1);
 	} else if (rc) {
 		s->sends_stale = true;
 	}

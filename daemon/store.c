@@ -519,8 +519,6 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 		"title = ?5, tz = ?6, tags = ?7, attrs = ?8, updated_at = ?9 WHERE id = ?1",
 	[STMT_LEAD_LAST_SENT] = "SELECT max(sent_at) FROM touches WHERE lead_id = ?1 AND "
 				"state IN ('sent', 'sending') AND sent_at IS NOT NULL",
-	/* Touches sent or being sent since ?1, and the oldest such send (for a cap's refill).
-	 * A touch being sent counts from when it was handed over. */
 	/* The sends the caps count (sched's governor windows): sent, or handed over and not
 	 * yet answered, at the time they went (or were handed over), oldest first. */
 	[STMT_SENDS_SINCE] = "SELECT coalesce(account, 'default'), coalesce(rcpt_domain, ''), "
@@ -698,8 +696,6 @@ static const char *const store_sql_more[] = {
 	[STMT_HOOK_RETRY] = "UPDATE hook_outbox SET attempts = attempts + 1, next_at = ?2, "
 			    "last_error = ?3 WHERE id = ?1",
 	[STMT_HOOK_COUNT] = "SELECT count(*), coalesce(sum(attempts > 0), 0) FROM hook_outbox",
-	/* An account's sends (touches from before accounts count as the default's), and
-	 * optionally only those to one recipient domain. */
 	[STMT_LEAD_SET_SCORE] = "UPDATE leads SET score = ?2, score_at = ?3, fall_at = ?4, "
 				"updated_at = ?3 WHERE id = ?1",
 	[STMT_LEAD_NEXT_FALL] = "SELECT min(fall_at) FROM leads WHERE fall_at IS NOT NULL",

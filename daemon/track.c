@@ -911,41 +911,37 @@ static void track_metric_account(struct buf *b, const char *name, const char *ac
 	buf_addc(b, '"');
 }
 
-static void track_metric_governor_state(void *arg, const struct sched_account_view *v)
+static void track_metric_governor_state(struct buf *b, const struct sched_account_view *v)
 {
 	static const char *const states[] = { "normal", "slow", "paused" };
-	struct buf *b = arg;
 	for (size_t i = 0; i < 3; i++) {
 		track_metric_account(b, "dripd_account_state", v->account);
 		buf_printf(b, ",state=\"%s\"} %d\n", states[i], strcmp(v->state, states[i]) == 0);
 	}
 }
 
-static void track_metric_governor_rates(void *arg, const struct sched_account_view *v)
+static void track_metric_governor_rates(struct buf *b, const struct sched_account_view *v)
 {
 	static const char *const kinds[] = { "deferral", "bounce", "complaint" };
 	const double rates[] = { v->deferral_rate, v->bounce_rate, v->complaint_rate };
-	struct buf *b = arg;
 	for (size_t i = 0; i < 3; i++) {
 		track_metric_account(b, "dripd_account_rate", v->account);
 		buf_printf(b, ",outcome=\"%s\"} %.4f\n", kinds[i], rates[i]);
 	}
 }
 
-static void track_metric_sender_seconds(void *arg, const struct sched_account_view *v)
+static void track_metric_sender_seconds(struct buf *b, const struct sched_account_view *v)
 {
 	static const char *const activities[] = { "sending", "between_jobs" };
 	const double seconds[] = { v->times.sending_s, v->times.between_s };
-	struct buf *b = arg;
 	for (size_t i = 0; i < 2; i++) {
 		track_metric_account(b, "dripd_sender_seconds_total", v->account);
 		buf_printf(b, ",activity=\"%s\"} %.6f\n", activities[i], seconds[i]);
 	}
 }
 
-static void track_metric_sender_jobs(void *arg, const struct sched_account_view *v)
+static void track_metric_sender_jobs(struct buf *b, const struct sched_account_view *v)
 {
-	struct buf *b = arg;
 	track_metric_account(b, "dripd_sender_jobs_total", v->account);
 	buf_printf(b, "} %llu\n", (unsigned long long)v->times.jobs);
 }
@@ -960,14 +956,30 @@ static void track_metric_windows(struct buf *b, const char *name, const char *ac
 	buf_printf(b, ",window=\"24h\"} %lld\n", (long long)day);
 }
 
-static void track_metric_account_sent(void *arg, const struct sched_account_view *v)
+static void track_metric_account_sent(struct buf *b, const struct sched_account_view *v)
 {
-	track_metric_windows(arg, "dripd_account_sent", v->account, v->sent_hour, v->sent_day);
+	track_metric_windows(b, "dripd_account_sent", v->account, v->sent_hour, v->sent_day);
 }
 
-static void track_metric_account_cap(void *arg, const struct sched_account_view *v)
+static void track_metric_account_cap(struct buf *b, const struct sched_account_view *v)
 {
-	track_metric_windows(arg, "dripd_account_cap", v->account, v->cap_hour, v->cap_day);
+	track_metric_windows(b, "dripd_account_cap", v->account, v->cap_hour, v->cap_day);
+}
+
+/* The delivery accounts' views of one scrape, taken once for every family. */
+struct track_views {
+	struct sched_account_view *v;
+	size_t n, cap;
+};
+
+static void track_view_keep(void *arg, const struct sched_account_view *v)
+{
+	struct track_views *views = arg;
+	if (views->n == views->cap) {
+		views->cap = views->cap ? 2 * views->cap : 4;
+		views->v = xrealloc(views->v, views->cap * sizeof(*views->v));
+	}
+	views->v[views->n++] = *v;
 }
 
 static void track_metrics(struct track_conn *c, const struct track_request *r, bool head)
@@ -1030,10 +1042,10 @@ static void track_metrics(struct track_conn *c, const struct track_request *r, b
 		   "tracking.max_connections.\n# TYPE dripd_http_connections_refused_total "
 		   "counter\ndripd_http_connections_refused_total %llu\n",
 		   (long long)t->nconns, (unsigned long long)t->rejected_conns);
-	/* Per delivery account: each family's help, then one pass over the accounts. */
+	/* Per delivery account: each family's help, then its samples for every account. */
 	static const struct {
 		const char *help;
-		sched_account_cb write;
+		void (*write)(struct buf *b, const struct sched_account_view *v);
 	} per_account[] = {
 		{ "# HELP dripd_account_state The reputation governor's state of each delivery "
 		  "account (1 for the current state).\n# TYPE dripd_account_state gauge\n",
@@ -1057,10 +1069,15 @@ static void track_metrics(struct track_conn *c, const struct track_request *r, b
 		  "finished since start.\n# TYPE dripd_sender_jobs_total counter\n",
 		  track_metric_sender_jobs },
 	};
-	for (size_t i = 0; t->d->sched && i < sizeof(per_account) / sizeof(*per_account); i++) {
+	struct track_views views = { 0 };
+	if (t->d->sched)
+		sched_accounts_each(t->d->sched, track_view_keep, &views);
+	for (size_t i = 0; views.n && i < sizeof(per_account) / sizeof(*per_account); i++) {
 		buf_adds(&b, per_account[i].help);
-		sched_accounts_each(t->d->sched, per_account[i].write, &b);
+		for (size_t j = 0; j < views.n; j++)
+			per_account[i].write(&b, &views.v[j]);
 	}
+	free(views.v);
 	buf_printf(&b,
 		   "# HELP dripd_hits_pending Opens and clicks waiting for their group commit.\n"
 		   "# TYPE dripd_hits_pending gauge\ndripd_hits_pending %zu\n",

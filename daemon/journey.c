@@ -559,12 +559,17 @@ int journey_step_done(struct store *st, const struct content *c, const struct to
 			return 0;
 		if (rc || (rc = store_lead_by_id(st, t->lead_id, &lead)))
 			return rc;
-		/* Finishing a sequence may move the lead on (an "on": "finished" rule). */
+		/* Finishing a sequence may move the lead on (an "on": "finished" rule): several
+		 * writes, all or none. The enrolment stays completed either way. */
 		double score = journey_score(c, lead.score, lead.score_at, now);
-		rc = journey_apply(st, c, &lead, score, "finished", NULL, seq->name, now, err,
-				   sizeof(err));
-		if (rc)
-			log_err("journey: %s finished %s: %s", lead.email, seq->name, err);
+		if ((rc = store_part_begin(st)) == 0) {
+			rc = journey_apply(st, c, &lead, score, "finished", NULL, seq->name, now,
+					   err, sizeof(err));
+			if (rc)
+				log_err("journey: %s finished %s: %s", lead.email, seq->name, err);
+			if (store_part_end(st, rc == 0) != 0)
+				rc = DRIP_ESTORE;
+		}
 		store_lead_clear(&lead);
 		return rc;
 	}

@@ -163,7 +163,11 @@ static void sched_take(struct sched *s, const struct mailer_result *r)
 	}
 	if (s->batch) {
 		sched_push_result(&s->batch_copy, &s->nbatch_copy, &s->capbatch_copy, r);
-		sched_record(s, r);
+		/* After a refused write the batch is lost whole (SQLite may have rolled it back
+		 * already, and then a write here would commit alone): the rest are only kept,
+		 * flights and all, to be recorded with the batch's others. */
+		if (store_last_error(s->store, NULL, 0) == STORE_FAIL_NONE)
+			sched_record(s, r);
 		return;
 	}
 	store_error_clear(s->store);
@@ -1404,12 +1408,9 @@ static int sched_bounce(struct sched *s, const struct touch *t, const struct mai
  */
 static int sched_next_step(struct sched *s, const struct touch *t, int64_t now)
 {
-	int rc = store_part_begin(s->store);
-	if (rc)
-		return rc;
-	rc = journey_step_done(s->store, s->content, t, now);
-	if (store_part_end(s->store, rc == 0) != 0)
-		return DRIP_ESTORE;
+	int rc = journey_step_done(s->store, s->content, t, now);
+	if (rc == DRIP_ESTORE && store_last_error(s->store, NULL, 0) != STORE_FAIL_NONE)
+		return rc; /* the database refused a write: the batch is lost whole */
 	if (rc) {
 		log_err("sched: touch %lld was sent but the lead could not be moved on: %s",
 			(long long)t->id, drip_strerror(rc));

@@ -72,6 +72,8 @@ int journey_cond_holds(struct store *st, const struct lead *lead, const char *se
  * After touch `t` was sent (or skipped by its condition) at `now`: schedules the sequence's
  * next step after its delay, or completes the enrolment (applying any "finished" rule) when
  * `t` was the last step. Nothing follows when the enrolment ended while `t` was in flight.
+ * Each write is whole or not done (the rule's several writes share a savepoint), so a
+ * failure leaves what was written before it true: no savepoint is needed around this.
  */
 int journey_step_done(struct store *st, const struct content *c, const struct touch *t,
 		      int64_t now);

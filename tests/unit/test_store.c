@@ -257,6 +257,44 @@ static void test_schema_writes_use_no_constant_in_lists(void **state)
 	free(path);
 }
 
+/* Migration 18: the counts triggers are plain UPDATEs (an upsert gave every touch write a
+ * statement journal), so a database whose counts never saw a failed touch or an exited
+ * enrolment (migration 10 made rows only for the states it found) gets a row for every
+ * key they keep, and counts into it. */
+static void test_counts_have_a_row_for_every_key_the_triggers_keep(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	char dir[512];
+	testutil_mkdtemp(dir, sizeof(dir), "store");
+	char *path = xasprintf("%s/dripd.db", dir);
+	struct store *st = store_open(path, err, sizeof(err));
+	assert_non_null(st);
+	int64_t tid = one_touch(st, "maya@example.org", T0);
+	store_close(st);
+	sqlite_exec(path,
+		    "DELETE FROM counts WHERE key IN ('touches:sent', 'touches:failed', "
+		    "'enrolments:completed', 'enrolments:exited'); PRAGMA user_version = 17;");
+
+	st = store_open(path, err, sizeof(err));
+	assert_non_null(st);
+	assert_rc(store_touch_finish(st, tid, "failed", "550 no such user", T0), 0);
+	assert_rc(store_enrolment_end(st, 1, "exited", T0), 0);
+	store_close(st);
+	char *n = sqlite_query_text(path, "SELECT group_concat(key || '=' || n) FROM (SELECT * "
+					  "FROM counts WHERE key LIKE 'touches:%' OR key LIKE "
+					  "'enrolments:%' ORDER BY key)");
+	assert_string_equal(n, "enrolments:active=0,enrolments:completed=0,enrolments:exited=1,"
+			       "touches:failed=1,touches:pending=0,touches:sent=0");
+	free(n);
+	n = sqlite_query_text(path, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' "
+				    "AND sql LIKE '%ON CONFLICT%'");
+	assert_string_equal(n, "0");
+	free(n);
+	testutil_rmtree(dir);
+	free(path);
+}
+
 /* The import's suppression check finds what store_suppressed finds: the address (any
  * case), its domain, and a forgotten address by its keyed hash when asked to look. */
 static void test_quick_suppression_check_matches_the_full_one(void **state)
@@ -1543,6 +1581,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_migration_sets_user_version_to_schema_version),
 		cmocka_unit_test(test_reopening_a_migrated_database_is_a_no_op),
+		cmocka_unit_test(test_counts_have_a_row_for_every_key_the_triggers_keep),
 		cmocka_unit_test(test_database_file_runs_in_wal_mode),
 		cmocka_unit_test_setup_teardown(test_status_counts_follow_every_change, setup_store,
 						teardown_store),

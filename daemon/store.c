@@ -554,7 +554,7 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 		"last_error = NULL WHERE id = ?1 AND state = 'sending'",
 	[STMT_TOUCH_FINISH] =
 		"UPDATE OR FAIL touches SET state = ?2, last_error = ?3, updated_at = ?4 "
-		"WHERE id = ?1 AND state IN ('pending', 'queued', 'sending')",
+		"WHERE id = ?1 AND (state = 'pending' OR state = 'queued' OR state = 'sending')",
 	[STMT_TOUCH_DEFER] =
 		"UPDATE OR FAIL touches SET state = 'pending', due_at = ?2, last_error = ?3, "
 		"updated_at = ?4 WHERE id = ?1 AND state = 'sending'",

@@ -28,7 +28,7 @@
  * database itself enforces: one active enrolment per lead (partial unique index) and one
  * touch per lead and step (unique key), so "a step at most once" does not rest on care.
  *
- * The delivery path's writes to touches and enrolments are OR FAIL, and the counts
+ * The delivery path's UPDATEs of touches and enrolments are OR FAIL, and the counts
  * triggers they fire plain UPDATEs of rows that always exist. Inside a transaction SQLite
  * gives a statement that writes more than one row (a trigger counts) and may abort
  * (ABORT is the default conflict policy, and an upsert's DO UPDATE always aborts) a
@@ -38,7 +38,8 @@
  * written, and the triggers cannot fail a constraint, so FAIL undoes exactly what ABORT
  * would. An I/O error or a full disk inside them then rolls back the whole transaction
  * (SQLite does that for any I/O error already): their callers give up the transaction on
- * any refused write.
+ * any refused write. (An INSERT into touches keeps its journal: SQLite counts its foreign
+ * key checks to the statement's end, and undoing it then needs one.)
  */
 
 static const char *const store_migrations[] = {
@@ -508,9 +509,8 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
 	[STMT_LEAD_BY_EMAIL] = "SELECT " STORE_LEAD_COLUMNS " FROM leads WHERE email = ?1",
 	[STMT_LEAD_BY_ID] = "SELECT " STORE_LEAD_COLUMNS " FROM leads WHERE id = ?1",
-	[STMT_ENROL_START] =
-		"INSERT OR FAIL INTO enrolments (lead_id, sequence, stage, started_at) "
-		"VALUES (?1, ?2, ?3, ?4)",
+	[STMT_ENROL_START] = "INSERT INTO enrolments (lead_id, sequence, stage, started_at) "
+			     "VALUES (?1, ?2, ?3, ?4)",
 	[STMT_ENROL_END] = "UPDATE OR FAIL enrolments SET state = ?2, ended_at = ?3 "
 			   "WHERE id = ?1 AND state = 'active'",
 	[STMT_ENROL_EXIT_ACTIVE] = "UPDATE enrolments SET state = 'exited', ended_at = ?2 "
@@ -520,12 +520,11 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 	[STMT_LEAD_SET_STAGE] = "UPDATE leads SET stage = ?2, updated_at = ?3 WHERE id = ?1",
 	/* Only into the lead's active enrolment: a step that comes back after its lead moved
 	 * on must not schedule more of the old sequence. */
-	[STMT_TOUCH_SCHEDULE] =
-		"INSERT OR FAIL INTO touches (lead_id, enrolment_id, sequence, step, "
-		"step_index, due_at, created_at, updated_at) "
-		"SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7 WHERE EXISTS (SELECT 1 "
-		"FROM enrolments WHERE id = ?2 AND lead_id = ?1 AND "
-		"state = 'active')",
+	[STMT_TOUCH_SCHEDULE] = "INSERT INTO touches (lead_id, enrolment_id, sequence, step, "
+				"step_index, due_at, created_at, updated_at) "
+				"SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7 WHERE EXISTS (SELECT 1 "
+				"FROM enrolments WHERE id = ?2 AND lead_id = ?1 AND "
+				"state = 'active')",
 	/* A paused lead's touches wait where they are: neither due nor claimed. */
 	[STMT_TOUCH_NEXT_DUE] = "SELECT min(due_at) FROM touches t WHERE state = 'pending' AND "
 				"NOT EXISTS (SELECT 1 FROM leads l WHERE l.id = t.lead_id AND "
@@ -751,10 +750,9 @@ static const char *const store_sql_more[] = {
 				"anonymised_at = ?2, updated_at = ?2 WHERE id = ?1",
 	[STMT_SUPPRESSED_ANY_HASHED] = "SELECT EXISTS (SELECT 1 FROM suppressions WHERE "
 				       "address >= 'hmac:' AND address < 'hmac;')",
-	[STMT_TOUCH_SCHEDULE_NEW] =
-		"INSERT OR FAIL INTO touches (lead_id, enrolment_id, sequence, step, "
-		"step_index, due_at, created_at, updated_at) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+	[STMT_TOUCH_SCHEDULE_NEW] = "INSERT INTO touches (lead_id, enrolment_id, sequence, step, "
+				    "step_index, due_at, created_at, updated_at) "
+				    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
 	/* The hand-over's write: sending, and what the touch says, in one UPDATE. */
 	[STMT_TOUCH_SENDING_NOTE] =
 		"UPDATE OR FAIL touches SET state = 'sending', message_id = ?2, "

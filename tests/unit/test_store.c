@@ -98,6 +98,18 @@ static int64_t one_touch(struct store *st, const char *email, int64_t due)
 	return schedule(st, lead, eid, "welcome", 0, due);
 }
 
+/* A store on a file in a new temporary folder `dir` (the test removes it), at *path. */
+static struct store *open_in_tmp(char *dir, size_t dirlen, char **path)
+{
+	char err[256] = "";
+	testutil_mkdtemp(dir, dirlen, "store");
+	*path = xasprintf("%s/dripd.db", dir);
+	struct store *st = store_open(*path, err, sizeof(err));
+	if (!st)
+		fail_msg("cannot open %s: %s", *path, err);
+	return st;
+}
+
 static void assert_touch_state(struct store *st, int64_t id, const char *state)
 {
 	struct touch t;
@@ -143,11 +155,8 @@ static void test_reopening_a_migrated_database_is_a_no_op(void **state)
 {
 	(void)state;
 	char err[256] = "";
-	char dir[512];
-	testutil_mkdtemp(dir, sizeof(dir), "store");
-	char *path = xasprintf("%s/dripd.db", dir);
-	struct store *st = store_open(path, err, sizeof(err));
-	assert_non_null(st);
+	char dir[512], *path;
+	struct store *st = open_in_tmp(dir, sizeof(dir), &path);
 	int64_t id = add_lead(st, "maya@example.org");
 	assert_rc(store_setting_set(st, "clock_offset", 42), 0);
 	store_close(st);
@@ -229,12 +238,8 @@ static void test_status_counts_follow_every_change(void **state)
 static void test_schema_writes_use_no_constant_in_lists(void **state)
 {
 	(void)state;
-	char err[256] = "";
-	char dir[512];
-	testutil_mkdtemp(dir, sizeof(dir), "store");
-	char *path = xasprintf("%s/dripd.db", dir);
-	struct store *st = store_open(path, err, sizeof(err));
-	assert_non_null(st);
+	char dir[512], *path;
+	struct store *st = open_in_tmp(dir, sizeof(dir), &path);
 	int64_t tid = one_touch(st, "maya@example.org", T0);
 	assert_rc(store_lead_set_status(st, 1, "nonsense", T0), DRIP_EINVALID);
 	assert_rc(store_touch_finish(st, tid, "nonsense", "", T0), DRIP_EINVALID);
@@ -265,11 +270,8 @@ static void test_counts_have_a_row_for_every_key_the_triggers_keep(void **state)
 {
 	(void)state;
 	char err[256] = "";
-	char dir[512];
-	testutil_mkdtemp(dir, sizeof(dir), "store");
-	char *path = xasprintf("%s/dripd.db", dir);
-	struct store *st = store_open(path, err, sizeof(err));
-	assert_non_null(st);
+	char dir[512], *path;
+	struct store *st = open_in_tmp(dir, sizeof(dir), &path);
 	int64_t tid = one_touch(st, "maya@example.org", T0);
 	store_close(st);
 	sqlite_exec(path,

@@ -383,6 +383,12 @@ static const char *const store_migrations[] = {
 	"  new.state = 'failed') BEGIN"
 	"  UPDATE counts SET n = n + 1 WHERE key = 'touches:' || new.state;"
 	" END;",
+	/* 19: the recent sends' index holds sent touches only, by the time they went. With the
+	 * touches being sent in it too (at their hand-over), every message moved in it twice:
+	 * in at its hand-over and again when it went. The few being sent are found through
+	 * touches_state (STMT_SENDING_SINCE). */
+	"DROP INDEX touches_sent_at;"
+	"CREATE INDEX touches_sent_at ON touches(sent_at) WHERE state = 'sent';",
 };
 
 #define STORE_NMIGRATIONS ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -418,6 +424,7 @@ enum store_stmt_id {
 	STMT_LEAD_LAST_SENT,
 	STMT_LEAD_UPDATE,
 	STMT_SENDS_SINCE,
+	STMT_SENDING_SINCE,
 	STMT_RECOVER_QUEUED,
 	STMT_RECOVER_SENDING,
 	STMT_EVENT_ADD,
@@ -562,13 +569,15 @@ static const char *const store_sql[STMT_STATUS + 1] = {
 		"title = ?5, tz = ?6, tags = ?7, attrs = ?8, updated_at = ?9 WHERE id = ?1",
 	[STMT_LEAD_LAST_SENT] = "SELECT max(sent_at) FROM touches WHERE lead_id = ?1 AND "
 				"state IN ('sent', 'sending') AND sent_at IS NOT NULL",
-	/* The sends the caps count (sched's governor windows): sent, or handed over and not
-	 * yet answered, at the time they went (or were handed over), oldest first. */
+	/* The sends the caps count (sched's governor windows): sent, at the time they went,
+	 * oldest first (touches_sent_at), and handed over and not yet answered, at the
+	 * hand-over (touches_state). */
 	[STMT_SENDS_SINCE] = "SELECT coalesce(account, 'default'), coalesce(rcpt_domain, ''), "
-			     "coalesce(sent_at, updated_at) FROM touches "
-			     "WHERE state IN ('sent', 'sending') AND "
-			     "coalesce(sent_at, updated_at) > ?1 "
-			     "ORDER BY coalesce(sent_at, updated_at)",
+			     "sent_at FROM touches WHERE state = 'sent' AND sent_at > ?1 "
+			     "ORDER BY sent_at",
+	[STMT_SENDING_SINCE] = "SELECT coalesce(account, 'default'), "
+			       "coalesce(rcpt_domain, ''), updated_at FROM touches "
+			       "WHERE state = 'sending' AND updated_at > ?1",
 	[STMT_TOUCH_POSTPONE] =
 		"UPDATE OR FAIL touches SET state = 'pending', due_at = ?2, updated_at = ?3 "
 		"WHERE id = ?1 AND (state = 'queued' OR state = 'pending')",
@@ -2304,16 +2313,21 @@ int store_lead_last_sent(struct store *st, int64_t lead_id, int64_t *at)
 
 int store_sends_each(struct store *st, int64_t since, store_send_cb cb, void *arg)
 {
-	sqlite3_stmt *s = store_stmt(st, STMT_SENDS_SINCE);
-	int rc;
-	if (!s)
-		return DRIP_ESTORE;
-	sqlite3_bind_int64(s, 1, since);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		cb(arg, (const char *)sqlite3_column_text(s, 0),
-		   (const char *)sqlite3_column_text(s, 1), sqlite3_column_int64(s, 2));
-	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : store_fail(st, "recent sends");
+	static const enum store_stmt_id ids[] = { STMT_SENDS_SINCE, STMT_SENDING_SINCE };
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		sqlite3_stmt *s = store_stmt(st, ids[i]);
+		int rc;
+		if (!s)
+			return DRIP_ESTORE;
+		sqlite3_bind_int64(s, 1, since);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+			cb(arg, (const char *)sqlite3_column_text(s, 0),
+			   (const char *)sqlite3_column_text(s, 1), sqlite3_column_int64(s, 2));
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE)
+			return store_fail(st, "recent sends");
+	}
+	return 0;
 }
 
 int store_lead_update(struct store *st, const struct lead *lead, int64_t now)

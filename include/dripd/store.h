@@ -181,9 +181,9 @@ int store_touch_defer(struct store *st, int64_t id, int64_t due_at, const char *
 /* When the lead's last touch went out (0 when none has). */
 int store_lead_last_sent(struct store *st, int64_t lead_id, int64_t *at);
 /*
- * The sends the caps count, after `since`, oldest first: touches sent (at sent_at) or
- * handed over and not yet answered (sending, at the hand-over), with their account
- * ("default" for touches from before accounts existed) and recipient domain.
+ * The sends the caps count, after `since`: touches sent (at sent_at, oldest first), then
+ * those handed over and not yet answered (sending, at the hand-over, in no order), with
+ * their account ("default" for touches from before accounts existed) and recipient domain.
  */
 typedef void (*store_send_cb)(void *arg, const char *account, const char *rcpt_domain, int64_t at);
 int store_sends_each(struct store *st, int64_t since, store_send_cb cb, void *arg);

@@ -783,6 +783,7 @@ struct store {
 	} listeners[STORE_MAX_LISTENERS];
 	int last_rc; /* SQLite's code of the last failure (store_last_error) */
 	char last_err[200];
+	bool txn; /* store_begin's transaction is open, until store_commit or store_rollback */
 
 	unsigned char hash_key[64]; /* the key of forgotten addresses' HMACs */
 	size_t hash_keylen;
@@ -855,6 +856,18 @@ static sqlite3_stmt *store_stmt(struct store *st, enum store_stmt_id id)
  */
 static int store_exec_stmt(struct store *st, sqlite3_stmt *s)
 {
+	/* SQLite rolls a transaction back by itself after some failures (an I/O error, a full
+	 * disk in a statement without a journal, a trigger's RAISE(ROLLBACK)): a write after
+	 * that would run, and commit, alone. Until the caller ends it, the transaction refuses
+	 * every statement, as the first failure already made its commit fail. */
+	if (st->txn && sqlite3_get_autocommit(st->db)) {
+		if (!st->last_rc) {
+			st->last_rc = SQLITE_ABORT;
+			snprintf(st->last_err, sizeof(st->last_err),
+				 "the transaction was rolled back after an earlier failure");
+		}
+		return DRIP_ESTORE;
+	}
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	if (rc == SQLITE_DONE)
@@ -1432,7 +1445,9 @@ void store_close(struct store *st)
 int store_begin(struct store *st)
 {
 	sqlite3_stmt *s = store_stmt(st, STMT_BEGIN);
-	return s ? store_exec_stmt(st, s) : DRIP_ESTORE;
+	int rc = s ? store_exec_stmt(st, s) : DRIP_ESTORE;
+	st->txn = rc == 0;
+	return rc;
 }
 
 int store_commit(struct store *st)
@@ -1441,11 +1456,13 @@ int store_commit(struct store *st)
 	int rc = s ? store_exec_stmt(st, s) : DRIP_ESTORE;
 	if (rc)
 		store_rollback(st);
+	st->txn = false;
 	return rc;
 }
 
 void store_rollback(struct store *st)
 {
+	st->txn = false;
 	if (sqlite3_get_autocommit(st->db))
 		return;
 	sqlite3_stmt *s = store_stmt(st, STMT_ROLLBACK);

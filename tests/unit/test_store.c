@@ -297,6 +297,39 @@ static void test_counts_have_a_row_for_every_key_the_triggers_keep(void **state)
 	free(path);
 }
 
+/* SQLite may roll a transaction back by itself (here a trigger's RAISE(ROLLBACK); in life
+ * an I/O error or a full disk): the writes after it are refused instead of each running,
+ * and committing, alone. */
+static void test_a_transaction_sqlite_rolled_back_refuses_what_follows(void **state)
+{
+	(void)state;
+	char dir[512], *path;
+	struct store *st = open_in_tmp(dir, sizeof(dir), &path);
+	store_close(st);
+	sqlite_exec(path, "CREATE TRIGGER boom BEFORE INSERT ON leads WHEN new.email = "
+			  "'boom@example.org' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;");
+	char err[256] = "";
+	st = store_open(path, err, sizeof(err));
+	assert_non_null(st);
+	assert_rc(store_begin(st), 0);
+	add_lead(st, "a@example.org");
+	struct lead boom = { .email = (char *)"boom@example.org", .stage = (char *)"awareness" };
+	assert_true(store_lead_insert(st, &boom, T0) != 0);
+	struct lead b = { .email = (char *)"b@example.org", .stage = (char *)"awareness" };
+	assert_rc(store_lead_insert(st, &b, T0), DRIP_ESTORE);
+	char msg[200];
+	assert_int_not_equal(store_last_error(st, msg, sizeof(msg)), STORE_FAIL_NONE);
+	assert_rc(store_commit(st), DRIP_ESTORE);
+	/* Once the caller has ended it, the store takes writes again. */
+	add_lead(st, "c@example.org");
+	store_close(st);
+	char *n = sqlite_query_text(path, "SELECT group_concat(email) FROM leads");
+	assert_string_equal(n, "c@example.org");
+	free(n);
+	testutil_rmtree(dir);
+	free(path);
+}
+
 /* The import's suppression check finds what store_suppressed finds: the address (any
  * case), its domain, and a forgotten address by its keyed hash when asked to look. */
 static void test_quick_suppression_check_matches_the_full_one(void **state)
@@ -1596,6 +1629,7 @@ int main(void)
 		cmocka_unit_test(test_migration_sets_user_version_to_schema_version),
 		cmocka_unit_test(test_reopening_a_migrated_database_is_a_no_op),
 		cmocka_unit_test(test_counts_have_a_row_for_every_key_the_triggers_keep),
+		cmocka_unit_test(test_a_transaction_sqlite_rolled_back_refuses_what_follows),
 		cmocka_unit_test(test_database_file_runs_in_wal_mode),
 		cmocka_unit_test_setup_teardown(test_status_counts_follow_every_change, setup_store,
 						teardown_store),

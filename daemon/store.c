@@ -37,9 +37,10 @@
  * statements change one row each, their constraints are checked before that row is
  * written, and the triggers cannot fail a constraint, so FAIL undoes exactly what ABORT
  * would. An I/O error or a full disk inside them then rolls back the whole transaction
- * (SQLite does that for any I/O error already): their callers give up the transaction on
- * any refused write. (An INSERT into touches keeps its journal: SQLite counts its foreign
- * key checks to the statement's end, and undoing it then needs one.)
+ * (SQLite does that for any I/O error already), and the store refuses every statement
+ * after it until the caller ends the transaction (store_exec_stmt). (An INSERT into
+ * touches keeps its journal: SQLite counts its foreign key checks to the statement's
+ * end, and undoing it then needs one.)
  */
 
 static const char *const store_migrations[] = {

@@ -1115,16 +1115,25 @@ static int64_t sched_warmup(const struct sched_account *a, int64_t now, int64_t 
 }
 
 /*
+ * The day's cap in force: per_day, or the warm-up ramp's cap for today when that is lower
+ * (<= 0: none). *ramped says it is the ramp's; *next_day is when the ramp next grows.
+ */
+static int64_t sched_day_cap(const struct sched_account *a, int64_t now, bool *ramped,
+			     int64_t *next_day)
+{
+	int64_t per_day = a->cfg.per_day, ramp = sched_warmup(a, now, next_day);
+	*ramped = ramp >= 0 && (per_day <= 0 || ramp < per_day);
+	return *ramped ? ramp : per_day;
+}
+
+/*
  * What an account's caps allow now: per_hour, per_day and the warm-up ramp (its daily cap
  * over any rolling 24 hours). When nothing, *refill says when the first room comes.
  */
 static int64_t sched_account_allowance(struct sched_account *a, int64_t now, int64_t *refill)
 {
-	int64_t next_day, per_day = a->cfg.per_day;
-	int64_t ramp = sched_warmup(a, now, &next_day);
-	bool ramped = ramp >= 0 && (per_day <= 0 || ramp < per_day);
-	if (ramped)
-		per_day = ramp;
+	bool ramped;
+	int64_t next_day, per_day = sched_day_cap(a, now, &ramped, &next_day);
 	*refill = 0;
 	int64_t hour = sched_window_allow(&a->sent, GOVERNOR_HOUR, a->cfg.per_hour, now, refill);
 	int64_t day_refill = 0;
@@ -1825,7 +1834,8 @@ void sched_accounts_each(struct sched *s, sched_account_cb cb, void *arg)
 		struct sched_account *a = &s->accts[i];
 		struct governor_rates r;
 		governor_rates(&a->gov, &s->cfg->governor, now, &r);
-		int64_t ramp = sched_warmup(a, now, &next_day);
+		bool ramped;
+		int64_t day_cap = sched_day_cap(a, now, &ramped, &next_day);
 		struct sched_account_view v = {
 			.account = a->cfg.name,
 			.state = governor_state_name(a->gov.state),
@@ -1836,10 +1846,8 @@ void sched_accounts_each(struct sched *s, sched_account_cb cb, void *arg)
 			.sent_hour = governor_window_count(&a->sent, GOVERNOR_HOUR, now, &oldest),
 			.sent_day = governor_window_count(&a->sent, GOVERNOR_DAY, now, &oldest),
 			.cap_hour = a->cfg.per_hour > 0 ? a->cfg.per_hour : 0,
-			.cap_day = a->cfg.per_day > 0 ? a->cfg.per_day : 0,
+			.cap_day = day_cap > 0 ? day_cap : 0,
 		};
-		if (ramp >= 0 && (v.cap_day == 0 || ramp < v.cap_day))
-			v.cap_day = ramp;
 		if (a->mailer)
 			mailer_times(a->mailer, &v.times);
 		cb(arg, &v);

@@ -20,10 +20,12 @@
 /*
  * DESIGN. libcurl's SMTP blocks its caller while it waits for the answer to the final dot
  * (curl issue #8555), so delivery runs on threads and the loop never waits for a server.
- * Each thread has a slot of its own (a job, a mutex and a condition variable), and the loop
- * hands a job to an idle thread's slot, so a hand-over wakes exactly that thread and
- * contends with nobody else (one shared queue had nine threads on one mutex: lock wake-ups
- * were a sixth of the loop's system time). Outcomes come back on a lock-free stack; the
+ * Each thread has a slot of its own (a job and a semaphore), and the loop hands a job to an
+ * idle thread's slot, so a hand-over wakes exactly that thread and contends with nobody
+ * else (one shared queue had nine threads on one mutex: lock wake-ups were a sixth of the
+ * loop's system time). A semaphore, not a mutex and a condition variable: the loop posts
+ * once and the thread wakes once, where the condition variable's woken thread often found
+ * the loop still holding the mutex and slept on it again (4.4 futex calls a message). Outcomes come back on a lock-free stack; the
  * pushing thread then calls uv_async_send, which wakes the loop once however many pushed,
  * and the loop drains every outcome in one callback. The Maildir path runs on the same
  * threads, so fsync never stalls the loop either.
@@ -45,10 +47,9 @@ struct mailer_slot {
 	struct mailer *m;
 	size_t index;
 	uv_thread_t thread;
-	uv_mutex_t lock;
-	uv_cond_t cond;
-	struct mailer_node *job; /* under lock */
-	bool stopping; /* under lock */
+	uv_sem_t posted; /* one post a job, one for stopping */
+	_Atomic(struct mailer_node *) job;
+	atomic_bool stopping;
 };
 
 struct mailer {
@@ -195,14 +196,14 @@ static void mailer_thread(void *arg)
 	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	CURL *e = m->maildir ? NULL : mailer_easy_new(m);
 	for (;;) {
-		uv_mutex_lock(&slot->lock);
-		while (!slot->job && !slot->stopping)
-			uv_cond_wait(&slot->cond, &slot->lock);
-		struct mailer_node *n = slot->job;
-		slot->job = NULL;
-		uv_mutex_unlock(&slot->lock);
-		if (!n)
-			break;
+		uv_sem_wait(&slot->posted);
+		struct mailer_node *n =
+			atomic_exchange_explicit(&slot->job, NULL, memory_order_acquire);
+		if (!n) {
+			if (atomic_load_explicit(&slot->stopping, memory_order_acquire))
+				break;
+			continue;
+		}
 
 		n->result.touch_id = n->job->touch_id;
 		uint64_t start = uv_hrtime();
@@ -235,10 +236,8 @@ static void mailer_hand(struct mailer *m, struct mailer_node *n)
 		m->between_ns += uv_hrtime() - m->done_at[slot->index];
 		m->done_at[slot->index] = 0;
 	}
-	uv_mutex_lock(&slot->lock);
-	slot->job = n;
-	uv_cond_signal(&slot->cond);
-	uv_mutex_unlock(&slot->lock);
+	atomic_store_explicit(&slot->job, n, memory_order_release);
+	uv_sem_post(&slot->posted);
 }
 
 static void mailer_async_cb(uv_async_t *handle)
@@ -349,8 +348,10 @@ struct mailer *mailer_new_account(uv_loop_t *loop, const struct config *cfg,
 		struct mailer_slot *slot = &m->slots[i];
 		slot->m = m;
 		slot->index = i;
-		uv_mutex_init(&slot->lock);
-		uv_cond_init(&slot->cond);
+		if (uv_sem_init(&slot->posted, 0) != 0)
+			log_fatal("mailer: cannot create sender thread %zu's semaphore", i);
+		atomic_init(&slot->job, NULL);
+		atomic_init(&slot->stopping, false);
 		m->idle[m->nidle++] = m->nthreads - 1 - i; /* slot 0 first */
 	}
 	for (size_t i = 0; i < m->nthreads; i++)
@@ -404,10 +405,8 @@ void mailer_submit(struct mailer *m, struct mailer_job *job)
 static void mailer_closed_cb(uv_handle_t *handle)
 {
 	struct mailer *m = handle->data;
-	for (size_t i = 0; i < m->nthreads; i++) {
-		uv_mutex_destroy(&m->slots[i].lock);
-		uv_cond_destroy(&m->slots[i].cond);
-	}
+	for (size_t i = 0; i < m->nthreads; i++)
+		uv_sem_destroy(&m->slots[i].posted);
 	free(m->maildir);
 	free(m->url);
 	free(m->username);
@@ -421,10 +420,8 @@ void mailer_close(struct mailer *m)
 {
 	for (size_t i = 0; i < m->nthreads; i++) {
 		struct mailer_slot *slot = &m->slots[i];
-		uv_mutex_lock(&slot->lock);
-		slot->stopping = true;
-		uv_cond_signal(&slot->cond);
-		uv_mutex_unlock(&slot->lock);
+		atomic_store_explicit(&slot->stopping, true, memory_order_release);
+		uv_sem_post(&slot->posted);
 	}
 	/* A thread finishes the job it has before it stops. */
 	for (size_t i = 0; i < m->nthreads; i++)

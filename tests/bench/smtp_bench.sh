@@ -21,7 +21,9 @@
 # its own few header lines to SIZE bytes of body; curl_ref sends exactly SIZE bytes).
 # Where the CPU goes, last run: smtp-source's and curl_ref's own CPU a message, the sink's
 # CPU a message behind each of the three senders (it shares the two cores), and context
-# switches a message for dripd (loop thread, all threads) and curl_ref.
+# switches a message for dripd (loop thread, all threads) and curl_ref; and the whole
+# machine's busy CPU a message during each sender's run (/proc/stat: every process and
+# kernel thread, the WAL's writeback included), which says whether the two cores were full.
 # Targets (issue): dripd >= 0.5 x smtp-source, stretch >= 0.9 x curl_ref, peak RSS < 64 MiB.
 #
 # Run (as root, on a Debian 12 machine; installs Postfix's binaries if missing, never
@@ -277,12 +279,19 @@ cp "$db" "$work/bench.db"
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "$1"; }
 # The sink's CPU a message since it had used SINK0 seconds: the other side's cost, which
 # shares the two cores with the sender measured.
+# Busy CPU seconds of the whole machine so far (all but idle and iowait), from /proc/stat.
+machine_cpu() { awk -v hz="$(getconf CLK_TCK)" \
+	'/^cpu / { printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat; }
+# The machine's busy CPU a message since it had used $1 seconds.
+machine_cost() { awk -v a="$1" -v b="$(machine_cpu)" -v n="$leads" \
+	'BEGIN { printf "%.0f", (b - a) * 1e6 / n }'; }
 sink_cost() { awk -v a="$1" -v b="$(cpu_of "/proc/$sink_pid/stat")" -v n="$leads" \
 	'BEGIN { printf "%.0f", (b - a) * 1e6 / n }'; }
 source_run() { # RUN
 	say "smtp-source run $1/$runs: $leads messages, $conns connections"
-	local t0 t1 sink0 TIMEFORMAT='%U %S' # `time` prints user and system seconds
+	local t0 t1 sink0 m0 TIMEFORMAT='%U %S' # `time` prints user and system seconds
 	sink0=$(cpu_of "/proc/$sink_pid/stat")
+	m0=$(machine_cpu)
 	t0=$(now_s)
 	{ time /usr/sbin/smtp-source -d -s "$conns" -m "$leads" -l "$size" -f bench@example.com \
 		-t sink@example.org 127.0.0.1:"$port" >"$work/source.log" 2>&1; } \
@@ -293,16 +302,19 @@ source_run() { # RUN
 	t1=$(now_s)
 	cost_source=$(awk -v n="$leads" '{ printf "%.0f", ($1 + $2) * 1e6 / n }' "$work/source.time")
 	cost_sink_source=$(sink_cost "$sink0")
+	machine_source=$(machine_cost "$m0")
 	awk -v n="$leads" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", n / (b - a) }' \
 		>>"$work/source.rates"
 	say "  $(tail -1 "$work/source.rates") msg/s"
 }
 curl_run() { # RUN
 	say "curl_ref run $1/$runs"
-	local out sink0
+	local out sink0 m0
 	sink0=$(cpu_of "/proc/$sink_pid/stat")
+	m0=$(machine_cpu)
 	out=$("$work/curl_ref" "$url" "$leads" "$size" "$conns")
 	cost_sink_curl=$(sink_cost "$sink0")
+	machine_curl=$(machine_cost "$m0")
 	say "  $(head -1 <<<"$out")"
 	sed -n '1s/.*: \([0-9.]*\) msg\/s$/\1/p' <<<"$out" >>"$work/curl.rates"
 	sed -n '2s/^curl_ref: //p' <<<"$out" >"$work/curl.cost" # of the last run
@@ -312,8 +324,9 @@ dripd_run() { # RUN: appends "rate secs cpu loop_cpu rss_kib" to dripd.runs
 	rm -f "$db" "$db-wal" "$db-shm"
 	cp "$work/bench.db" "$db"
 	: >"$work/run/dripd.log"
-	local t0 t1 sent status last_report deadline sink0
+	local t0 t1 sent status last_report deadline sink0 m0
 	sink0=$(cpu_of "/proc/$sink_pid/stat")
+	m0=$(machine_cpu)
 	t0=$(now_s)
 	# Profiles the first run only.
 	if [ "$1" = 1 ] && [ "${DRIPD_BENCH_PERF:-0}" = callgrind ]; then
@@ -368,6 +381,7 @@ dripd_run() { # RUN: appends "rate secs cpu loop_cpu rss_kib" to dripd.runs
 	cpu_s=$(cpu_of "/proc/$dripd_pid/stat")
 	loop_cpu_s=$(cpu_of "/proc/$dripd_pid/task/$dripd_pid/stat")
 	cost_sink_dripd=$(sink_cost "$sink0")
+	machine_dripd=$(machine_cost "$m0")
 	# Context switches a message (each is costly in a VM): the loop thread, then all threads.
 	switches=$(awk -v n="$leads" -v loop="/proc/$dripd_pid/task/$dripd_pid/status" '
 		/^(non)?voluntary_ctxt_switches:/ { all += $2; if (FILENAME == loop) l += $2 }
@@ -449,4 +463,5 @@ dripd delivery benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $leads me
   context switches a message, last run: $switches (curl_ref: $(cat "$work/curl.cost"))
 ${instructions:+  instructions a message, first run (callgrind): $instructions
 }  CPU a message, last run: smtp-source ${cost_source} us (its sink ${cost_sink_source} us), curl_ref sink ${cost_sink_curl} us, dripd's sink ${cost_sink_dripd} us
+  the machine's busy CPU a message, last run: smtp-source ${machine_source} us, curl_ref ${machine_curl} us, dripd ${machine_dripd} us
 EOF

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <sqlite3.h>
 
 #include "testutil.h"
 
@@ -893,6 +894,85 @@ static void test_step_done_after_the_last_step_applies_the_finished_rule(void **
 	store_touch_clear(&b1);
 }
 
+/* Runs `sql` on the database file at `path` through a connection of its own. */
+static char *sqlite_text(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	char *out = NULL;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		out = xstrdup(sqlite3_column_text(st, 0) ? (const char *)sqlite3_column_text(st, 0)
+							 : "");
+	else
+		assert_int_equal(rc, SQLITE_DONE);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return out;
+}
+
+/*
+ * A "finished" rule that fails part-way (here a trigger refuses the lead's stage change)
+ * leaves none of its writes, inside the delivery path's transaction as sched runs it: the
+ * enrolment it finished stays completed, the sent touches stay sent, the transaction
+ * commits, and the store is not left refusing writes.
+ */
+static void test_step_done_when_the_finished_rule_fails_keeps_the_completion(void **state)
+{
+	struct fixture *f = *state;
+	char path[256];
+	struct touch s1, s2;
+	struct store_status st;
+	/* A file database, so that a connection of the test's own can add the trigger. */
+	snprintf(path, sizeof(path), "%s/journey.db", f->root);
+	store_close(f->d.store);
+	f->d.store = testutil_store_open(path);
+	int64_t id = add_lead(f, "maya@example.org", "[]", "{}", "awareness");
+	touch_of(f, id, "a", "s1", &s1);
+	mark_sent(f, s1.id, T0);
+	assert_rc(journey_step_done(f->d.store, f->d.content, &s1, T0), 0);
+	touch_of(f, id, "a", "s2", &s2);
+	mark_sent(f, s2.id, T0 + 2 * DAY);
+	int stage_events = count_events(f, id, "stage");
+	free(sqlite_text(path, "CREATE TRIGGER boom BEFORE UPDATE OF stage ON leads "
+			       "WHEN new.stage = 'consideration' "
+			       "BEGIN SELECT RAISE(ABORT, 'boom'); END"));
+
+	assert_rc(store_begin(f->d.store), 0);
+	int rc = journey_step_done(f->d.store, f->d.content, &s2, T0 + 2 * DAY);
+	if (rc == 0)
+		fail_msg("expected the finished rule to fail on the trigger");
+	assert_int_equal(store_last_error(f->d.store, NULL, 0), STORE_FAIL_NONE);
+	assert_rc(store_commit(f->d.store), 0);
+
+	expect_lead(f, id, "awareness", "active");
+	assert_int_equal(count_events(f, id, "stage"), stage_events);
+	char *sql = xasprintf("SELECT group_concat(sequence || ':' || state, ' ') FROM "
+			      "(SELECT sequence, state FROM enrolments WHERE lead_id = %lld "
+			      "ORDER BY id)",
+			      (long long)id);
+	char *enrolments = sqlite_text(path, sql);
+	assert_string_equal(enrolments, "a:completed");
+	free(enrolments);
+	free(sql);
+	sql = xasprintf("SELECT group_concat(step || ':' || state, ' ') FROM "
+			"(SELECT step, state FROM touches WHERE lead_id = %lld ORDER BY id)",
+			(long long)id);
+	char *touches = sqlite_text(path, sql);
+	assert_string_equal(touches, "s1:sent s2:sent");
+	free(touches);
+	free(sql);
+	assert_rc(store_status(f->d.store, &st), 0);
+	assert_int_equal(st.active_enrolments, 0);
+	/* The store takes writes again, and the lead can still move by hand. */
+	enter_stage(f, id, "decision", T0 + 3 * DAY);
+	expect_lead(f, id, "decision", "active");
+	store_touch_clear(&s1);
+	store_touch_clear(&s2);
+}
+
 static void test_step_done_after_the_last_step_without_a_rule_completes(void **state)
 {
 	struct fixture *f = *state;
@@ -1197,6 +1277,7 @@ int main(void)
 		T(test_cond_event_needs_that_kind_for_the_lead),
 		T(test_step_done_schedules_the_next_step_after_its_delay),
 		T(test_step_done_after_the_last_step_applies_the_finished_rule),
+		T(test_step_done_when_the_finished_rule_fails_keeps_the_completion),
 		T(test_step_done_after_the_last_step_without_a_rule_completes),
 		T(test_step_done_after_the_lead_moved_on_schedules_nothing),
 		T(test_reentering_a_stage_never_leaves_an_enrolment_that_cannot_progress),

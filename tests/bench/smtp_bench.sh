@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # smtp_bench.sh - dripd's delivery benchmark: how fast dripd sends mail end to end over
-# SMTP, against two ceilings measured in the same run on the same machine.
+# SMTP, against two ceilings measured in the same run on the same machine, and a reference
+# sender for another design of dripd's mailer (loop_ref).
 #
 # What it measures, all against Postfix's smtp-sink on loopback (it accepts and discards):
 #   smtp-source  Postfix's own load generator: N messages of SIZE bytes over C reused
@@ -8,6 +9,10 @@
 #   curl_ref     tests/bench/curl_ref.c: C threads, each one reused libcurl easy handle,
 #                the same N messages of SIZE bytes. The ceiling for "libcurl in threads",
 #                which is what dripd's mailer is. Median of R runs.
+#   loop_ref     tests/bench/loop_ref.c: one thread, C connections libcurl opens
+#                (CURLOPT_CONNECT_ONLY), the SMTP dialogue with curl_easy_send/recv from
+#                one poll(), pipelined: what the loop could do instead of sender threads.
+#                Not a target; the ceiling of that other design. Median of R runs.
 #   dripd        the real daemon with max_connections C and N leads whose one touch is due
 #                now: claim, render, build, commit as sending, send, record sent, schedule
 #                the next step, for every lead. Wall time from starting dripd until
@@ -151,6 +156,10 @@ say "building curl_ref"
 # shellcheck disable=SC2046 # pkg-config's words are meant to split
 cc -O2 -Wall -Wextra -o "$work/curl_ref" "$root/tests/bench/curl_ref.c" \
 	$(pkg-config --cflags --libs libcurl) -lpthread
+say "building loop_ref"
+# shellcheck disable=SC2046 # pkg-config's words are meant to split
+cc -O2 -Wall -Wextra -o "$work/loop_ref" "$root/tests/bench/loop_ref.c" \
+	$(pkg-config --cflags --libs libcurl)
 
 # --- smtp-sink -------------------------------------------------------------------------
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -274,6 +283,7 @@ cp "$db" "$work/bench.db"
 # its run, and the table reports medians.
 : >"$work/source.rates"
 : >"$work/curl.rates"
+: >"$work/loop.rates"
 : >"$work/dripd.runs"
 # CPU seconds a process (or one thread) used, from utime + stime in its stat file.
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "$1"; }
@@ -318,6 +328,16 @@ curl_run() { # RUN
 	say "  $(head -1 <<<"$out")"
 	sed -n '1s/.*: \([0-9.]*\) msg\/s$/\1/p' <<<"$out" >>"$work/curl.rates"
 	sed -n '2s/^curl_ref: //p' <<<"$out" >"$work/curl.cost" # of the last run
+}
+loop_run() { # RUN
+	say "loop_ref run $1/$runs"
+	local out m0
+	m0=$(machine_cpu)
+	out=$("$work/loop_ref" "$url" "$leads" "$size" "$conns")
+	machine_loop=$(machine_cost "$m0")
+	say "  $(head -1 <<<"$out")"
+	sed -n '1s/.*: \([0-9.]*\) msg\/s$/\1/p' <<<"$out" >>"$work/loop.rates"
+	sed -n '2s/^loop_ref: //p' <<<"$out" >"$work/loop.cost" # of the last run
 }
 dripd_run() { # RUN: appends "rate secs cpu loop_cpu rss_kib" to dripd.runs
 	say "dripd run $1/$runs: $leads due leads, $conns connections"
@@ -426,10 +446,12 @@ dripd_run() { # RUN: appends "rate secs cpu loop_cpu rss_kib" to dripd.runs
 for r in $(seq "$runs"); do
 	source_run "$r"
 	curl_run "$r"
+	loop_run "$r"
 	dripd_run "$r"
 done
 source_rate=$(median <"$work/source.rates")
 curl_rate=$(median <"$work/curl.rates")
+loop_rate=$(median <"$work/loop.rates")
 # The median dripd run by rate (its CPU figures go with it), and the ratios within each run.
 read -r dripd_rate dripd_secs cpu_s loop_cpu_s _ <<<"$(sort -g "$work/dripd.runs" |
 	awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }')"
@@ -442,6 +464,9 @@ per_run() { # REFERENCE-RATES-FILE: "r1 r2 …", dripd's rate over the reference
 }
 source_ratios=$(per_run "$work/source.rates")
 curl_ratios=$(per_run "$work/curl.rates")
+# loop_ref over smtp-source, run by run
+loop_ratios=$(paste -d' ' "$work/loop.rates" "$work/source.rates" |
+	awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2 }')
 
 # --- the table ---------------------------------------------------------------------------
 # the median of space-separated ratios, to two decimals
@@ -452,6 +477,7 @@ cat <<EOF
 dripd delivery benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $leads messages of $size bytes, $conns connections, $runs runs
   smtp-source          $(printf '%9s' "$source_rate") msg/s   median; runs: $(paste -sd' ' "$work/source.rates")
   curl_ref             $(printf '%9s' "$curl_rate") msg/s   median; runs: $(paste -sd' ' "$work/curl.rates")
+  loop_ref             $(printf '%9s' "$loop_rate") msg/s   median; runs: $(paste -sd' ' "$work/loop.rates"); $(med <<<"$loop_ratios") of smtp-source (not a target)
   dripd                $(printf '%9s' "$dripd_rate") msg/s   median; runs: $(cut -d' ' -f1 "$work/dripd.runs" | paste -sd' ')
                                  median run: $leads in $dripd_secs s; CPU ${cpu_s} s (${cpu_us} us/message), loop thread ${loop_cpu_s} s
   dripd / smtp-source  $(printf '%9s' "$(med <<<"$source_ratios")")         median of the runs' ratios ($source_ratios); target >= 0.5
@@ -460,8 +486,8 @@ dripd delivery benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $leads me
   every run sent all $leads touches, with no warning or error in dripd's log
   WAL checkpoints in the last run (thread: count): $ckpts
   a sender thread's time a message, last run: $senders
-  context switches a message, last run: $switches (curl_ref: $(cat "$work/curl.cost"))
+  context switches a message, last run: $switches (curl_ref: $(cat "$work/curl.cost"); loop_ref: $(cat "$work/loop.cost"))
 ${instructions:+  instructions a message, first run (callgrind): $instructions
 }  CPU a message, last run: smtp-source ${cost_source} us (its sink ${cost_sink_source} us), curl_ref sink ${cost_sink_curl} us, dripd's sink ${cost_sink_dripd} us
-  the machine's busy CPU a message, last run: smtp-source ${machine_source} us, curl_ref ${machine_curl} us, dripd ${machine_dripd} us
+  the machine's busy CPU a message, last run: smtp-source ${machine_source} us, curl_ref ${machine_curl} us, loop_ref ${machine_loop} us, dripd ${machine_dripd} us
 EOF

@@ -1,4 +1,5 @@
 /* config.c - loading, defaults and validation of the config file (JSON with comments). */
+#include <errno.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dripd/clock.h"
 #include "dripd/config.h"
@@ -44,23 +46,15 @@ static const char *const config_top_keys[] = { "state_dir",
 					       "retention",
 					       NULL };
 // clang-format on
-static const char *const config_delivery_keys[] = { "url",
-						    "from",
-						    "username",
-						    "password_file",
-						    "max_connections",
-						    "per_hour",
-						    "connect_timeout",
-						    "reply_timeout",
-						    "transfer_timeout",
-						    "retry_min",
-						    "retry_max",
-						    "give_up",
-						    "per_day",
-						    "min_gap",
-						    "warmup",
-						    "domains",
-						    NULL };
+static const char *const config_delivery_keys[] = { "url",           "from",
+						    "username",      "password_file",
+						    "ca_file",       "max_connections",
+						    "per_hour",      "connect_timeout",
+						    "reply_timeout", "transfer_timeout",
+						    "retry_min",     "retry_max",
+						    "give_up",       "per_day",
+						    "min_gap",       "warmup",
+						    "domains",       NULL };
 static const char *const config_account_keys[] = {
 	"url",      "from",    "username", "password_file", "max_connections",
 	"per_hour", "per_day", "warmup",   "domains",       NULL
@@ -122,6 +116,7 @@ struct config *config_defaults(void)
 	cfg->delivery.from = xstrdup("dripd <dripd@localhost.localdomain>");
 	cfg->delivery.username = xstrdup("");
 	cfg->delivery.password_file = xstrdup("");
+	cfg->delivery.ca_file = xstrdup("");
 	cfg->delivery.max_connections = 4;
 	cfg->delivery.per_hour = 0;
 	cfg->delivery.connect_timeout = 30;
@@ -179,6 +174,7 @@ void config_free(struct config *cfg)
 	free(cfg->delivery.from);
 	free(cfg->delivery.username);
 	free(cfg->delivery.password_file);
+	free(cfg->delivery.ca_file);
 	config_domains_free(cfg->delivery.domains, cfg->delivery.ndomains);
 	for (size_t i = 0; i < cfg->naccounts; i++) {
 		struct config_account *a = &cfg->accounts[i];
@@ -487,6 +483,7 @@ static int config_delivery(struct config *cfg, const struct json_doc *d, const c
 				errlen)) ||
 	    (rc = config_secret(d, o, "password_file", &cfg->delivery.password_file, p, err,
 				errlen)) ||
+	    (rc = config_string(d, o, "ca_file", &cfg->delivery.ca_file, true, p, err, errlen)) ||
 	    (rc = json_get_int(d, o, "max_connections", 1, 64, &cfg->delivery.max_connections, err,
 			       errlen)) ||
 	    (rc = json_get_int(d, o, "per_hour", 0, 100000000, &cfg->delivery.per_hour, err,
@@ -507,6 +504,10 @@ static int config_delivery(struct config *cfg, const struct json_doc *d, const c
 	if (cfg->delivery.connect_timeout < 1 || cfg->delivery.reply_timeout < 1 ||
 	    cfg->delivery.transfer_timeout < 1)
 		return json_errf(d, o, err, errlen, "delivery: timeouts must be at least 1s");
+	if (*cfg->delivery.ca_file && access(cfg->delivery.ca_file, R_OK) != 0)
+		return json_errf(d, cJSON_GetObjectItemCaseSensitive(o, "ca_file"), err, errlen,
+				 "delivery: cannot read ca_file %s: %s", cfg->delivery.ca_file,
+				 strerror(errno));
 	if (cfg->delivery.retry_min < 1 || cfg->delivery.retry_max < cfg->delivery.retry_min)
 		return json_errf(d, o, err, errlen,
 				 "delivery: retry_min must be at least 1s and at most retry_max");

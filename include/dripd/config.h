@@ -74,6 +74,7 @@ struct config {
 		char *from;
 		char *username;
 		char *password_file;
+		char *ca_file; /* certificates to trust for TLS to relays, "": the system's */
 		int64_t max_connections;
 		int64_t per_hour; /* at most this many messages in any hour of business time; 0: no cap */
 		int64_t per_day; /* the same over any rolling 24 hours */

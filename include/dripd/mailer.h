@@ -20,8 +20,9 @@
 
 /*
  * OK: accepted (2xx). TEMPFAIL: try later (4xx, no connection, a timeout before the message
- * was handed over, a full disk). BOUNCE: the address was refused (5xx before the data).
- * PERMFAIL: the message was refused (5xx after the data). UNCERTAIN: the connection was lost
+ * was handed over, a full disk). BOUNCE: the address was refused (5xx at RCPT). PERMFAIL:
+ * the sender, the transaction or the message was refused (5xx at MAIL, at DATA or after
+ * the data), or the server lacks what the message needs (SMTPUTF8). UNCERTAIN: the connection was lost
  * after the whole message went out and before the server answered: it may have been
  * accepted, so it is never re-sent without a person.
  */
@@ -81,6 +82,12 @@ struct mailer_times {
 	double sending_s, between_s;
 };
 void mailer_times(const struct mailer *m, struct mailer_times *out);
+/*
+ * The message as SMTP's DATA carries it, into *buf (grown as needed, *cap its size): every
+ * line that begins with a dot gets a second one (RFC 5321 4.5.2), a last line without its
+ * CRLF gets one, and the final ".\r\n" follows. Returns the length.
+ */
+size_t mailer_dot_stuff(const char *data, size_t len, char **buf, size_t *cap);
 /* Frees a job that was never handed over. */
 void mailer_job_free(struct mailer_job *job);
 /* Hands `job` (heap-allocated; the mailer frees it) to an idle thread. */

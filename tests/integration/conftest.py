@@ -190,24 +190,64 @@ def free_port():
 
 class SmtpSink:
     """An aiosmtpd server on loopback that records every message and can be told to
-    misbehave per recipient: answer a code at RCPT, hang up after the data, or stall."""
+    misbehave per recipient: answer a code at RCPT, hang up after the data, or stall.
+    With pipelining, its EHLO offers PIPELINING (RFC 2920), so dripd sends MAIL, RCPT and
+    DATA in one write; aiosmtpd answers them in turn as Postfix does."""
 
-    def __init__(self):
+    def __init__(self, pipelining=False, tls=None, cert=None, logins=None):
+        """tls: None, "starttls" (required before MAIL) or "implicit" (smtps), with
+        cert = (certificate, key) paths; logins: {user: password}, AUTH then required."""
         import asyncio
+        import ssl
         from aiosmtpd.controller import Controller
         self.asyncio = asyncio
         self.messages = []          # (envelope_from, [rcpts], raw bytes)
         self.sessions = set()       # one per SMTP connection that sent MAIL
         self.rcpt_codes = {}        # address -> "550 5.1.1 no such user"
+        self.mail_code = None       # "553 5.7.1 sender refused": every MAIL answered so
         self.drop_after_data = set()  # addresses whose DATA gets no answer
         self.stall = 0.0            # seconds to wait before answering the final dot
+        self.pipelining = pipelining
+        self.logins = logins or {}
+        self.authenticated = []     # (login, over TLS) of each session that sent MAIL
         self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        kwargs = {}
+        if tls:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(*cert)
+            if tls == "implicit":
+                # aiosmtpd does not count TLS from the start as TLS for AUTH: it would not
+                # offer AUTH at all.
+                kwargs.update(ssl_context=ctx, auth_require_tls=False)
+            else:
+                kwargs.update(tls_context=ctx, require_starttls=True)
+        if logins:
+            kwargs.update(authenticator=self.authenticate, auth_required=True)
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
         self.controller.start()
-        self.url = f"smtp://127.0.0.1:{self.port}"
+        host = "localhost" if tls else "127.0.0.1"  # the certificate's name
+        self.url = f"{'smtps' if tls == 'implicit' else 'smtp'}://{host}:{self.port}"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+        ok = (isinstance(auth_data, LoginPassword) and
+              self.logins.get(auth_data.login.decode()) == auth_data.password.decode())
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         self.sessions.add(id(session))
+        if self.mail_code:
+            return self.mail_code
+        if self.logins:
+            login = session.auth_data.login.decode() if session.authenticated else None
+            tls = server.transport.get_extra_info("ssl_object") is not None
+            self.authenticated.append((login, tls))
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -240,8 +280,9 @@ class SmtpSink:
 
 
 @pytest.fixture
-def smtp_sink():
-    sink = SmtpSink()
+def smtp_sink(request):
+    """The SMTP server; indirect parametrisation with True makes it offer PIPELINING."""
+    sink = SmtpSink(pipelining=getattr(request, "param", False))
     yield sink
     sink.stop()
 

@@ -1,12 +1,21 @@
 #!/usr/bin/python3
-"""SMTP delivery through libcurl on the sender threads, against a real aiosmtpd server on
-loopback: messages, connection reuse, retries, bounces, dropped connections and stalls."""
+"""SMTP delivery on the sender threads (libcurl opens the connections, the thread speaks
+the envelope and the data), against a real aiosmtpd server on loopback: messages,
+connection reuse, retries, bounces, dropped connections and stalls, with and without
+PIPELINING."""
 import json
 import re
 import subprocess
 import time
 
-from conftest import wait_for
+import pytest
+
+from conftest import DRIPD, SmtpSink, wait_for
+
+# The server offers PIPELINING or not: dripd sends MAIL, RCPT and DATA in one write, or
+# each alone, and every outcome must be the same.
+BOTH_WAYS = pytest.mark.parametrize("smtp_sink", [False, True], ids=["one-by-one", "pipelined"],
+                                    indirect=True)
 from test_skeleton import write_content
 
 ONE_STEP = {
@@ -23,6 +32,13 @@ ONE_STEP = {
 }
 
 
+def used_pipelining(d, sink):
+    """dripd logs each connection it opens, and whether the server offered PIPELINING."""
+    connected = [line for line in d.log_text().splitlines() if "mailer: connected to" in line]
+    assert connected, d.log_text()
+    return all("(pipelining)" in line for line in connected) == sink.pipelining
+
+
 def smtp_daemon(daemon_factory, tmp_path, sink, **delivery):
     content = write_content(tmp_path / "content", ONE_STEP)
     d = daemon_factory(content=content)
@@ -36,6 +52,7 @@ def touch_states(d, email):
     return {t["step"]: t["state"] for t in d.ctl("lead", "show", email)["touches"]}
 
 
+@BOTH_WAYS
 def test_messages_go_out_over_smtp_on_few_reused_connections(daemon_factory, tmp_path,
                                                              smtp_sink):
     d = smtp_daemon(daemon_factory, tmp_path, smtp_sink)
@@ -52,9 +69,11 @@ def test_messages_go_out_over_smtp_on_few_reused_connections(daemon_factory, tmp
     # Two sender threads, each keeping its connection: never more than two sessions.
     assert 1 <= len(smtp_sink.sessions) <= 2, smtp_sink.sessions
     wait_for(lambda: d.ctl("status")["touches"]["sent"] == 20, 10, "20 sent touches")
+    assert used_pipelining(d, smtp_sink)
     assert d.stop() == 0
 
 
+@BOTH_WAYS
 def test_a_4xx_defers_with_backoff_then_the_retry_is_delivered(daemon_factory, tmp_path,
                                                                smtp_sink):
     smtp_sink.rcpt_codes["slow@example.org"] = "451 4.7.1 try again later"
@@ -83,6 +102,7 @@ def test_a_4xx_defers_with_backoff_then_the_retry_is_delivered(daemon_factory, t
     wait_for(lambda: touch_states(d, "slow@example.org")["hi"] == "sent", 10, "sent")
 
 
+@BOTH_WAYS
 def test_a_5xx_at_rcpt_bounces_suppresses_and_is_never_retried(daemon_factory, tmp_path,
                                                                 smtp_sink):
     smtp_sink.rcpt_codes["gone@example.org"] = "550 5.1.1 no such user"
@@ -96,6 +116,9 @@ def test_a_5xx_at_rcpt_bounces_suppresses_and_is_never_retried(daemon_factory, t
     assert bounce and bounce[0]["detail"]["code"] == 550
     assert d.sql("SELECT reason FROM suppressions WHERE address = 'gone@example.org'") == \
         [("bounce",)]
+    # The refused transaction was reset, and the next message still went.
+    wait_for(lambda: touch_states(d, "here@example.org")["hi"] == "sent", 10, "the other lead")
+    assert used_pipelining(d, smtp_sink)
     del smtp_sink.rcpt_codes["gone@example.org"]
     d.advance("10d")
     wait_for(lambda: touch_states(d, "here@example.org").get("again") == "sent", 10,
@@ -104,6 +127,25 @@ def test_a_5xx_at_rcpt_bounces_suppresses_and_is_never_retried(daemon_factory, t
     assert len(touch_states(d, "gone@example.org")) == 1
 
 
+@BOTH_WAYS
+def test_a_5xx_at_mail_fails_the_touch_and_suppresses_nobody(daemon_factory, tmp_path,
+                                                             smtp_sink):
+    smtp_sink.mail_code = "553 5.7.1 sender not allowed"
+    d = smtp_daemon(daemon_factory, tmp_path, smtp_sink)
+    d.ctl("lead", "add", "maya@example.org")
+    wait_for(lambda: touch_states(d, "maya@example.org")["hi"] == "failed", 10, "a failure")
+    shown = d.ctl("lead", "show", "maya@example.org")
+    assert "553" in shown["touches"][0]["last_error"], shown["touches"]
+    assert shown["lead"]["status"] != "bounced"
+    assert d.sql("SELECT count(*) FROM suppressions") == [(0,)]
+    # The transaction was reset: once the relay takes the sender, the next lead goes.
+    smtp_sink.mail_code = None
+    d.ctl("lead", "add", "ravi@example.org")
+    wait_for(lambda: touch_states(d, "ravi@example.org")["hi"] == "sent", 10, "the next lead")
+    assert [r for _, r, _ in smtp_sink.messages] == [["ravi@example.org"]]
+
+
+@BOTH_WAYS
 def test_a_hang_up_after_the_data_leaves_the_touch_uncertain_never_resent(daemon_factory,
                                                                            tmp_path,
                                                                            smtp_sink):
@@ -119,6 +161,7 @@ def test_a_hang_up_after_the_data_leaves_the_touch_uncertain_never_resent(daemon
     assert smtp_sink.messages == [], "an uncertain touch was sent again"
 
 
+@BOTH_WAYS
 def test_a_stalled_server_times_out_and_the_loop_keeps_answering(daemon_factory, tmp_path,
                                                                   smtp_sink):
     smtp_sink.stall = 4.0
@@ -303,3 +346,85 @@ def test_pause_holds_all_mail_and_survives_a_restart(daemon_factory, tmp_path, s
     assert r.returncode == 1 and "is paused, not active" in r.stderr
     d.ctl("lead", "resume", "q@example.org")
     wait_for(lambda: len(smtp_sink.messages) == 4, 10, "q's held step after resume")
+
+
+def self_signed(folder):
+    """A certificate and key for "localhost", as a private CA's would be."""
+    cert, key = folder / "relay-cert.pem", folder / "relay-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_tls_and_auth_with_a_private_ca_and_connections_reused(daemon_factory, tmp_path, tls):
+    cert, key = self_signed(tmp_path)
+    sink = SmtpSink(pipelining=True, tls=tls, cert=(cert, key), logins={"sam": "s3cret"})
+    try:
+        secret = tmp_path / "sam.password"
+        secret.write_text("s3cret\n")
+        d = smtp_daemon(daemon_factory, tmp_path, sink, username="sam",
+                        password_file=str(secret), ca_file=str(cert))
+        for i in range(6):
+            d.ctl("lead", "add", f"t{i}@example.org")
+        wait_for(lambda: len(sink.messages) == 6, 20, "6 messages over TLS")
+        # Every transaction ran authenticated, over TLS, on at most the two threads'
+        # connections: the session tickets TLS sends after the handshake do not look like
+        # a server that hung up.
+        assert sink.authenticated == [("sam", True)] * 6, sink.authenticated
+        assert 1 <= len(sink.sessions) <= 2, sink.sessions
+        assert used_pipelining(d, sink)
+        wait_for(lambda: d.ctl("status")["touches"]["sent"] == 6, 10, "6 sent touches")
+        assert d.stop() == 0
+    finally:
+        sink.stop()
+
+
+def test_a_wrong_password_defers_and_never_bounces(daemon_factory, tmp_path):
+    cert, key = self_signed(tmp_path)
+    sink = SmtpSink(tls="starttls", cert=(cert, key), logins={"sam": "s3cret"})
+    try:
+        secret = tmp_path / "sam.password"
+        secret.write_text("wrong\n")
+        d = smtp_daemon(daemon_factory, tmp_path, sink, username="sam",
+                        password_file=str(secret), ca_file=str(cert))
+        d.ctl("lead", "add", "maya@example.org")
+        wait_for(lambda: d.ctl("lead", "show", "maya@example.org")["touches"][0].get(
+            "last_error"), 10, "the first attempt's outcome")
+        shown = d.ctl("lead", "show", "maya@example.org")
+        assert shown["touches"][0]["state"] == "pending", shown["touches"]
+        assert shown["lead"]["status"] == "active"
+        assert "login denied" in shown["touches"][0]["last_error"].lower(), shown["touches"]
+        assert d.sql("SELECT count(*) FROM suppressions") == [(0,)]
+        assert sink.messages == []
+    finally:
+        sink.stop()
+
+
+def test_a_relay_certificate_nobody_trusts_is_refused(daemon_factory, tmp_path):
+    cert, key = self_signed(tmp_path)
+    sink = SmtpSink(tls="implicit", cert=(cert, key))
+    try:
+        d = smtp_daemon(daemon_factory, tmp_path, sink)  # no ca_file: the system's CAs
+        d.ctl("lead", "add", "maya@example.org")
+        wait_for(lambda: d.ctl("lead", "show", "maya@example.org")["touches"][0].get(
+            "last_error"), 10, "the first attempt's outcome")
+        touch = d.ctl("lead", "show", "maya@example.org")["touches"][0]
+        error = touch["last_error"]
+        assert "certificate" in error.lower(), touch
+        assert sink.messages == []
+    finally:
+        sink.stop()
+
+
+def test_a_ca_file_that_cannot_be_read_is_a_config_error(daemon_factory, tmp_path):
+    d = daemon_factory()
+    d.config["delivery"] = {"url": "smtp://127.0.0.1:25", "ca_file": str(tmp_path / "none.pem")}
+    d.write_config()
+    r = subprocess.run([str(DRIPD), "check", "-c", str(d.config_path)], capture_output=True,
+                       text=True)
+    assert r.returncode != 0
+    assert "ca_file" in r.stderr and "none.pem" in r.stderr, r.stderr

@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 
 #include "testutil.h"
 
@@ -861,16 +860,24 @@ static void test_step_done_schedules_the_next_step_after_its_delay(void **state)
 	store_touch_clear(&s2);
 }
 
+/* Maya in awareness, sequence a's first step sent and done, its last (s2) sent at T0 + 2
+ * days and not yet done: returns her id. */
+static int64_t lead_with_the_last_step_sent(struct fixture *f, struct touch *s1, struct touch *s2)
+{
+	int64_t id = add_lead(f, "maya@example.org", "[]", "{}", "awareness");
+	touch_of(f, id, "a", "s1", s1);
+	mark_sent(f, s1->id, T0);
+	assert_rc(journey_step_done(f->d.store, f->d.content, s1, T0), 0);
+	touch_of(f, id, "a", "s2", s2);
+	mark_sent(f, s2->id, T0 + 2 * DAY);
+	return id;
+}
+
 static void test_step_done_after_the_last_step_applies_the_finished_rule(void **state)
 {
 	struct fixture *f = *state;
 	struct touch s1, s2, b1;
-	int64_t id = add_lead(f, "maya@example.org", "[]", "{}", "awareness");
-	touch_of(f, id, "a", "s1", &s1);
-	mark_sent(f, s1.id, T0);
-	assert_rc(journey_step_done(f->d.store, f->d.content, &s1, T0), 0);
-	touch_of(f, id, "a", "s2", &s2);
-	mark_sent(f, s2.id, T0 + 2 * DAY);
+	int64_t id = lead_with_the_last_step_sent(f, &s1, &s2);
 	assert_rc(journey_step_done(f->d.store, f->d.content, &s2, T0 + 2 * DAY), 0);
 	/* The enrolment in a is over, and "finished a" moved the lead on. */
 	assert_rc(store_touch_schedule(f->d.store, id, s1.enrolment_id, "a", "s3", 2, T0 + 3 * DAY,
@@ -894,25 +901,6 @@ static void test_step_done_after_the_last_step_applies_the_finished_rule(void **
 	store_touch_clear(&b1);
 }
 
-/* Runs `sql` on the database file at `path` through a connection of its own. */
-static char *sqlite_text(const char *path, const char *sql)
-{
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	char *out = NULL;
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		out = xstrdup(sqlite3_column_text(st, 0) ? (const char *)sqlite3_column_text(st, 0)
-							 : "");
-	else
-		assert_int_equal(rc, SQLITE_DONE);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return out;
-}
-
 /*
  * A "finished" rule that fails part-way (here a trigger refuses the lead's stage change)
  * leaves none of its writes, inside the delivery path's transaction as sched runs it: the
@@ -929,16 +917,11 @@ static void test_step_done_when_the_finished_rule_fails_keeps_the_completion(voi
 	snprintf(path, sizeof(path), "%s/journey.db", f->root);
 	store_close(f->d.store);
 	f->d.store = testutil_store_open(path);
-	int64_t id = add_lead(f, "maya@example.org", "[]", "{}", "awareness");
-	touch_of(f, id, "a", "s1", &s1);
-	mark_sent(f, s1.id, T0);
-	assert_rc(journey_step_done(f->d.store, f->d.content, &s1, T0), 0);
-	touch_of(f, id, "a", "s2", &s2);
-	mark_sent(f, s2.id, T0 + 2 * DAY);
+	int64_t id = lead_with_the_last_step_sent(f, &s1, &s2);
 	int stage_events = count_events(f, id, "stage");
-	free(sqlite_text(path, "CREATE TRIGGER boom BEFORE UPDATE OF stage ON leads "
-			       "WHEN new.stage = 'consideration' "
-			       "BEGIN SELECT RAISE(ABORT, 'boom'); END"));
+	testutil_sql_exec(path, "CREATE TRIGGER boom BEFORE UPDATE OF stage ON leads "
+				"WHEN new.stage = 'consideration' "
+				"BEGIN SELECT RAISE(ABORT, 'boom'); END");
 
 	assert_rc(store_begin(f->d.store), 0);
 	int rc = journey_step_done(f->d.store, f->d.content, &s2, T0 + 2 * DAY);
@@ -953,14 +936,14 @@ static void test_step_done_when_the_finished_rule_fails_keeps_the_completion(voi
 			      "(SELECT sequence, state FROM enrolments WHERE lead_id = %lld "
 			      "ORDER BY id)",
 			      (long long)id);
-	char *enrolments = sqlite_text(path, sql);
+	char *enrolments = testutil_sql_text(path, sql);
 	assert_string_equal(enrolments, "a:completed");
 	free(enrolments);
 	free(sql);
 	sql = xasprintf("SELECT group_concat(step || ':' || state, ' ') FROM "
 			"(SELECT step, state FROM touches WHERE lead_id = %lld ORDER BY id)",
 			(long long)id);
-	char *touches = sqlite_text(path, sql);
+	char *touches = testutil_sql_text(path, sql);
 	assert_string_equal(touches, "s1:sent s2:sent");
 	free(touches);
 	free(sql);
@@ -1024,12 +1007,7 @@ static void test_reentering_a_stage_never_leaves_an_enrolment_that_cannot_progre
 	struct fixture *f = *state;
 	struct store_status s;
 	struct touch s1, s2;
-	int64_t id = add_lead(f, "maya@example.org", "[]", "{}", "awareness");
-	touch_of(f, id, "a", "s1", &s1);
-	mark_sent(f, s1.id, T0);
-	assert_rc(journey_step_done(f->d.store, f->d.content, &s1, T0), 0);
-	touch_of(f, id, "a", "s2", &s2);
-	mark_sent(f, s2.id, T0 + 2 * DAY);
+	int64_t id = lead_with_the_last_step_sent(f, &s1, &s2);
 	assert_rc(journey_step_done(f->d.store, f->d.content, &s2, T0 + 2 * DAY), 0);
 	expect_lead(f, id, "consideration", "active");
 	store_touch_clear(&s1);

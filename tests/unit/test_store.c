@@ -38,31 +38,6 @@ static int teardown_store(void **state)
 	return 0;
 }
 
-/* Runs one statement on a file with sqlite3 itself and returns the first column as text. */
-static char *sqlite_query_text(const char *path, const char *sql)
-{
-	sqlite3 *db = NULL;
-	sqlite3_stmt *s = NULL;
-	char *out = NULL;
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-	out = xstrdup((const char *)sqlite3_column_text(s, 0));
-	sqlite3_finalize(s);
-	sqlite3_close(db);
-	return out;
-}
-
-static void sqlite_exec(const char *path, const char *sql)
-{
-	sqlite3 *db = NULL;
-	assert_int_equal(
-		sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
-		SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-}
-
 static int64_t add_lead(struct store *st, const char *email)
 {
 	struct lead l = { .email = (char *)email,
@@ -142,7 +117,7 @@ static void test_migration_sets_user_version_to_schema_version(void **state)
 	assert_non_null(st);
 	store_close(st);
 
-	char *v = sqlite_query_text(path, "PRAGMA user_version");
+	char *v = testutil_sql_text(path, "PRAGMA user_version");
 	char want[16];
 	snprintf(want, sizeof(want), "%d", store_schema_version());
 	assert_string_equal(v, want);
@@ -160,7 +135,7 @@ static void test_reopening_a_migrated_database_is_a_no_op(void **state)
 	int64_t id = add_lead(st, "maya@example.org");
 	assert_rc(store_setting_set(st, "clock_offset", 42), 0);
 	store_close(st);
-	char *schema_before = sqlite_query_text(
+	char *schema_before = testutil_sql_text(
 		path, "SELECT group_concat(sql, ';') FROM (SELECT sql FROM sqlite_master "
 		      "WHERE sql IS NOT NULL ORDER BY name)");
 
@@ -175,11 +150,11 @@ static void test_reopening_a_migrated_database_is_a_no_op(void **state)
 	assert_int_equal(off, 42);
 	store_close(st);
 
-	char *schema_after = sqlite_query_text(
+	char *schema_after = testutil_sql_text(
 		path, "SELECT group_concat(sql, ';') FROM (SELECT sql FROM sqlite_master "
 		      "WHERE sql IS NOT NULL ORDER BY name)");
 	assert_string_equal(schema_after, schema_before);
-	char *v = sqlite_query_text(path, "PRAGMA user_version");
+	char *v = testutil_sql_text(path, "PRAGMA user_version");
 	assert_int_equal(atoi(v), store_schema_version());
 	free(v);
 	free(schema_before);
@@ -246,15 +221,15 @@ static void test_schema_writes_use_no_constant_in_lists(void **state)
 	assert_rc(store_enrolment_end(st, 1, "nonsense", T0), DRIP_EINVALID);
 	assert_rc(store_touch_finish(st, tid, "failed", "550", T0), 0);
 	store_close(st);
-	char *n = sqlite_query_text(path, "SELECT count(*) FROM sqlite_schema WHERE "
+	char *n = testutil_sql_text(path, "SELECT count(*) FROM sqlite_schema WHERE "
 					  "(name IN ('leads', 'touches', 'enrolments') OR "
 					  "name LIKE 'counts_touches_%') AND sql LIKE '% IN (%'");
 	assert_string_equal(n, "0");
 	free(n);
-	n = sqlite_query_text(path, "PRAGMA integrity_check");
+	n = testutil_sql_text(path, "PRAGMA integrity_check");
 	assert_string_equal(n, "ok");
 	free(n);
-	n = sqlite_query_text(path, "SELECT group_concat(key || '=' || n) FROM counts WHERE "
+	n = testutil_sql_text(path, "SELECT group_concat(key || '=' || n) FROM counts WHERE "
 				    "key LIKE 'touches:%' AND n != 0");
 	assert_string_equal(n, "touches:failed=1");
 	free(n);
@@ -274,22 +249,22 @@ static void test_counts_have_a_row_for_every_key_the_triggers_keep(void **state)
 	struct store *st = open_in_tmp(dir, sizeof(dir), &path);
 	int64_t tid = one_touch(st, "maya@example.org", T0);
 	store_close(st);
-	sqlite_exec(path,
-		    "DELETE FROM counts WHERE key IN ('touches:sent', 'touches:failed', "
-		    "'enrolments:completed', 'enrolments:exited'); PRAGMA user_version = 17;");
+	testutil_sql_exec(
+		path, "DELETE FROM counts WHERE key IN ('touches:sent', 'touches:failed', "
+		      "'enrolments:completed', 'enrolments:exited'); PRAGMA user_version = 17;");
 
 	st = store_open(path, err, sizeof(err));
 	assert_non_null(st);
 	assert_rc(store_touch_finish(st, tid, "failed", "550 no such user", T0), 0);
 	assert_rc(store_enrolment_end(st, 1, "exited", T0), 0);
 	store_close(st);
-	char *n = sqlite_query_text(path, "SELECT group_concat(key || '=' || n) FROM (SELECT * "
+	char *n = testutil_sql_text(path, "SELECT group_concat(key || '=' || n) FROM (SELECT * "
 					  "FROM counts WHERE key LIKE 'touches:%' OR key LIKE "
 					  "'enrolments:%' ORDER BY key)");
 	assert_string_equal(n, "enrolments:active=0,enrolments:completed=0,enrolments:exited=1,"
 			       "touches:failed=1,touches:pending=0,touches:sent=0");
 	free(n);
-	n = sqlite_query_text(path, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' "
+	n = testutil_sql_text(path, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' "
 				    "AND sql LIKE '%ON CONFLICT%'");
 	assert_string_equal(n, "0");
 	free(n);
@@ -306,8 +281,8 @@ static void test_a_transaction_sqlite_rolled_back_refuses_what_follows(void **st
 	char dir[512], *path;
 	struct store *st = open_in_tmp(dir, sizeof(dir), &path);
 	store_close(st);
-	sqlite_exec(path, "CREATE TRIGGER boom BEFORE INSERT ON leads WHEN new.email = "
-			  "'boom@example.org' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;");
+	testutil_sql_exec(path, "CREATE TRIGGER boom BEFORE INSERT ON leads WHEN new.email = "
+				"'boom@example.org' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;");
 	char err[256] = "";
 	st = store_open(path, err, sizeof(err));
 	assert_non_null(st);
@@ -323,7 +298,7 @@ static void test_a_transaction_sqlite_rolled_back_refuses_what_follows(void **st
 	/* Once the caller has ended it, the store takes writes again. */
 	add_lead(st, "c@example.org");
 	store_close(st);
-	char *n = sqlite_query_text(path, "SELECT group_concat(email) FROM leads");
+	char *n = testutil_sql_text(path, "SELECT group_concat(email) FROM leads");
 	assert_string_equal(n, "c@example.org");
 	free(n);
 	testutil_rmtree(dir);
@@ -371,7 +346,7 @@ static void test_database_file_runs_in_wal_mode(void **state)
 	assert_rc(stat(wal, &sb), 0); /* the write went to the WAL while open */
 	store_close(st);
 
-	char *mode = sqlite_query_text(path, "PRAGMA journal_mode");
+	char *mode = testutil_sql_text(path, "PRAGMA journal_mode");
 	assert_string_equal(mode, "wal");
 	free(mode);
 	free(wal);
@@ -434,7 +409,7 @@ static void test_background_checkpoints_keep_the_wal_small(void **state)
 	store_close(st);
 	assert_rc(uv_loop_close(&loop), 0);
 
-	char *n = sqlite_query_text(path, "SELECT count(*) FROM leads");
+	char *n = testutil_sql_text(path, "SELECT count(*) FROM leads");
 	assert_string_equal(n, "20000");
 	free(n);
 	/* A :memory: store has no WAL to checkpoint. */
@@ -477,7 +452,7 @@ static void test_gathered_wal_writes_are_seen_by_other_connections(void **state)
 		}
 		assert_rc(store_commit(st), 0);
 		total += n;
-		char *seen = sqlite_query_text(path, "SELECT count(*) FROM leads");
+		char *seen = testutil_sql_text(path, "SELECT count(*) FROM leads");
 		snprintf(want, sizeof(want), "%d", total);
 		assert_string_equal(seen, want);
 		free(seen);
@@ -492,15 +467,15 @@ static void test_gathered_wal_writes_are_seen_by_other_connections(void **state)
 	store_rollback(st);
 	add_lead(st, "after@example.org");
 	total++;
-	char *seen = sqlite_query_text(path, "SELECT count(*) FROM leads");
+	char *seen = testutil_sql_text(path, "SELECT count(*) FROM leads");
 	snprintf(want, sizeof(want), "%d", total);
 	assert_string_equal(seen, want);
 	free(seen);
-	char *ok = sqlite_query_text(path, "PRAGMA integrity_check");
+	char *ok = testutil_sql_text(path, "PRAGMA integrity_check");
 	assert_string_equal(ok, "ok");
 	free(ok);
 	store_close(st);
-	seen = sqlite_query_text(path, "SELECT count(*) FROM leads WHERE email LIKE 'gone%'");
+	seen = testutil_sql_text(path, "SELECT count(*) FROM leads WHERE email LIKE 'gone%'");
 	assert_string_equal(seen, "0");
 	free(seen);
 	free(path);
@@ -516,7 +491,7 @@ static void test_newer_schema_is_refused_with_a_clear_error(void **state)
 	char *path = xasprintf("%s/dripd.db", dir);
 	char *sql = xasprintf("CREATE TABLE future (x); PRAGMA user_version = %d;",
 			      store_schema_version() + 1);
-	sqlite_exec(path, sql);
+	testutil_sql_exec(path, sql);
 
 	struct store *st = store_open(path, err, sizeof(err));
 	assert_null(st);
@@ -527,13 +502,13 @@ static void test_newer_schema_is_refused_with_a_clear_error(void **state)
 
 	assert_non_null(strstr(err, path));
 	/* Nothing was migrated, dropped or even switched to WAL: the file is as it was. */
-	char *mode = sqlite_query_text(path, "PRAGMA journal_mode");
+	char *mode = testutil_sql_text(path, "PRAGMA journal_mode");
 	assert_string_equal(mode, "delete");
 	free(mode);
-	char *v = sqlite_query_text(path, "PRAGMA user_version");
+	char *v = testutil_sql_text(path, "PRAGMA user_version");
 	assert_string_equal(v, want);
 	free(v);
-	char *tables = sqlite_query_text(path, "SELECT group_concat(name) FROM sqlite_master");
+	char *tables = testutil_sql_text(path, "SELECT group_concat(name) FROM sqlite_master");
 	assert_string_equal(tables, "future");
 	free(tables);
 	free(sql);

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <sqlite3.h>
+
 #include "dripd/clock.h"
 #include "dripd/config.h"
 #include "dripd/content.h"
@@ -172,6 +174,34 @@ static inline const char *testutil_source_path(char *buf, size_t n, const char *
 /* ---- store, content and a struct dripd ------------------------------------------------ */
 
 /* store_open, failing the test with the store's error; ":memory:" for a private database. */
+/* Runs one statement on the database file at `path` through a connection of the test's
+ * own and returns the first column of its first row as text (fails the test without one). */
+static inline char *testutil_sql_text(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	char *out = NULL;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	out = xstrdup(sqlite3_column_text(s, 0) ? (const char *)sqlite3_column_text(s, 0) : "");
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return out;
+}
+
+/* Runs SQL statements on the database file at `path` (creating it) through a connection of
+ * the test's own. */
+static inline void testutil_sql_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	assert_int_equal(
+		sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+		SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 static inline struct store *testutil_store_open(const char *path)
 {
 	char err[512] = "";

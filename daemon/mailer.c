@@ -127,11 +127,14 @@ struct mailer_reply {
 	char text[200]; /* the reply's last line, or what went wrong */
 };
 
-/* libcurl's trace while it connects: the server's EHLO lines say what it offers. */
+/* libcurl's trace while it connects: the server's EHLO lines say what it offers. Only the
+ * last EHLO's count (after STARTTLS a server may offer other things). */
 static int mailer_trace_cb(CURL *e, curl_infotype type, char *data, size_t size, void *arg)
 {
 	struct mailer_conn *c = arg;
 	(void)e;
+	if (type == CURLINFO_HEADER_OUT && size >= 4 && strncasecmp(data, "EHLO", 4) == 0)
+		c->pipelining = c->size = c->smtputf8 = false;
 	if (type != CURLINFO_HEADER_IN || size < 5 || (data[3] != '-' && data[3] != ' '))
 		return 0;
 	if (size >= 14 && strncasecmp(data + 4, "PIPELINING", 10) == 0 &&

@@ -29,10 +29,11 @@
  * else (one shared queue had nine threads on one mutex: lock wake-ups were a sixth of the
  * loop's system time). A semaphore, not a mutex and a condition variable: the loop posts
  * once and the thread wakes once, where the condition variable's woken thread often found
- * the loop still holding the mutex and slept on it again (4.4 futex calls a message). Outcomes come back on a lock-free stack; the
- * pushing thread then calls uv_async_send, which wakes the loop once however many pushed,
- * and the loop drains every outcome in one callback. The Maildir path runs on the same
- * threads, so fsync never stalls the loop either.
+ * the loop still holding the mutex and slept on it again (4.4 futex calls a message).
+ * Outcomes come back on a lock-free stack; the pushing thread then calls uv_async_send,
+ * which wakes the loop once however many pushed, and the loop drains every outcome in one
+ * callback. The Maildir path runs on the same threads, so fsync never stalls the loop
+ * either.
  */
 
 #define MAILER_MAX_CONN 64
@@ -127,6 +128,15 @@ struct mailer_reply {
 	char text[200]; /* the reply's last line, or what went wrong */
 };
 
+/* Whether an EHLO reply line ("250-PIPELINING\r\n") offers `word`, alone or with
+ * parameters ("250-SIZE 10240000"). */
+static bool mailer_ehlo_offers(const char *line, size_t size, const char *word)
+{
+	size_t n = strlen(word);
+	return size >= 4 + n && strncasecmp(line + 4, word, n) == 0 &&
+	       (size == 4 + n || memchr("\r\n ", line[4 + n], 3));
+}
+
 /* libcurl's trace while it connects: the server's EHLO lines say what it offers. Only the
  * last EHLO's count (after STARTTLS a server may offer other things). */
 static int mailer_trace_cb(CURL *e, curl_infotype type, char *data, size_t size, void *arg)
@@ -137,15 +147,9 @@ static int mailer_trace_cb(CURL *e, curl_infotype type, char *data, size_t size,
 		c->pipelining = c->size = c->smtputf8 = false;
 	if (type != CURLINFO_HEADER_IN || size < 5 || (data[3] != '-' && data[3] != ' '))
 		return 0;
-	if (size >= 14 && strncasecmp(data + 4, "PIPELINING", 10) == 0 &&
-	    (size == 14 || data[14] == '\r' || data[14] == '\n' || data[14] == ' '))
-		c->pipelining = true;
-	if (size >= 8 && strncasecmp(data + 4, "SIZE", 4) == 0 &&
-	    (size == 8 || data[8] == '\r' || data[8] == '\n' || data[8] == ' '))
-		c->size = true;
-	if (size >= 12 && strncasecmp(data + 4, "SMTPUTF8", 8) == 0 &&
-	    (size == 12 || data[12] == '\r' || data[12] == '\n' || data[12] == ' '))
-		c->smtputf8 = true;
+	c->pipelining |= mailer_ehlo_offers(data, size, "PIPELINING");
+	c->size |= mailer_ehlo_offers(data, size, "SIZE");
+	c->smtputf8 |= mailer_ehlo_offers(data, size, "SMTPUTF8");
 	return 0;
 }
 
@@ -267,9 +271,7 @@ static bool mailer_conn_reply(struct mailer_conn *c, uint64_t deadline, struct m
 				while (t > 0 && (c->in[t - 1] == '\n' || c->in[t - 1] == '\r'))
 					t--;
 				snprintf(r->text, sizeof(r->text), "%.*s", (int)t, c->in);
-				r->code = len >= 3 && c->in[0] >= '1' && c->in[0] <= '5'
-						  ? atoi(c->in)
-						  : 0;
+				r->code = c->in[0] >= '1' && c->in[0] <= '5' ? atoi(c->in) : 0;
 			}
 			memmove(c->in, c->in + len, c->inlen - len);
 			c->inlen -= len;
@@ -446,11 +448,10 @@ static void mailer_deliver_smtp(struct mailer *m, struct mailer_conn *c, struct 
 	buf_adds(&env, "DATA\r\n");
 	/* Pipelined: the three commands in one write, then their three replies. Otherwise
 	 * each command alone. */
-	static const int want[] = { 250, 250, 354 };
 	size_t ends[] = { mail_end, rcpt_end, env.len }, from = 0;
-	bool ok = true, lost = false;
-	for (int i = 0; i < 3 && ok; i++) {
-		if (c->pipelining ? i == 0 : true) {
+	bool lost = false;
+	for (int i = 0; i < 3; i++) {
+		if (!c->pipelining || i == 0) {
 			size_t to = c->pipelining ? env.len : ends[i];
 			if (!mailer_conn_send(c, env.data + from, to - from,
 					      mailer_deadline(reply_ns, transfer_end), &rep)) {
@@ -463,7 +464,7 @@ static void mailer_deliver_smtp(struct mailer *m, struct mailer_conn *c, struct 
 			lost = true;
 			break;
 		}
-		bool good = want[i] == 354 ? rep.code == 354 : rep.code / 100 == 2;
+		bool good = i == 2 ? rep.code == 354 : rep.code / 100 == 2;
 		if (!good && !first_bad.code) {
 			first_bad = rep;
 			bad_step = i;
@@ -472,7 +473,7 @@ static void mailer_deliver_smtp(struct mailer *m, struct mailer_conn *c, struct 
 		 * to what was sent are still read, and a DATA the server took all the same is
 		 * ended with an empty message. */
 		if (!good && !c->pipelining)
-			ok = false;
+			break;
 		if (c->pipelining && i == 2 && rep.code == 354 && first_bad.code) {
 			struct mailer_reply ignored;
 			if (!mailer_conn_send(c, ".\r\n", 3,

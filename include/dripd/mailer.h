@@ -22,9 +22,9 @@
  * OK: accepted (2xx). TEMPFAIL: try later (4xx, no connection, a timeout before the message
  * was handed over, a full disk). BOUNCE: the address was refused (5xx at RCPT). PERMFAIL:
  * the sender, the transaction or the message was refused (5xx at MAIL, at DATA or after
- * the data), or the server lacks what the message needs (SMTPUTF8). UNCERTAIN: the connection was lost
- * after the whole message went out and before the server answered: it may have been
- * accepted, so it is never re-sent without a person.
+ * the data), or the server lacks what the message needs (SMTPUTF8). UNCERTAIN: the
+ * connection was lost after the whole message went out and before the server answered:
+ * it may have been accepted, so it is never re-sent without a person.
  */
 enum mailer_outcome {
 	MAILER_OK,

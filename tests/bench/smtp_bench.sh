@@ -284,19 +284,21 @@ cp "$db" "$work/bench.db"
 : >"$work/source.rates"
 : >"$work/curl.rates"
 : >"$work/loop.rates"
+# Set by ref_run through their names.
+cost_sink_curl='' machine_curl='' cost_sink_loop='' machine_loop=''
 : >"$work/dripd.runs"
 # CPU seconds a process (or one thread) used, from utime + stime in its stat file.
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "$1"; }
-# The sink's CPU a message since it had used SINK0 seconds: the other side's cost, which
-# shares the two cores with the sender measured.
 # Busy CPU seconds of the whole machine so far (all but idle and iowait), from /proc/stat.
 machine_cpu() { awk -v hz="$(getconf CLK_TCK)" \
 	'/^cpu / { printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat; }
-# The machine's busy CPU a message since it had used $1 seconds.
-machine_cost() { awk -v a="$1" -v b="$(machine_cpu)" -v n="$leads" \
-	'BEGIN { printf "%.0f", (b - a) * 1e6 / n }'; }
-sink_cost() { awk -v a="$1" -v b="$(cpu_of "/proc/$sink_pid/stat")" -v n="$leads" \
-	'BEGIN { printf "%.0f", (b - a) * 1e6 / n }'; }
+# Microseconds a message between CPU seconds BEFORE and AFTER.
+per_message() { awk -v a="$1" -v b="$2" -v n="$leads" 'BEGIN { printf "%.0f", (b - a) * 1e6 / n }'; }
+# The sink's CPU a message since it had used SINK0 seconds: the other side's cost, which
+# shares the two cores with the sender measured.
+sink_cost() { per_message "$1" "$(cpu_of "/proc/$sink_pid/stat")"; }
+# The machine's busy CPU a message since it had used M0 seconds.
+machine_cost() { per_message "$1" "$(machine_cpu)"; }
 source_run() { # RUN
 	say "smtp-source run $1/$runs: $leads messages, $conns connections"
 	local t0 t1 sink0 m0 TIMEFORMAT='%U %S' # `time` prints user and system seconds
@@ -317,27 +319,19 @@ source_run() { # RUN
 		>>"$work/source.rates"
 	say "  $(tail -1 "$work/source.rates") msg/s"
 }
-curl_run() { # RUN
-	say "curl_ref run $1/$runs"
+ref_run() { # NAME RUN: a reference sender, curl or loop (curl_ref, loop_ref); its rate goes
+	# to NAME.rates, its own CPU line to NAME.cost, the sink's and the machine's CPU a
+	# message to cost_sink_NAME and machine_NAME (of the last run)
+	say "$1_ref run $2/$runs"
 	local out sink0 m0
 	sink0=$(cpu_of "/proc/$sink_pid/stat")
 	m0=$(machine_cpu)
-	out=$("$work/curl_ref" "$url" "$leads" "$size" "$conns")
-	cost_sink_curl=$(sink_cost "$sink0")
-	machine_curl=$(machine_cost "$m0")
+	out=$("$work/$1_ref" "$url" "$leads" "$size" "$conns")
+	printf -v "cost_sink_$1" '%s' "$(sink_cost "$sink0")"
+	printf -v "machine_$1" '%s' "$(machine_cost "$m0")"
 	say "  $(head -1 <<<"$out")"
-	sed -n '1s/.*: \([0-9.]*\) msg\/s$/\1/p' <<<"$out" >>"$work/curl.rates"
-	sed -n '2s/^curl_ref: //p' <<<"$out" >"$work/curl.cost" # of the last run
-}
-loop_run() { # RUN
-	say "loop_ref run $1/$runs"
-	local out m0
-	m0=$(machine_cpu)
-	out=$("$work/loop_ref" "$url" "$leads" "$size" "$conns")
-	machine_loop=$(machine_cost "$m0")
-	say "  $(head -1 <<<"$out")"
-	sed -n '1s/.*: \([0-9.]*\) msg\/s$/\1/p' <<<"$out" >>"$work/loop.rates"
-	sed -n '2s/^loop_ref: //p' <<<"$out" >"$work/loop.cost" # of the last run
+	sed -n '1s/.*: \([0-9.]*\) msg\/s$/\1/p' <<<"$out" >>"$work/$1.rates"
+	sed -n "2s/^$1_ref: //p" <<<"$out" >"$work/$1.cost"
 }
 dripd_run() { # RUN: appends "rate secs cpu loop_cpu rss_kib" to dripd.runs
 	say "dripd run $1/$runs: $leads due leads, $conns connections"
@@ -445,8 +439,8 @@ dripd_run() { # RUN: appends "rate secs cpu loop_cpu rss_kib" to dripd.runs
 }
 for r in $(seq "$runs"); do
 	source_run "$r"
-	curl_run "$r"
-	loop_run "$r"
+	ref_run curl "$r"
+	ref_run loop "$r"
 	dripd_run "$r"
 done
 source_rate=$(median <"$work/source.rates")
@@ -458,15 +452,13 @@ read -r dripd_rate dripd_secs cpu_s loop_cpu_s _ <<<"$(sort -g "$work/dripd.runs
 rss_kib=$(awk '$5 > m { m = $5 } END { print m }' "$work/dripd.runs")
 rss_mib=$(awk -v k="$rss_kib" 'BEGIN { printf "%.1f\n", k / 1024 }')
 cpu_us=$(awk -v c="$cpu_s" -v n="$leads" 'BEGIN { printf "%.0f\n", c * 1e6 / n }')
-per_run() { # REFERENCE-RATES-FILE: "r1 r2 …", dripd's rate over the reference's, run by run
-	paste -d' ' <(cut -d' ' -f1 "$work/dripd.runs") "$1" |
-		awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2 }'
+ratios() { # RATES-FILE REFERENCE-RATES-FILE: "r1 r2 …", one rate over the other, run by run
+	paste -d' ' "$1" "$2" | awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2 }'
 }
-source_ratios=$(per_run "$work/source.rates")
-curl_ratios=$(per_run "$work/curl.rates")
-# loop_ref over smtp-source, run by run
-loop_ratios=$(paste -d' ' "$work/loop.rates" "$work/source.rates" |
-	awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2 }')
+cut -d' ' -f1 "$work/dripd.runs" >"$work/dripd.rates"
+source_ratios=$(ratios "$work/dripd.rates" "$work/source.rates")
+curl_ratios=$(ratios "$work/dripd.rates" "$work/curl.rates")
+loop_ratios=$(ratios "$work/loop.rates" "$work/source.rates")
 
 # --- the table ---------------------------------------------------------------------------
 # the median of space-separated ratios, to two decimals
@@ -488,6 +480,6 @@ dripd delivery benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $leads me
   a sender thread's time a message, last run: $senders
   context switches a message, last run: $switches (curl_ref: $(cat "$work/curl.cost"); loop_ref: $(cat "$work/loop.cost"))
 ${instructions:+  instructions a message, first run (callgrind): $instructions
-}  CPU a message, last run: smtp-source ${cost_source} us (its sink ${cost_sink_source} us), curl_ref sink ${cost_sink_curl} us, dripd's sink ${cost_sink_dripd} us
+}  CPU a message, last run: smtp-source ${cost_source} us (its sink ${cost_sink_source} us), curl_ref sink ${cost_sink_curl} us, loop_ref sink ${cost_sink_loop} us, dripd's sink ${cost_sink_dripd} us
   the machine's busy CPU a message, last run: smtp-source ${machine_source} us, curl_ref ${machine_curl} us, loop_ref ${machine_loop} us, dripd ${machine_dripd} us
 EOF

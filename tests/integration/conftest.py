@@ -204,7 +204,7 @@ class SmtpSink:
         self.messages = []          # (envelope_from, [rcpts], raw bytes)
         self.sessions = set()       # one per SMTP connection that sent MAIL
         self.rcpt_codes = {}        # address -> "550 5.1.1 no such user"
-        self.mail_code = None       # "553 5.7.1 sender refused": every MAIL answered so
+        self.mail_code = None       # "553 5.7.1 sender refused": every MAIL's answer
         self.drop_after_data = set()  # addresses whose DATA gets no answer
         self.stall = 0.0            # seconds to wait before answering the final dot
         self.pipelining = pipelining

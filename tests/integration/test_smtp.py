@@ -11,12 +11,12 @@ import time
 import pytest
 
 from conftest import DRIPD, SmtpSink, wait_for
+from test_skeleton import write_content
 
 # The server offers PIPELINING or not: dripd sends MAIL, RCPT and DATA in one write, or
 # each alone, and every outcome must be the same.
 BOTH_WAYS = pytest.mark.parametrize("smtp_sink", [False, True], ids=["one-by-one", "pipelined"],
                                     indirect=True)
-from test_skeleton import write_content
 
 ONE_STEP = {
     "journey.json": json.dumps({"stages": ["awareness", "customer"],
@@ -348,76 +348,79 @@ def test_pause_holds_all_mail_and_survives_a_restart(daemon_factory, tmp_path, s
     wait_for(lambda: len(smtp_sink.messages) == 4, 10, "q's held step after resume")
 
 
-def self_signed(folder):
-    """A certificate and key for "localhost", as a private CA's would be."""
-    cert, key = folder / "relay-cert.pem", folder / "relay-key.pem"
+@pytest.fixture
+def tls_relay(tmp_path):
+    """Starts SmtpSinks over TLS with a self-signed certificate for "localhost" (as a private
+    CA's would be): tls_relay(tls, **kwargs) returns (sink, certificate path). Every one is
+    stopped at the end."""
+    cert, key = tmp_path / "relay-cert.pem", tmp_path / "relay-key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
                     "-keyout", str(key), "-out", str(cert), "-days", "2",
                     "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
                    check=True, capture_output=True)
-    return cert, key
+    sinks = []
+
+    def start(tls, **kwargs):
+        sinks.append(SmtpSink(tls=tls, cert=(cert, key), **kwargs))
+        return sinks[-1], cert
+    yield start
+    for sink in sinks:
+        sink.stop()
+
+
+def first_outcome(d, email):
+    """The lead's first touch once its first attempt has an outcome (a last_error)."""
+    wait_for(lambda: d.ctl("lead", "show", email)["touches"][0].get("last_error"), 10,
+             "the first attempt's outcome")
+    return d.ctl("lead", "show", email)["touches"][0]
+
+
+def password_file(tmp_path, password):
+    path = tmp_path / "sam.password"
+    path.write_text(password + "\n")
+    return str(path)
 
 
 @pytest.mark.parametrize("tls", ["starttls", "implicit"])
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
-def test_tls_and_auth_with_a_private_ca_and_connections_reused(daemon_factory, tmp_path, tls):
-    cert, key = self_signed(tmp_path)
-    sink = SmtpSink(pipelining=True, tls=tls, cert=(cert, key), logins={"sam": "s3cret"})
-    try:
-        secret = tmp_path / "sam.password"
-        secret.write_text("s3cret\n")
-        d = smtp_daemon(daemon_factory, tmp_path, sink, username="sam",
-                        password_file=str(secret), ca_file=str(cert))
-        for i in range(6):
-            d.ctl("lead", "add", f"t{i}@example.org")
-        wait_for(lambda: len(sink.messages) == 6, 20, "6 messages over TLS")
-        # Every transaction ran authenticated, over TLS, on at most the two threads'
-        # connections: the session tickets TLS sends after the handshake do not look like
-        # a server that hung up.
-        assert sink.authenticated == [("sam", True)] * 6, sink.authenticated
-        assert 1 <= len(sink.sessions) <= 2, sink.sessions
-        assert used_pipelining(d, sink)
-        wait_for(lambda: d.ctl("status")["touches"]["sent"] == 6, 10, "6 sent touches")
-        assert d.stop() == 0
-    finally:
-        sink.stop()
+def test_tls_and_auth_with_a_private_ca_and_connections_reused(daemon_factory, tmp_path,
+                                                               tls_relay, tls):
+    sink, cert = tls_relay(tls, pipelining=True, logins={"sam": "s3cret"})
+    d = smtp_daemon(daemon_factory, tmp_path, sink, username="sam",
+                    password_file=password_file(tmp_path, "s3cret"), ca_file=str(cert))
+    for i in range(6):
+        d.ctl("lead", "add", f"t{i}@example.org")
+    wait_for(lambda: len(sink.messages) == 6, 20, "6 messages over TLS")
+    # Every transaction ran authenticated, over TLS, on at most the two threads'
+    # connections: the session tickets TLS sends after the handshake do not look like a
+    # server that hung up.
+    assert sink.authenticated == [("sam", True)] * 6, sink.authenticated
+    assert 1 <= len(sink.sessions) <= 2, sink.sessions
+    assert used_pipelining(d, sink)
+    wait_for(lambda: d.ctl("status")["touches"]["sent"] == 6, 10, "6 sent touches")
+    assert d.stop() == 0
 
 
-def test_a_wrong_password_defers_and_never_bounces(daemon_factory, tmp_path):
-    cert, key = self_signed(tmp_path)
-    sink = SmtpSink(tls="starttls", cert=(cert, key), logins={"sam": "s3cret"})
-    try:
-        secret = tmp_path / "sam.password"
-        secret.write_text("wrong\n")
-        d = smtp_daemon(daemon_factory, tmp_path, sink, username="sam",
-                        password_file=str(secret), ca_file=str(cert))
-        d.ctl("lead", "add", "maya@example.org")
-        wait_for(lambda: d.ctl("lead", "show", "maya@example.org")["touches"][0].get(
-            "last_error"), 10, "the first attempt's outcome")
-        shown = d.ctl("lead", "show", "maya@example.org")
-        assert shown["touches"][0]["state"] == "pending", shown["touches"]
-        assert shown["lead"]["status"] == "active"
-        assert "login denied" in shown["touches"][0]["last_error"].lower(), shown["touches"]
-        assert d.sql("SELECT count(*) FROM suppressions") == [(0,)]
-        assert sink.messages == []
-    finally:
-        sink.stop()
+def test_a_wrong_password_defers_and_never_bounces(daemon_factory, tmp_path, tls_relay):
+    sink, cert = tls_relay("starttls", logins={"sam": "s3cret"})
+    d = smtp_daemon(daemon_factory, tmp_path, sink, username="sam",
+                    password_file=password_file(tmp_path, "wrong"), ca_file=str(cert))
+    d.ctl("lead", "add", "maya@example.org")
+    touch = first_outcome(d, "maya@example.org")
+    assert touch["state"] == "pending", touch
+    assert d.ctl("lead", "show", "maya@example.org")["lead"]["status"] == "active"
+    assert "login denied" in touch["last_error"].lower(), touch
+    assert d.sql("SELECT count(*) FROM suppressions") == [(0,)]
+    assert sink.messages == []
 
 
-def test_a_relay_certificate_nobody_trusts_is_refused(daemon_factory, tmp_path):
-    cert, key = self_signed(tmp_path)
-    sink = SmtpSink(tls="implicit", cert=(cert, key))
-    try:
-        d = smtp_daemon(daemon_factory, tmp_path, sink)  # no ca_file: the system's CAs
-        d.ctl("lead", "add", "maya@example.org")
-        wait_for(lambda: d.ctl("lead", "show", "maya@example.org")["touches"][0].get(
-            "last_error"), 10, "the first attempt's outcome")
-        touch = d.ctl("lead", "show", "maya@example.org")["touches"][0]
-        error = touch["last_error"]
-        assert "certificate" in error.lower(), touch
-        assert sink.messages == []
-    finally:
-        sink.stop()
+def test_a_relay_certificate_nobody_trusts_is_refused(daemon_factory, tmp_path, tls_relay):
+    sink, _ = tls_relay("implicit")
+    d = smtp_daemon(daemon_factory, tmp_path, sink)  # no ca_file: the system's CAs
+    d.ctl("lead", "add", "maya@example.org")
+    touch = first_outcome(d, "maya@example.org")
+    assert "certificate" in touch["last_error"].lower(), touch
+    assert sink.messages == []
 
 
 def test_a_ca_file_that_cannot_be_read_is_a_config_error(daemon_factory, tmp_path):
